@@ -1,0 +1,251 @@
+"""The ``archipel`` command line: islands, datasets, queries, ingest and publish.
+
+Every command exits 0 on success and non-zero with a one-line ``error: ...`` on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from archipel.errors import ArchipelError, InvalidArgument
+
+__all__ = ["main", "build_parser"]
+
+
+def _client(args: argparse.Namespace):
+    from archipel.client import connect
+
+    return connect(args.island)
+
+
+def cmd_island_init(args: argparse.Namespace) -> int:
+    from island.config import IslandConfig, IslandSection, write_config
+
+    cfg = IslandConfig(root=Path(args.dir).resolve())
+    cfg.island = IslandSection(name=args.name, host=args.host, port=args.port, http_port=args.http_port)
+    if args.spark_master:
+        cfg.spark.master = args.spark_master
+    path = write_config(cfg)
+    print(f"wrote {path}; start it with: archipel island serve {args.dir}")
+    return 0
+
+
+def cmd_island_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "sqlglot"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        from island.server import serve
+    except ImportError as exc:
+        raise InvalidArgument(f"this install has no island parts ({exc}); pip install 'archipel[island]'") from None
+    serve(args.dir)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from archipel.cli.output import human_bytes
+
+    with _client(args) as c:
+        datasets = c.datasets(args.pattern or "")
+    if not datasets:
+        print("no datasets" + (f" match {args.pattern!r}" if args.pattern else ""))
+        return 0
+    width = max(len(d.name) for d in datasets)
+    print(f"{'name'.ljust(width)}  {'kind':8} {'origin':10} {'rows':>12} {'size':>10} {'parts':>6}  sky")
+    for d in datasets:
+        sky = f"{d.sky_fraction * 100:.3g}% ({d.ra_column}, {d.dec_column})" if d.ra_column else "-"
+        print(f"{d.name.ljust(width)}  {d.kind:8} {d.origin:10} {d.num_rows:>12} {human_bytes(d.num_bytes):>10}"
+              f" {d.num_partitions:>6}  {sky}")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from archipel.cli.output import human_bytes
+
+    with _client(args) as c:
+        d = c.describe(args.name)
+    print(f"dataset   {d.name}\nkind      {d.kind}\norigin    {d.origin}\ncreated   {d.created}")
+    print(f"rows      {d.num_rows}\nsize      {human_bytes(d.num_bytes)} in {d.num_partitions} partitions")
+    if d.ra_column:
+        print(f"sky       ra={d.ra_column} dec={d.dec_column}, {d.sky_fraction * 100:.4g}% of the sky")
+        print(f"moc       {d.moc[:200]}{' ...' if len(d.moc) > 200 else ''}")
+    print("schema")
+    for f in d.schema:
+        print(f"  {f.name}: {f.type}")
+    if args.partitions:
+        print("partitions")
+        for p in d.partitions:
+            where = f"order {p.order} pixel {p.pixel}" if p.order is not None else "-"
+            print(f"  {p.path}  {where}  rows={p.num_rows} bytes={p.num_bytes} adler32={p.adler32:08x}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from archipel.cli.output import Progress, format_table, human_bytes, write_result
+
+    with _client(args) as c, Progress("querying") as progress:
+        result = c.sql(args.sql, route=args.route, timeout=args.timeout, engine=args.engine,
+                       max_rows=args.max_rows)
+
+        def counted():
+            rows = nbytes = 0
+            for b in result:
+                rows += b.num_rows
+                nbytes += b.nbytes
+                progress.detail = f"{rows} rows, {human_bytes(nbytes)}"
+                yield b
+
+        if args.output:
+            rows = write_result(counted(), result.schema, args.output)
+            summary = f"wrote {rows} rows to {args.output}"
+        else:
+            import pyarrow as pa
+
+            table = pa.Table.from_batches(list(counted()), schema=result.schema)
+            summary = None
+    if summary:
+        print(summary)
+    else:
+        print(format_table(table, args.show))
+    if args.verbose and result.stats:
+        s = result.stats
+        print(f"engine {s.engine}, {s.num_rows} rows, {human_bytes(s.num_bytes)}, {s.elapsed_seconds * 1000:.1f} ms",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        print(c.explain(args.sql, route=args.route, engine=args.engine))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from archipel.cli.output import Progress
+
+    path = str(Path(args.path).expanduser().resolve())
+    with _client(args) as c, Progress(f"ingesting {args.path}"):
+        datasets = c.ingest(path, args.dataset, args.ra, args.dec)
+    for d in datasets:
+        print(f"ingested {d.name}: {d.kind}, {d.num_rows} rows in {d.num_partitions} partitions")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from archipel.cli.output import Progress
+
+    table = _read_local(args.path)
+    with _client(args) as c, Progress(f"publishing {args.path}") as progress:
+        progress.detail = f"{table.num_rows} rows"
+        d = c.publish(args.dataset, table, ra=args.ra, dec=args.dec)
+    print(f"published {d.name}: {d.kind}, {d.num_rows} rows in {d.num_partitions} partitions on {d.origin}")
+    return 0
+
+
+def _read_local(path: str):
+    import pyarrow as pa
+
+    p = Path(path)
+    if not p.exists():
+        raise InvalidArgument(f"{path} does not exist")
+    try:
+        if p.suffix.lower() == ".csv":
+            import pyarrow.csv as pcsv
+
+            return pcsv.read_csv(p)
+        if p.suffix.lower() in (".arrow", ".feather", ".ipc"):
+            import pyarrow.feather as feather
+
+            return feather.read_table(p)
+        import pyarrow.parquet as pq
+
+        return pq.read_table(p)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--island", metavar="HOST:PORT", default=argparse.SUPPRESS,
+                        help="island to talk to (default: $ARCHIPEL_ISLAND, else localhost:7770)")
+    parser = argparse.ArgumentParser(prog="archipel", description="Archipel: a federated data mesh for astronomy.",
+                                     parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    isl = sub.add_parser("island", help="create and run islands")
+    isub = isl.add_subparsers(dest="island_command", required=True, metavar="ACTION")
+    p = isub.add_parser("init", help="write DIR/archipel.toml for a new island")
+    p.add_argument("dir")
+    p.add_argument("--name", required=True, help="island name (letters, digits, _)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7770, help="gRPC port (default 7770)")
+    p.add_argument("--http-port", type=int, default=0, help="HTTP data port (0: none)")
+    p.add_argument("--spark-master", default="", help="Spark master URL (default local[2])")
+    p.set_defaults(func=cmd_island_init)
+    p = isub.add_parser("serve", help="run the island in DIR until SIGINT/SIGTERM")
+    p.add_argument("dir")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_island_serve)
+
+    p = sub.add_parser("datasets", help="list the datasets of the archipelago", parents=[common])
+    p.add_argument("pattern", nargs="?", help="glob on names, e.g. 'gaia*'")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("describe", help="schema, partitions and coverage of a dataset", parents=[common])
+    p.add_argument("name")
+    p.add_argument("--partitions", action="store_true", help="list every partition")
+    p.set_defaults(func=cmd_describe)
+
+    for name, func, helptext in (("query", cmd_query, "run read-only SQL and print or save the result"),
+                                 ("explain", cmd_explain, "show the plan of a query without running it")):
+        p = sub.add_parser(name, help=helptext, parents=[common])
+        p.add_argument("sql")
+        p.add_argument("--route", default="auto", choices=["auto", "local", "remote", "replicate"])
+        p.add_argument("--engine", default="auto", choices=["auto", "arrow", "spark"])
+        p.set_defaults(func=func)
+        if name == "query":
+            p.add_argument("-o", "--output", help="write all rows to FILE (.parquet, .csv or .arrow)")
+            p.add_argument("--timeout", type=float, default=None, help="seconds before the query is stopped")
+            p.add_argument("--max-rows", type=int, default=0, help="refuse results larger than this")
+            p.add_argument("--show", type=int, default=50, help="rows to print on the terminal (default 50)")
+            p.add_argument("-v", "--verbose", action="store_true", help="print engine and timing")
+
+    p = sub.add_parser("ingest", help="register a HATS catalog or Parquet on the island's disk", parents=[common])
+    p.add_argument("path")
+    p.add_argument("--dataset", required=True, help="catalog name, e.g. gaia_dr3.source")
+    p.add_argument("--ra", help="right ascension column (degrees)")
+    p.add_argument("--dec", help="declination column (degrees)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("publish", help="send a local Parquet/CSV/Arrow file as a new dataset", parents=[common])
+    p.add_argument("path")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--ra")
+    p.add_argument("--dec")
+    p.set_defaults(func=cmd_publish)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "island"):
+        args.island = None
+    try:
+        return args.func(args)
+    except ArchipelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

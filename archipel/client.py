@@ -1,0 +1,231 @@
+"""The synchronous client: ``archipel.connect(addr)`` and the reader a query returns."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pyarrow as pa
+
+from archipel.arrowwire import (
+    DEFAULT_CHUNK_BYTES,
+    MAX_MESSAGE_BYTES,
+    decode_chunks,
+    dense_schema,
+    encode_batches,
+    read_schema,
+    serialize_schema,
+    to_dense,
+)
+from archipel.errors import ArchipelError, Internal, InvalidArgument
+from archipel.names import check_dataset_name
+from archipel.types import DatasetInfo, QueryPlan, QueryStats, default_address, query_request, rpc_error
+from archipel.v1 import island_pb2 as pb
+from archipel.v1 import island_pb2_grpc as pb_grpc
+
+__all__ = ["connect", "Client", "QueryResult", "DatasetInfo", "PartitionInfo", "default_address", "CHANNEL_OPTIONS"]
+
+from archipel.types import PartitionInfo  # noqa: E402  (re-exported)
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+def as_table(data: Any) -> pa.Table:
+    """A pyarrow Table from a Table, RecordBatch, pandas DataFrame or dict of columns."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, dict):
+        return pa.table(data)
+    if type(data).__name__ == "DataFrame":
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise InvalidArgument(f"publish needs a pyarrow Table, RecordBatch, pandas DataFrame or dict, not {type(data).__name__}")
+
+
+def publish_messages(name: str, table: pa.Table, ra: str, dec: str) -> Iterator[pb.PublishRequest]:
+    schema = dense_schema(table.schema)
+    yield pb.PublishRequest(header=pb.PublishHeader(dataset=name, ra_column=ra, dec_column=dec, mode="create"))
+    yield pb.PublishRequest(arrow_schema=serialize_schema(schema))
+    batches = (to_dense(b, schema) for b in table.to_batches(max_chunksize=65_536))
+    for body, more, _rows in encode_batches(batches, DEFAULT_CHUNK_BYTES):
+        yield pb.PublishRequest(chunk=pb.ArrowChunk(body=bytes(body), more=more))
+
+
+class QueryResult:
+    """The answer of ``Client.sql``: iterate it for RecordBatches as they arrive, or read it whole.
+
+    The stream starts at the call; ``schema``, ``plan`` and ``query_id`` are known once the
+    header has arrived, ``stats`` once the last batch has.
+    """
+
+    def __init__(self, call: Any, address: str) -> None:
+        self._call = call
+        self._address = address
+        self._responses = iter(call)
+        self.stats: QueryStats | None = None
+        self._consumed = False
+        try:
+            first = next(self._responses)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, address) from None
+        except StopIteration:
+            raise Internal("the island closed the query stream without a header") from None
+        if first.WhichOneof("part") != "header":
+            raise Internal("the island's query stream did not start with a header")
+        self.query_id: str = first.header.query_id
+        self.schema: pa.Schema = read_schema(first.header.arrow_schema)
+        self.plan = QueryPlan.from_pb(first.header.plan)
+
+    def _chunks(self) -> Iterator[tuple[bytes, bool]]:
+        try:
+            for msg in self._responses:
+                kind = msg.WhichOneof("part")
+                if kind == "chunk":
+                    yield msg.chunk.body, msg.chunk.more
+                elif kind == "trailer":
+                    t = msg.trailer
+                    self.stats = QueryStats(t.num_rows, t.num_bytes, t.num_batches, t.elapsed_seconds, t.engine)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self._address) from None
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        if self._consumed:
+            raise InvalidArgument("this query result was already read")
+        self._consumed = True
+        yield from decode_chunks(self._chunks(), self.schema)
+        if self.stats is None:
+            raise Internal("the query stream ended without its trailer")
+
+    def read_all(self) -> pa.Table:
+        return pa.Table.from_batches(list(self), schema=self.schema)
+
+    def to_pandas(self, **kwargs: Any):
+        return self.read_all().to_pandas(**kwargs)
+
+    def cancel(self) -> None:
+        """Stops the query at the island (and its Spark jobs)."""
+        self._call.cancel()
+
+    close = cancel
+
+    def __enter__(self) -> QueryResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stats is None:
+            self.cancel()
+
+
+class Client:
+    """A connection to one island, and through it to the archipelago."""
+
+    def __init__(self, address: str | None = None, timeout: float | None = 30.0) -> None:
+        self.address = default_address(address)
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.IslandStub(self._channel)
+        self._names: list[str] | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _unary(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout if timeout is not None else self.timeout)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self.address) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<archipel.Client {self.address}>"
+
+    # -- catalog ----------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        m = self._unary("GetInfo", pb.GetInfoRequest())
+        return {f.name: getattr(m, f.name) for f in m.DESCRIPTOR.fields}
+
+    def datasets(self, pattern: str = "") -> list[DatasetInfo]:
+        """Every dataset of the archipelago (a glob ``pattern`` narrows the list)."""
+        resp = self._unary("ListDatasets", pb.ListDatasetsRequest(pattern=pattern))
+        out = [DatasetInfo.from_pb(d) for d in resp.datasets]
+        if not pattern:
+            self._names = [d.name for d in out]
+        return out
+
+    def describe(self, name: str) -> DatasetInfo:
+        """Schema, partitions and sky coverage of one dataset, without reading its data."""
+        check_dataset_name(name)
+        return DatasetInfo.from_pb(self._unary("DescribeDataset", pb.DescribeDatasetRequest(name=name)))
+
+    def __getitem__(self, name: str) -> DatasetInfo:
+        return self.describe(name)
+
+    def _ipython_key_completions_(self) -> list[str]:
+        """Dataset names for IPython's completion of ``client["gaia<TAB>``."""
+        if self._names is None:
+            try:
+                self.datasets()
+            except ArchipelError:
+                return []
+        return list(self._names or [])
+
+    # -- queries ----------------------------------------------------------------------------
+    def sql(self, query: str, route: str = "auto", timeout: float | None = None, *, engine: str = "auto",
+            max_rows: int = 0, max_bytes: int = 0, compression: str = "") -> QueryResult:
+        """Runs read-only Spark SQL over catalog datasets; returns a streaming reader."""
+        qid = uuid.uuid4().hex
+        request = query_request(query, route, engine, max_rows, max_bytes, qid, compression)
+        call = self._stub.Query(request, timeout=timeout)
+        return QueryResult(call, self.address)
+
+    def explain(self, query: str, route: str = "auto", *, engine: str = "auto") -> QueryPlan:
+        request = query_request(query, route, engine, 0, 0, "", "")
+        return QueryPlan.from_pb(self._unary("Explain", request))
+
+    def cancel(self, query_id: str) -> bool:
+        return self._unary("Cancel", pb.CancelRequest(query_id=query_id)).cancelled
+
+    # -- writes -----------------------------------------------------------------------------
+    def publish(self, name: str, table: Any, ra: str | None = None, dec: str | None = None,
+                timeout: float | None = None) -> DatasetInfo:
+        """Writes a new data product to the island: a HATS catalog when it has sky columns
+        (``ra``/``dec``, or recognised names), else a plain table."""
+        check_dataset_name(name)
+        table = as_table(table)
+        try:
+            resp = self._stub.Publish(publish_messages(name, table, ra or "", dec or ""), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self.address) from None
+        self._names = None
+        return DatasetInfo.from_pb(resp.dataset)
+
+    def ingest(self, path: str, dataset: str, ra: str | None = None, dec: str | None = None,
+               timeout: float | None = None) -> list[DatasetInfo]:
+        """Registers a path on the island's disk (HATS as it is; Parquet partitioned into HATS)."""
+        return self.ingest_many([(path, dataset, ra, dec)], timeout=timeout)
+
+    def ingest_many(self, items: list[tuple[str, str, str | None, str | None]],
+                    timeout: float | None = None) -> list[DatasetInfo]:
+        """Several ingests in one transaction: all datasets are registered, or none."""
+        request = pb.IngestRequest(items=[pb.IngestItem(path=str(p), dataset=d, ra_column=r or "", dec_column=c or "")
+                                          for p, d, r, c in items])
+        resp = self._unary("Ingest", request, timeout=timeout if timeout is not None else 3600)
+        self._names = None
+        return [DatasetInfo.from_pb(d) for d in resp.datasets]
+
+
+def connect(address: str | None = None, timeout: float | None = 30.0) -> Client:
+    """A client of the island at ``address`` (HOST:PORT; default $ARCHIPEL_ISLAND or localhost:7770)."""
+    return Client(address, timeout=timeout)

@@ -1,0 +1,297 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Route(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROUTE_AUTO: _ClassVar[Route]
+    ROUTE_LOCAL: _ClassVar[Route]
+    ROUTE_REMOTE: _ClassVar[Route]
+    ROUTE_REPLICATE: _ClassVar[Route]
+
+class Engine(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENGINE_AUTO: _ClassVar[Engine]
+    ENGINE_ARROW: _ClassVar[Engine]
+    ENGINE_SPARK: _ClassVar[Engine]
+ROUTE_AUTO: Route
+ROUTE_LOCAL: Route
+ROUTE_REMOTE: Route
+ROUTE_REPLICATE: Route
+ENGINE_AUTO: Engine
+ENGINE_ARROW: Engine
+ENGINE_SPARK: Engine
+
+class GetInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class IslandInfo(_message.Message):
+    __slots__ = ("name", "version", "protocol_version", "grpc_address", "http_url", "spark_ready", "spark_master", "spark_error", "datasets", "catalog_sequence")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HTTP_URL_FIELD_NUMBER: _ClassVar[int]
+    SPARK_READY_FIELD_NUMBER: _ClassVar[int]
+    SPARK_MASTER_FIELD_NUMBER: _ClassVar[int]
+    SPARK_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    protocol_version: int
+    grpc_address: str
+    http_url: str
+    spark_ready: bool
+    spark_master: str
+    spark_error: str
+    datasets: int
+    catalog_sequence: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., grpc_address: _Optional[str] = ..., http_url: _Optional[str] = ..., spark_ready: _Optional[bool] = ..., spark_master: _Optional[str] = ..., spark_error: _Optional[str] = ..., datasets: _Optional[int] = ..., catalog_sequence: _Optional[int] = ...) -> None: ...
+
+class ListDatasetsRequest(_message.Message):
+    __slots__ = ("pattern", "with_partitions")
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    WITH_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    pattern: str
+    with_partitions: bool
+    def __init__(self, pattern: _Optional[str] = ..., with_partitions: _Optional[bool] = ...) -> None: ...
+
+class ListDatasetsResponse(_message.Message):
+    __slots__ = ("datasets",)
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    datasets: _containers.RepeatedCompositeFieldContainer[Dataset]
+    def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ...) -> None: ...
+
+class DescribeDatasetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class Partition(_message.Message):
+    __slots__ = ("has_pixel", "order", "pixel", "path", "num_rows", "num_bytes", "adler32", "stats_json", "islands")
+    HAS_PIXEL_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
+    NUM_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ADLER32_FIELD_NUMBER: _ClassVar[int]
+    STATS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ISLANDS_FIELD_NUMBER: _ClassVar[int]
+    has_pixel: bool
+    order: int
+    pixel: int
+    path: str
+    num_rows: int
+    num_bytes: int
+    adler32: int
+    stats_json: str
+    islands: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, has_pixel: _Optional[bool] = ..., order: _Optional[int] = ..., pixel: _Optional[int] = ..., path: _Optional[str] = ..., num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., adler32: _Optional[int] = ..., stats_json: _Optional[str] = ..., islands: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Dataset(_message.Message):
+    __slots__ = ("name", "origin", "kind", "arrow_schema", "num_rows", "num_bytes", "ra_column", "dec_column", "hats_properties", "moc", "sky_fraction", "partitions", "num_partitions", "created")
+    class HatsPropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ARROW_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
+    NUM_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RA_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    DEC_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    HATS_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    MOC_FIELD_NUMBER: _ClassVar[int]
+    SKY_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    NUM_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    origin: str
+    kind: str
+    arrow_schema: bytes
+    num_rows: int
+    num_bytes: int
+    ra_column: str
+    dec_column: str
+    hats_properties: _containers.ScalarMap[str, str]
+    moc: str
+    sky_fraction: float
+    partitions: _containers.RepeatedCompositeFieldContainer[Partition]
+    num_partitions: int
+    created: str
+    def __init__(self, name: _Optional[str] = ..., origin: _Optional[str] = ..., kind: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., hats_properties: _Optional[_Mapping[str, str]] = ..., moc: _Optional[str] = ..., sky_fraction: _Optional[float] = ..., partitions: _Optional[_Iterable[_Union[Partition, _Mapping]]] = ..., num_partitions: _Optional[int] = ..., created: _Optional[str] = ...) -> None: ...
+
+class QueryRequest(_message.Message):
+    __slots__ = ("sql", "route", "engine", "max_rows", "max_bytes", "query_id", "compression")
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    sql: str
+    route: Route
+    engine: Engine
+    max_rows: int
+    max_bytes: int
+    query_id: str
+    compression: str
+    def __init__(self, sql: _Optional[str] = ..., route: _Optional[_Union[Route, str]] = ..., engine: _Optional[_Union[Engine, str]] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ..., query_id: _Optional[str] = ..., compression: _Optional[str] = ...) -> None: ...
+
+class QueryHeader(_message.Message):
+    __slots__ = ("query_id", "arrow_schema", "plan")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    ARROW_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    arrow_schema: bytes
+    plan: QueryPlan
+    def __init__(self, query_id: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., plan: _Optional[_Union[QueryPlan, _Mapping]] = ...) -> None: ...
+
+class ArrowChunk(_message.Message):
+    __slots__ = ("body", "more")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    body: bytes
+    more: bool
+    def __init__(self, body: _Optional[bytes] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class QueryTrailer(_message.Message):
+    __slots__ = ("num_rows", "num_bytes", "num_batches", "elapsed_seconds", "engine")
+    NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
+    NUM_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NUM_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    num_rows: int
+    num_bytes: int
+    num_batches: int
+    elapsed_seconds: float
+    engine: str
+    def __init__(self, num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., num_batches: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., engine: _Optional[str] = ...) -> None: ...
+
+class QueryResponse(_message.Message):
+    __slots__ = ("header", "chunk", "trailer")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
+    header: QueryHeader
+    chunk: ArrowChunk
+    trailer: QueryTrailer
+    def __init__(self, header: _Optional[_Union[QueryHeader, _Mapping]] = ..., chunk: _Optional[_Union[ArrowChunk, _Mapping]] = ..., trailer: _Optional[_Union[QueryTrailer, _Mapping]] = ...) -> None: ...
+
+class DatasetPlan(_message.Message):
+    __slots__ = ("dataset", "kind", "islands", "partitions_total", "partitions_read", "bytes_read", "pixels", "pruning", "placement")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ISLANDS_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_READ_FIELD_NUMBER: _ClassVar[int]
+    BYTES_READ_FIELD_NUMBER: _ClassVar[int]
+    PIXELS_FIELD_NUMBER: _ClassVar[int]
+    PRUNING_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    kind: str
+    islands: _containers.RepeatedScalarFieldContainer[str]
+    partitions_total: int
+    partitions_read: int
+    bytes_read: int
+    pixels: _containers.RepeatedScalarFieldContainer[str]
+    pruning: str
+    placement: str
+    def __init__(self, dataset: _Optional[str] = ..., kind: _Optional[str] = ..., islands: _Optional[_Iterable[str]] = ..., partitions_total: _Optional[int] = ..., partitions_read: _Optional[int] = ..., bytes_read: _Optional[int] = ..., pixels: _Optional[_Iterable[str]] = ..., pruning: _Optional[str] = ..., placement: _Optional[str] = ...) -> None: ...
+
+class QueryPlan(_message.Message):
+    __slots__ = ("engine", "engine_reason", "datasets", "rewritten_sql", "route")
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_REASON_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    REWRITTEN_SQL_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    engine: str
+    engine_reason: str
+    datasets: _containers.RepeatedCompositeFieldContainer[DatasetPlan]
+    rewritten_sql: str
+    route: str
+    def __init__(self, engine: _Optional[str] = ..., engine_reason: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetPlan, _Mapping]]] = ..., rewritten_sql: _Optional[str] = ..., route: _Optional[str] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("query_id",)
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    def __init__(self, query_id: _Optional[str] = ...) -> None: ...
+
+class CancelResponse(_message.Message):
+    __slots__ = ("cancelled",)
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    cancelled: bool
+    def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...
+
+class PublishHeader(_message.Message):
+    __slots__ = ("dataset", "ra_column", "dec_column", "mode")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    RA_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    DEC_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    ra_column: str
+    dec_column: str
+    mode: str
+    def __init__(self, dataset: _Optional[str] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
+
+class PublishRequest(_message.Message):
+    __slots__ = ("header", "arrow_schema", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    ARROW_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: PublishHeader
+    arrow_schema: bytes
+    chunk: ArrowChunk
+    def __init__(self, header: _Optional[_Union[PublishHeader, _Mapping]] = ..., arrow_schema: _Optional[bytes] = ..., chunk: _Optional[_Union[ArrowChunk, _Mapping]] = ...) -> None: ...
+
+class PublishResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: Dataset
+    def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
+
+class IngestItem(_message.Message):
+    __slots__ = ("path", "dataset", "ra_column", "dec_column")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    RA_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    DEC_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    dataset: str
+    ra_column: str
+    dec_column: str
+    def __init__(self, path: _Optional[str] = ..., dataset: _Optional[str] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ...) -> None: ...
+
+class IngestRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[IngestItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[IngestItem, _Mapping]]] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ("datasets",)
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    datasets: _containers.RepeatedCompositeFieldContainer[Dataset]
+    def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,326 @@
+"""The query planner: confines user SQL, resolves catalog names, prunes HEALPix partitions
+from sky predicates, and picks the engine. Pure logic over the catalog; no Spark, no gRPC.
+
+User SQL is Spark SQL. Only one read-only query over catalog datasets is accepted: no DDL, DML,
+``SET``, ``ADD JAR``, function registration, script transforms, Java reflection, table-valued
+functions or direct file reads (``parquet.`/etc```). Every dataset reference is rewritten to a
+per-query view over exactly the partition files that can match, so engines never see a path
+the planner did not choose.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from archipel.errors import InvalidArgument, NotFound, PermissionDenied
+from metacatalog.model import Dataset, Partition
+from metacatalog.sky import Cone, partitions_in_cone
+
+__all__ = ["TableScan", "QueryPlan", "plan_query", "cone_predicate_sql", "ENGINES"]
+
+ENGINES = ("arrow", "spark")
+
+_DENIED_NODES: tuple[type[exp.Expression], ...] = (
+    exp.DDL, exp.DML, exp.Command, exp.Set, exp.Cache, exp.Uncache, exp.Use, exp.Describe,
+    exp.Pragma, exp.Copy, exp.LoadData, exp.Transaction, exp.Commit, exp.Rollback, exp.Alter,
+    exp.Drop, exp.Create, exp.Insert, exp.Delete, exp.Update, exp.Merge, exp.QueryTransform,
+    exp.Refresh, exp.Grant, exp.Analyze, exp.Show, exp.Kill,
+)
+# Functions that reach outside the query: Java reflection, file names, configuration.
+_DENIED_FUNCTIONS = frozenset({
+    "reflect", "java_method", "try_reflect", "input_file_name", "input_file_block_start",
+    "input_file_block_length", "read_files", "read_parquet", "read_csv", "read_json",
+    "read_csv_auto", "read_text", "read_blob", "getenv", "current_setting", "set_config",
+    "url_decode_file", "spark_read",
+})
+_FILE_SOURCES = frozenset({"parquet", "json", "csv", "orc", "text", "avro", "binaryfile", "delta",
+                           "jdbc", "hive", "iceberg", "xml", "file"})
+_SKY_FUNCTIONS = ("cone",)
+
+
+@dataclass
+class TableScan:
+    """One reference to a dataset in the query, with the partitions it reads."""
+
+    view: str
+    dataset: Dataset
+    partitions: list[Partition]
+    cones: list[Cone] = field(default_factory=list)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(p.num_bytes for p in self.partitions)
+
+    @property
+    def pruning(self) -> str:
+        total = len(self.dataset.partitions)
+        if not self.cones:
+            if self.dataset.is_sky:
+                return "no sky predicate on this dataset's ra/dec columns: all partitions read"
+            return "not a sky dataset: all partitions read"
+        desc = " and ".join(f"cone({c.ra:g}, {c.dec:g}, r={c.radius:g} deg)" for c in self.cones)
+        return f"{desc}: {len(self.partitions)} of {total} HEALPix partitions can match"
+
+
+@dataclass
+class QueryPlan:
+    sql: str
+    tables: list[TableScan]
+    engine: str
+    engine_reason: str
+    spark_sql: str
+    duckdb_sql: str
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(t.bytes_read for t in self.tables)
+
+
+def _literal_number(node: exp.Expression) -> float | None:
+    neg = False
+    while isinstance(node, (exp.Neg, exp.Paren)):
+        if isinstance(node, exp.Neg):
+            neg = not neg
+        node = node.this
+    if isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            value = float(node.this)
+        except ValueError:
+            return None
+        return -value if neg else value
+    return None
+
+
+def cone_predicate_sql(ra: str, dec: str, ra0: str, dec0: str, radius: str) -> str:
+    """Exact angular-distance test (haversine) in plain SQL both engines run natively."""
+    return (
+        f"(2 * ASIN(SQRT(LEAST(1.0, POWER(SIN(RADIANS(({dec}) - ({dec0})) * 0.5), 2)"
+        f" + COS(RADIANS({dec})) * COS(RADIANS({dec0}))"
+        f" * POWER(SIN(RADIANS(({ra}) - ({ra0})) * 0.5), 2)))) <= RADIANS({radius}))"
+    )
+
+
+def _cone_args(node: exp.Expression) -> list[exp.Expression] | None:
+    """(ra, dec, ra0, dec0, r) of a cone(...) call or an ADQL CONTAINS(POINT, CIRCLE)."""
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "cone":
+        if len(node.expressions) != 5:
+            raise InvalidArgument("cone() takes 5 arguments: cone(ra, dec, ra0, dec0, radius_deg)")
+        return list(node.expressions)
+    if isinstance(node, exp.Contains):
+        point, circle = node.this, node.expression
+        ok = (
+            isinstance(point, exp.Anonymous) and point.name.lower() == "point" and len(point.expressions) == 3
+            and isinstance(circle, exp.Anonymous) and circle.name.lower() == "circle"
+            and len(circle.expressions) == 4
+        )
+        if not ok:
+            raise InvalidArgument(
+                "CONTAINS takes POINT('ICRS', ra, dec) and CIRCLE('ICRS', ra0, dec0, radius_deg)"
+            )
+        return [*point.expressions[1:], *circle.expressions[1:]]
+    return None
+
+
+def _check_cone_literals(args: list[exp.Expression]) -> Cone | None:
+    ra0, dec0, r = (_literal_number(a) for a in args[2:])
+    if None in (ra0, dec0, r):
+        return None
+    return Cone(ra0, dec0, r)  # raises InvalidArgument on a negative radius or |dec| > 90
+
+
+def _rewrite_sky(tree: exp.Expression) -> list[tuple[exp.Expression, list[exp.Expression]]]:
+    """Replaces sky predicates by native expressions; returns (predicate, args) of each."""
+    found: list[tuple[exp.Expression, list[exp.Expression]]] = []
+
+    def to_native(node: exp.Expression) -> exp.Expression:
+        args = _cone_args(node)
+        if args is None:
+            return node
+        _check_cone_literals(args)
+        text = cone_predicate_sql(*(a.sql(dialect="spark") for a in args))
+        pred = sqlglot.parse_one(text, read="spark")
+        if isinstance(node, exp.Contains):
+            parent = node.parent
+            other = None
+            if isinstance(parent, exp.EQ):
+                other = parent.expression if parent.this is node else parent.this
+            if other is not None and _literal_number(other) == 1.0:
+                parent.replace(pred)
+                found.append((pred, args))
+                return node  # detached now; the parent replacement is what counts
+            pred = exp.Case(ifs=[exp.If(this=pred, true=exp.Literal.number(1))], default=exp.Literal.number(0))
+        found.append((pred, args))
+        return pred
+
+    for node in list(tree.find_all(exp.Anonymous, exp.Contains)):
+        if node.parent is None and node is not tree:
+            continue
+        replacement = to_native(node)
+        if replacement is not node:
+            node.replace(replacement)
+    return found
+
+
+def _conjuncts(where: exp.Expression | None, keep: set[int]) -> list[exp.Expression]:
+    """The top-level AND terms of a WHERE; nodes whose id is in ``keep`` are not unwrapped."""
+    if where is None:
+        return []
+    node = where.this if isinstance(where, exp.Where) else where
+    out, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in keep:
+            out.append(n)
+        elif isinstance(n, exp.Paren):
+            stack.append(n.this)
+        elif isinstance(n, exp.And):
+            stack.extend([n.this, n.expression])
+        else:
+            out.append(n)
+    return out
+
+
+def _dataset_name(table: exp.Table) -> str:
+    parts = [p.name for p in table.parts]
+    return ".".join(parts)
+
+
+def plan_query(
+    sql: str,
+    lookup: Callable[[str], Dataset],
+    *,
+    engine: str = "auto",
+    arrow_max_aggregate_bytes: int = 2 * 1024**3,
+    view_prefix: str | None = None,
+) -> QueryPlan:
+    """Plans one user query. ``lookup(name)`` returns a Dataset or raises NotFound."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise InvalidArgument("empty query")
+    if len(sql) > 1_000_000:
+        raise InvalidArgument("query text is longer than 1 MB")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
+    except (ParseError, TokenError) as exc:
+        raise InvalidArgument(f"invalid SQL: {str(exc).splitlines()[0]}") from None
+    if len(statements) != 1:
+        raise InvalidArgument(f"expected exactly one statement, got {len(statements)}")
+    tree = statements[0]
+    for node in tree.walk():
+        if isinstance(node, _DENIED_NODES):
+            kind = str(node.this).upper() if isinstance(node, exp.Command) else node.key.upper()
+            raise PermissionDenied(f"only read-only SELECT queries are allowed; {kind} is refused")
+        if isinstance(node, exp.Func):
+            fname = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+            if fname in _DENIED_FUNCTIONS:
+                raise PermissionDenied(f"function {fname}() is not allowed in Archipel queries")
+    if not isinstance(tree, exp.Query):
+        raise InvalidArgument(f"invalid SQL: expected a SELECT query, got {sql.strip()[:60]!r}")
+
+    sky_preds = _rewrite_sky(tree)
+    prefix = view_prefix or f"q{uuid.uuid4().hex[:12]}"
+    cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    scans: list[TableScan] = []
+    scan_of_table: dict[int, TableScan] = {}
+    for i, table in enumerate(list(tree.find_all(exp.Table))):
+        if not isinstance(table.this, exp.Identifier):
+            raise PermissionDenied(
+                f"table-valued functions are not allowed: {table.this.sql(dialect='spark')}"
+            )
+        name = _dataset_name(table)
+        if len(table.parts) == 1 and name.lower() in cte_names:
+            continue
+        if len(table.parts) >= 2 and table.parts[0].name.lower() in _FILE_SOURCES and (
+            "/" in table.name or "." in table.name or ":" in table.name
+        ):
+            raise PermissionDenied(f"direct file reads are not allowed ({table.sql(dialect='spark')}); "
+                                   "query catalog datasets by name")
+        try:
+            ds = lookup(name)
+        except NotFound:
+            raise NotFound(f"unknown dataset {name!r} (see `archipel datasets`)") from None
+        view = f"{prefix}_{i}"
+        alias = table.alias or table.name
+        new = exp.Table(this=exp.to_identifier(view), alias=exp.TableAlias(this=exp.to_identifier(alias)))
+        table.replace(new)
+        scan = TableScan(view=view, dataset=ds, partitions=list(ds.partitions))
+        scans.append(scan)
+        scan_of_table[id(new)] = scan
+    if not scans:
+        raise InvalidArgument("the query reads no dataset; name a catalog dataset in FROM")
+
+    # Pruning: a cone conjunct in a SELECT's WHERE on one table's own ra/dec columns.
+    pred_ids = {id(p): args for p, args in sky_preds}
+    for select in tree.find_all(exp.Select):
+        sources: dict[str, TableScan] = {}
+        for t in select.find_all(exp.Table):
+            if t.parent_select is select and id(t) in scan_of_table:
+                sources[t.alias_or_name.lower()] = scan_of_table[id(t)]
+        if not sources:
+            continue
+        for conj in _conjuncts(select.args.get("where"), set(pred_ids)):
+            args = pred_ids.get(id(conj))
+            if args is None:
+                continue
+            ra, dec = args[0], args[1]
+            if not (isinstance(ra, exp.Column) and isinstance(dec, exp.Column)):
+                continue
+            quals = {ra.table.lower(), dec.table.lower()}
+            if len(quals) != 1:
+                continue
+            qual = quals.pop()
+            scan = sources.get(qual) if qual else (next(iter(sources.values())) if len(sources) == 1 else None)
+            if scan is None or not scan.dataset.is_sky:
+                continue
+            if (ra.name.lower(), dec.name.lower()) != (scan.dataset.ra_column.lower(), scan.dataset.dec_column.lower()):
+                continue
+            cone = _check_cone_literals(args)
+            if cone is None:
+                continue
+            scan.cones.append(cone)
+            keep = partitions_in_cone([(p.order, p.pixel) for p in scan.partitions], cone)
+            scan.partitions = [p for p, k in zip(scan.partitions, keep) if k]
+
+    # Name unaliased computed columns the same way in both engines.
+    for select in tree.find_all(exp.Select):
+        for j, proj in enumerate(select.expressions):
+            if not isinstance(proj, (exp.Column, exp.Star, exp.Alias)):
+                text = proj.sql(dialect="spark")
+                select.expressions[j] = exp.alias_(proj.copy(), text[:128], quoted=True)
+                select.expressions[j].parent = select
+
+    engine, reason = _choose_engine(tree, scans, engine, arrow_max_aggregate_bytes)
+    spark_sql = tree.sql(dialect="spark")
+    try:
+        duckdb_sql = tree.sql(dialect="duckdb")
+    except Exception as exc:  # sqlglot cannot express it in DuckDB: Spark only
+        duckdb_sql = ""
+        if engine == "arrow":
+            engine, reason = "spark", f"not expressible on the Arrow path ({exc})"
+    return QueryPlan(sql=sql, tables=scans, engine=engine, engine_reason=reason,
+                     spark_sql=spark_sql, duckdb_sql=duckdb_sql)
+
+
+def _choose_engine(tree: exp.Expression, scans: list[TableScan], wanted: str, max_agg_bytes: int) -> tuple[str, str]:
+    if wanted not in ("auto", *ENGINES):
+        raise InvalidArgument(f"unknown engine {wanted!r}; use auto, arrow or spark")
+    if wanted != "auto":
+        return wanted, f"engine {wanted} requested"
+    if len(scans) > 1:
+        return "spark", f"{len(scans)} dataset references (join or union): Spark"
+    if tree.find(exp.Window):
+        return "spark", "window function: Spark"
+    if tree.find(exp.Join) or tree.find(exp.Lateral) or tree.find(exp.Explode):
+        return "spark", "join or lateral view: Spark"
+    aggregate = tree.find(exp.AggFunc) is not None or tree.find(exp.Group) is not None
+    nbytes = scans[0].bytes_read
+    if aggregate and nbytes > max_agg_bytes:
+        return "spark", f"aggregate over {nbytes} bytes (> {max_agg_bytes}): Spark"
+    what = "aggregate" if aggregate else "scan/filter"
+    return "arrow", f"{what} over one dataset ({nbytes} bytes): Arrow path in process"
+

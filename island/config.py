@@ -1,0 +1,223 @@
+"""An island's configuration: ``DIR/archipel.toml`` loaded into dataclasses.
+
+Defaults are written once, here. Environment variables ``ARCHIPEL_<SECTION>_<KEY>`` override
+the file (``ARCHIPEL_QUERY_MAX_ROWS=1000``). Unknown sections or keys and values of the wrong
+type are refused with a message naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archipel.errors import InvalidArgument
+from archipel.names import check_dataset_name
+
+__all__ = ["IslandConfig", "IslandSection", "SparkSection", "QuerySection", "IngestSection",
+           "CONFIG_FILE", "load_config", "write_config", "DEFAULT_PORT"]
+
+CONFIG_FILE = "archipel.toml"
+DEFAULT_PORT = 7770
+
+
+@dataclass
+class IslandSection:
+    name: str = ""
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    http_port: int = 0  # 0: the HTTP data server is not started (it comes with replication)
+    data_dir: str = "data"
+
+
+@dataclass
+class SparkSection:
+    # "local[N]" by default; "spark://host:port" for a standalone cluster.
+    master: str = "local[2]"
+    driver_memory: str = "2g"
+    executor_memory: str = "1g"
+    start: bool = True  # start the session in the background when the island starts
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class QuerySection:
+    timeout_seconds: float = 600.0
+    max_rows: int = 0  # 0: no limit
+    max_bytes: int = 0  # 0: no limit
+    chunk_bytes: int = 3 * 1024 * 1024
+    # Aggregates over more than this many bytes of input go to Spark, smaller ones stay on Arrow.
+    arrow_max_aggregate_bytes: int = 2 * 1024**3
+    workers: int = 16  # concurrent RPCs
+
+
+@dataclass
+class IngestSection:
+    # Rows per HEALPix partition when partitioning plain Parquet into HATS.
+    partition_rows: int = 500_000
+    max_order: int = 10
+    # Folders the Ingest RPC may read from; empty: any path the island's user can read.
+    allowed_roots: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IslandConfig:
+    island: IslandSection = field(default_factory=IslandSection)
+    spark: SparkSection = field(default_factory=SparkSection)
+    query: QuerySection = field(default_factory=QuerySection)
+    ingest: IngestSection = field(default_factory=IngestSection)
+    root: Path = field(default=Path("."), compare=False)
+
+    @property
+    def data_path(self) -> Path:
+        p = Path(self.island.data_dir)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.sqlite"
+
+    @property
+    def address(self) -> str:
+        return f"{self.island.host}:{self.island.port}"
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(IslandConfig) if f.name != "root"}
+
+
+def _coerce(where: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "0", "false", "no"}:
+            return value.lower() in {"1", "true", "yes"}
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, int):
+            return value
+        elif isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif kind is dict:
+        if isinstance(value, dict) and all(isinstance(v, (str, int, float, bool)) for v in value.values()):
+            return {str(k): str(v) for k, v in value.items()}
+    elif kind is list:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        if isinstance(value, str):
+            return [v for v in value.split(",") if v]
+    raise InvalidArgument(f"{where}: expected {kind.__name__}, got {value!r}")
+
+
+def _apply(cfg: IslandConfig, data: dict[str, Any], source: str) -> None:
+    for section, values in data.items():
+        if section not in _SECTIONS:
+            raise InvalidArgument(f"{source}: unknown section [{section}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(values, dict):
+            raise InvalidArgument(f"{source}: [{section}] must be a table of keys")
+        target = getattr(cfg, section)
+        known = {f.name: f for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in known:
+                raise InvalidArgument(
+                    f"{source}: unknown key {key!r} in [{section}] (known: {', '.join(known)})"
+                )
+            setattr(target, key, _coerce(f"{source}: [{section}] {key}", value, getattr(target, key)))
+
+
+def _validate(cfg: IslandConfig, source: str) -> None:
+    name = cfg.island.name
+    if not name:
+        raise InvalidArgument(f"{source}: [island] name is required")
+    try:
+        check_dataset_name(name)
+        if "." in name:
+            raise InvalidArgument("dots are not allowed")
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{source}: [island] name {name!r} is not a valid island name ({exc})") from None
+    for key in ("port", "http_port"):
+        port = getattr(cfg.island, key)
+        if not 0 <= port <= 65535 or (key == "port" and port == 0):
+            raise InvalidArgument(f"{source}: [island] {key} {port} is not a valid TCP port")
+    for key in ("max_rows", "max_bytes", "chunk_bytes", "workers"):
+        if getattr(cfg.query, key) < 0:
+            raise InvalidArgument(f"{source}: [query] {key} must not be negative")
+    if cfg.query.chunk_bytes < 1024:
+        raise InvalidArgument(f"{source}: [query] chunk_bytes must be at least 1024")
+    if cfg.query.timeout_seconds <= 0:
+        raise InvalidArgument(f"{source}: [query] timeout_seconds must be positive")
+    if cfg.ingest.partition_rows < 1 or not 0 <= cfg.ingest.max_order <= 19:
+        raise InvalidArgument(f"{source}: [ingest] partition_rows must be >= 1 and max_order in 0..19")
+
+
+def load_config(island_dir: str | Path, environ: dict[str, str] | None = None) -> IslandConfig:
+    """Reads DIR/archipel.toml, then the ARCHIPEL_<SECTION>_<KEY> overrides; raises InvalidArgument."""
+    root = Path(island_dir).resolve()
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        raise InvalidArgument(f"{path} not found: create it with `archipel island init {island_dir} --name NAME`")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"{path}: not valid TOML: {exc}") from None
+    cfg = IslandConfig(root=root)
+    _apply(cfg, data, str(path))
+    env = os.environ if environ is None else environ
+    overrides: dict[str, dict[str, str]] = {}
+    for var, value in env.items():
+        if not var.startswith("ARCHIPEL_"):
+            continue
+        rest = var[len("ARCHIPEL_"):].lower()
+        section, _, key = rest.partition("_")
+        if section in _SECTIONS and key:
+            overrides.setdefault(section, {})[key] = value
+    _apply(cfg, overrides, "environment")
+    _validate(cfg, str(path))
+    return cfg
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def write_config(cfg: IslandConfig) -> Path:
+    """Writes the config (every key, defaults included, so operators see what they can set)."""
+    _validate(cfg, "island init")
+    cfg.root.mkdir(parents=True, exist_ok=True)
+    path = cfg.root / CONFIG_FILE
+    if path.exists():
+        raise InvalidArgument(f"{path} already exists; edit it instead")
+    lines = ["# Archipel island configuration; see docs/operator.md for every key."]
+    for section in _SECTIONS:
+        lines.append(f"\n[{section}]")
+        for f in dataclasses.fields(getattr(cfg, section)):
+            lines.append(f"{f.name} = {_toml_value(getattr(getattr(cfg, section), f.name))}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,50 @@
+"""Domain records to wire messages, at the servicer edge only."""
+
+from __future__ import annotations
+
+import json
+
+from archipel.v1 import island_pb2 as pb
+from federation.planner import QueryPlan
+from metacatalog.model import Dataset
+
+__all__ = ["dataset_to_pb", "plan_to_pb", "ROUTES", "ENGINES"]
+
+ROUTES = {pb.ROUTE_AUTO: "auto", pb.ROUTE_LOCAL: "local", pb.ROUTE_REMOTE: "remote", pb.ROUTE_REPLICATE: "replicate"}
+ENGINES = {pb.ENGINE_AUTO: "auto", pb.ENGINE_ARROW: "arrow", pb.ENGINE_SPARK: "spark"}
+
+
+def dataset_to_pb(ds: Dataset, island: str, num_partitions: int | None = None,
+                  replicas: dict[str, list[str]] | None = None) -> pb.Dataset:
+    replicas = replicas or {}
+    msg = pb.Dataset(
+        name=ds.name, origin=ds.origin, kind=ds.kind, arrow_schema=ds.arrow_schema,
+        num_rows=ds.num_rows, num_bytes=ds.num_bytes, ra_column=ds.ra_column, dec_column=ds.dec_column,
+        hats_properties=ds.hats_properties, moc=ds.moc, sky_fraction=ds.sky_fraction,
+        num_partitions=num_partitions if num_partitions is not None else len(ds.partitions),
+        created=ds.created,
+    )
+    for p in ds.partitions:
+        msg.partitions.append(pb.Partition(
+            has_pixel=p.has_pixel, order=p.order or 0, pixel=p.pixel or 0, path=p.path,
+            num_rows=p.num_rows, num_bytes=p.num_bytes, adler32=p.adler32,
+            stats_json=json.dumps(p.stats, default=str),
+            islands=[ds.origin, *[i for i in replicas.get(p.pid, []) if i != ds.origin]],
+        ))
+    return msg
+
+
+def plan_to_pb(plan: QueryPlan, route: str, island: str) -> pb.QueryPlan:
+    msg = pb.QueryPlan(engine=plan.engine, engine_reason=plan.engine_reason,
+                       rewritten_sql=plan.spark_sql, route=route)
+    for scan in plan.tables:
+        ds = scan.dataset
+        msg.datasets.append(pb.DatasetPlan(
+            dataset=ds.name, kind=ds.kind, islands=[ds.origin],
+            partitions_total=len(ds.partitions), partitions_read=len(scan.partitions),
+            bytes_read=scan.bytes_read,
+            pixels=[f"{p.order}/{p.pixel}" for p in scan.partitions if p.has_pixel],
+            pruning=scan.pruning,
+            placement="local" if ds.origin == island else f"remote:{ds.origin}",
+        ))
+    return msg

@@ -1,0 +1,185 @@
+"""The Spark engine: one warm SparkSession per island, started in the background.
+
+Each query gets its own ``newSession()`` (its own temp views and SQL settings over the shared
+SparkContext), reads exactly the planner's partition files as temp views, and runs in a job
+group named by the query id so that Cancel, a timeout or a vanished client stops its jobs.
+The result is spooled through Parquet in the island's spool folder and streamed from there:
+bounded memory however large the result, in the result's order (part files are written in
+partition order).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from archipel.arrowwire import read_schema
+from archipel.errors import ArchipelError, Cancelled, FailedPrecondition, InvalidArgument, Internal
+from federation.planner import QueryPlan
+from island.config import SparkSection
+from island.engines.base import Execution, normalize_batch, normalize_schema, scan_paths
+
+__all__ = ["SparkEngine"]
+
+logger = logging.getLogger(__name__)
+
+BATCH_ROWS = 65_536
+
+
+class SparkEngine:
+    name = "spark"
+
+    def __init__(self, cfg: SparkSection, spool_dir: Path, app_name: str = "archipel") -> None:
+        self.cfg = cfg
+        self.spool_dir = spool_dir
+        self.app_name = app_name
+        self.session = None
+        self.error = ""
+        self.ready = threading.Event()
+        self._failed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Starts the SparkSession in a background thread; queries wait for it."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._create, name="spark-start", daemon=True)
+            self._thread.start()
+
+    def _create(self) -> None:
+        t0 = time.monotonic()
+        try:
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            from pyspark.sql import SparkSession
+
+            builder = (
+                SparkSession.builder.master(self.cfg.master)
+                .appName(self.app_name)
+                .config("spark.driver.memory", self.cfg.driver_memory)
+                .config("spark.executor.memory", self.cfg.executor_memory)
+                .config("spark.driver.host", "127.0.0.1")
+                .config("spark.driver.bindAddress", "127.0.0.1")
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.sql.shuffle.partitions", "8")
+                .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+                .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+            )
+            for key, value in self.cfg.conf.items():
+                builder = builder.config(key, value)
+            self.session = builder.getOrCreate()
+            self.session.sparkContext.setLogLevel("ERROR")
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            # Warm up the reader and the planner once, so the first user query pays less.
+            self.session.range(1).count()
+            logger.info("Spark ready (%s) in %.1f s", self.cfg.master, time.monotonic() - t0)
+            self.ready.set()
+        except Exception as exc:  # reported by GetInfo and by every query that needs Spark
+            self.error = f"Spark failed to start on {self.cfg.master}: {exc}"
+            logger.error("%s", self.error)
+            self._failed.set()
+
+    def stop(self) -> None:
+        if self.session is not None:
+            try:
+                self.session.stop()
+            except Exception:  # the JVM may already be gone at shutdown
+                logger.debug("Spark stop failed", exc_info=True)
+            self.session = None
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready.is_set():
+            if self._failed.is_set():
+                raise FailedPrecondition(self.error)
+            if self._thread is None:
+                raise FailedPrecondition("Spark is not started on this island ([spark] start = false)")
+            if time.monotonic() > deadline:
+                raise FailedPrecondition("Spark is still starting on this island; try again shortly")
+            self.ready.wait(0.1)
+
+    # -- queries ------------------------------------------------------------------------
+    def execute(self, plan: QueryPlan, query_id: str, on_cancel: Callable[[Callable[[], None]], None],
+                timeout: float) -> Execution:
+        self.wait_ready(timeout)
+        session = self.session.newSession()
+        sc = session.sparkContext
+        out = self.spool_dir / query_id
+        cancelled = threading.Event()
+
+        def cancel() -> None:
+            cancelled.set()
+            try:
+                sc.cancelJobGroup(query_id)
+            except Exception:  # the context may be stopping
+                logger.debug("cancelJobGroup failed", exc_info=True)
+
+        on_cancel(cancel)
+        try:
+            sc.setJobGroup(query_id, plan.sql[:200], interruptOnCancel=True)
+            for scan in plan.tables:
+                paths = scan_paths(scan)
+                if paths:
+                    df = session.read.parquet(*paths)
+                else:  # everything pruned, or an empty dataset: an empty view with its columns
+                    df = session.createDataFrame(read_schema(scan.dataset.arrow_schema).empty_table())
+                df.createOrReplaceTempView(scan.view)
+            result = session.sql(plan.spark_sql)
+            result.write.mode("overwrite").parquet(str(out))
+        except ArchipelError:
+            raise
+        except Exception as exc:
+            shutil.rmtree(out, ignore_errors=True)
+            if cancelled.is_set():
+                raise Cancelled(f"query {query_id} was cancelled") from None
+            raise _spark_error(exc) from None
+        finally:
+            try:
+                sc.setLocalProperty("spark.jobGroup.id", None)
+            except Exception:
+                pass
+
+        files = sorted(out.glob("part-*.parquet"))
+        if files:
+            schema = normalize_schema(pq.read_schema(files[0]))
+        else:
+            from pyspark.sql.pandas.types import to_arrow_schema
+
+            schema = normalize_schema(to_arrow_schema(result.schema))
+
+        def batches():
+            try:
+                for f in files:
+                    if cancelled.is_set():
+                        return
+                    for batch in pq.ParquetFile(f).iter_batches(BATCH_ROWS):
+                        if batch.num_rows:
+                            yield normalize_batch(batch, schema)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+
+        return Execution(schema=schema, batches=batches(), close=lambda: shutil.rmtree(out, ignore_errors=True))
+
+
+def _spark_error(exc: Exception) -> ArchipelError:
+    text = str(exc)
+    first = next((line for line in text.splitlines() if line.strip()), text)
+    try:
+        from pyspark.errors import AnalysisException, ParseException
+
+        if isinstance(exc, (AnalysisException, ParseException)):
+            return InvalidArgument(f"query failed: {first[:500]}")
+    except ImportError:
+        pass
+    if "cancelled" in text.lower():
+        return Cancelled(f"query was cancelled: {first[:300]}")
+    logger.error("Spark query failed: %s", text[:2000])
+    return Internal(f"Spark query failed: {first[:500]}")

@@ -1,0 +1,138 @@
+"""Running queries: the registry Cancel looks in, and the loop that streams one query's
+results within its limits. Knows nothing of gRPC: it yields domain events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from archipel.arrowwire import encode_batches
+from archipel.errors import AlreadyExists, Cancelled, DeadlineExceeded, InvalidArgument, ResourceExhausted
+from federation.planner import QueryPlan
+
+__all__ = ["RunningQuery", "QueryRegistry", "Header", "Chunk", "Trailer", "stream_results"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunningQuery:
+    def __init__(self, query_id: str) -> None:
+        self.id = query_id
+        self.started = time.monotonic()
+        self.cancelled = threading.Event()
+        self.reason = ""
+        self._hooks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        with self._lock:
+            if not self.cancelled.is_set():
+                self._hooks.append(hook)
+                return
+        hook()
+
+    def cancel(self, reason: str = "cancelled") -> bool:
+        with self._lock:
+            if self.cancelled.is_set():
+                return False
+            self.reason = reason
+            self.cancelled.set()
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                logger.warning("cancel hook of query %s failed", self.id, exc_info=True)
+        return True
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            if self.reason == "timeout":
+                raise DeadlineExceeded(f"query {self.id} exceeded its timeout")
+            raise Cancelled(f"query {self.id} was {self.reason}")
+
+
+class QueryRegistry:
+    def __init__(self) -> None:
+        self._running: dict[str, RunningQuery] = {}
+        self._lock = threading.Lock()
+
+    def start(self, query_id: str = "") -> RunningQuery:
+        if query_id and (len(query_id) > 128 or not query_id.replace("-", "").replace("_", "").isalnum()):
+            raise InvalidArgument("query_id must be at most 128 letters, digits, - or _")
+        qid = query_id or uuid.uuid4().hex
+        with self._lock:
+            if qid in self._running:
+                raise AlreadyExists(f"a query with id {qid!r} is already running")
+            rq = self._running[qid] = RunningQuery(qid)
+        return rq
+
+    def finish(self, rq: RunningQuery) -> None:
+        with self._lock:
+            self._running.pop(rq.id, None)
+
+    def cancel(self, query_id: str, reason: str = "cancelled") -> bool:
+        with self._lock:
+            rq = self._running.get(query_id)
+        return rq.cancel(reason) if rq else False
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+
+@dataclass
+class Header:
+    query_id: str
+    schema: pa.Schema
+    plan: QueryPlan
+
+
+@dataclass
+class Chunk:
+    body: memoryview
+    more: bool
+
+
+@dataclass
+class Trailer:
+    num_rows: int
+    num_bytes: int
+    num_batches: int
+    elapsed: float
+    engine: str
+
+
+def stream_results(
+    rq: RunningQuery,
+    plan: QueryPlan,
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    *,
+    chunk_bytes: int,
+    max_rows: int,
+    max_bytes: int,
+    compression: str,
+) -> Iterator[Header | Chunk | Trailer]:
+    """Header, chunks and trailer of one query, stopping at its limits or its cancellation."""
+    yield Header(rq.id, schema, plan)
+    rows = nbytes = nbatches = 0
+    for batch in batches:
+        rq.raise_if_cancelled()
+        if max_rows and rows + batch.num_rows > max_rows:
+            raise ResourceExhausted(f"result exceeds the row limit of {max_rows} (set [query] max_rows or add LIMIT)")
+        for body, more, n in encode_batches([batch], chunk_bytes, compression or None):
+            nbytes += len(body)
+            if max_bytes and nbytes > max_bytes:
+                raise ResourceExhausted(f"result exceeds the byte limit of {max_bytes} (set [query] max_bytes)")
+            yield Chunk(body, more)
+        rows += batch.num_rows
+        nbatches += 1
+    rq.raise_if_cancelled()
+    yield Trailer(rows, nbytes, nbatches, time.monotonic() - rq.started, plan.engine)

@@ -1,0 +1,94 @@
+"""Running one island: the gRPC server in this process, Spark warming up in the background,
+and a clean stop on SIGINT/SIGTERM that stops everything the island started."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from archipel.arrowwire import MAX_MESSAGE_BYTES
+from archipel.errors import FailedPrecondition
+from archipel.v1 import island_pb2_grpc as pb_grpc
+from island.config import IslandConfig, load_config
+from island.engines import SparkEngine
+from island.ingest import Ingester
+from island.servicer import IslandServicer
+from metacatalog.store import CatalogStore
+
+__all__ = ["Island", "serve"]
+
+logger = logging.getLogger(__name__)
+
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class Island:
+    """One island's running parts."""
+
+    def __init__(self, cfg: IslandConfig) -> None:
+        self.cfg = cfg
+        cfg.data_path.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(cfg.data_path / ".staging", ignore_errors=True)  # leftovers of a crash
+        self.spool = cfg.root / "spool"
+        shutil.rmtree(self.spool, ignore_errors=True)
+        self.store = CatalogStore(cfg.catalog_path, cfg.island.name)
+        self.spark = SparkEngine(cfg.spark, self.spool, app_name=f"archipel-{cfg.island.name}")
+        self.ingester = Ingester(self.store, cfg.data_path, partition_rows=cfg.ingest.partition_rows,
+                                 max_order=cfg.ingest.max_order, allowed_roots=cfg.ingest.allowed_roots)
+        self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester)
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.query.workers,
+                                                             thread_name_prefix="rpc"),
+                                  options=GRPC_OPTIONS)
+        pb_grpc.add_IslandServicer_to_server(self.servicer, self.server)
+
+    def start(self) -> None:
+        try:
+            port = self.server.add_insecure_port(self.cfg.address)
+        except RuntimeError as exc:
+            raise FailedPrecondition(f"cannot listen on {self.cfg.address}: {exc}") from None
+        if port == 0:
+            raise FailedPrecondition(f"cannot listen on {self.cfg.address}: address in use?")
+        if self.cfg.spark.start:
+            self.spark.start()
+        self.server.start()
+        logger.info("island %s serving on %s", self.cfg.island.name, self.cfg.address)
+
+    def stop(self) -> None:
+        for qid in self.servicer.queries.running():
+            self.servicer.queries.cancel(qid, "cancelled: the island is stopping")
+        self.server.stop(grace=3).wait(5)
+        self.spark.stop()
+        self.store.close()
+        shutil.rmtree(self.spool, ignore_errors=True)
+        logger.info("island %s stopped", self.cfg.island.name)
+
+
+def serve(island_dir: str | Path) -> None:
+    """Runs the island in the foreground until SIGINT or SIGTERM."""
+    cfg = load_config(island_dir)
+    island = Island(cfg)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        logger.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    island.start()
+    print(f"island {cfg.island.name} serving on {cfg.address} (data in {cfg.data_path})", flush=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        island.stop()

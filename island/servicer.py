@@ -1,0 +1,219 @@
+"""The client-facing gRPC servicer: translates messages to calls on the island's parts and
+ArchipelErrors to status codes. No logic of its own beyond that translation."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+from collections.abc import Iterator
+
+import grpc
+
+from archipel import __version__
+from archipel.arrowwire import decode_chunks, dense_schema, read_schema, serialize_schema, to_dense
+from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument
+from archipel.names import check_dataset_name
+from archipel.v1 import island_pb2 as pb
+from archipel.v1 import island_pb2_grpc as pb_grpc
+from federation.planner import QueryPlan, plan_query
+from island.config import IslandConfig
+from island.convert import ENGINES, ROUTES, dataset_to_pb, plan_to_pb
+from island.engines import ArrowEngine, SparkEngine
+from island.ingest import Ingester, IngestItem
+from island.queries import Chunk, Header, QueryRegistry, Trailer, stream_results
+from metacatalog.store import CatalogStore
+
+__all__ = ["IslandServicer", "PROTOCOL_VERSION"]
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+_COMPRESSIONS = ("", "lz4", "zstd")
+
+
+def _status(err: ArchipelError) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN)
+
+
+def rpc(method):
+    """Maps ArchipelError to its status code, any other exception to INTERNAL with a log."""
+
+    @functools.wraps(method)
+    def unary(self, request, context):
+        try:
+            return method(self, request, context)
+        except ArchipelError as err:
+            context.abort(_status(err), err.message)
+        except grpc.RpcError:
+            raise
+        except Exception as exc:
+            logger.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed on the island: {exc}")
+
+    @functools.wraps(method)
+    def streaming(self, request, context):
+        try:
+            yield from method(self, request, context)
+        except ArchipelError as err:
+            context.abort(_status(err), err.message)
+        except grpc.RpcError:
+            raise
+        except Exception as exc:
+            logger.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed on the island: {exc}")
+
+    return streaming if inspect.isgeneratorfunction(method) else unary
+
+
+class IslandServicer(pb_grpc.IslandServicer):
+    def __init__(self, cfg: IslandConfig, store: CatalogStore, spark: SparkEngine, ingester: Ingester) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.spark = spark
+        self.arrow = ArrowEngine()
+        self.ingester = ingester
+        self.queries = QueryRegistry()
+        self._ingest_lock = threading.Lock()
+
+    # -- catalog --------------------------------------------------------------------------
+    @rpc
+    def GetInfo(self, request, context):
+        return pb.IslandInfo(
+            name=self.cfg.island.name, version=__version__, protocol_version=PROTOCOL_VERSION,
+            grpc_address=self.cfg.address, spark_ready=self.spark.ready.is_set(),
+            spark_master=self.cfg.spark.master, spark_error=self.spark.error,
+            datasets=len(self.store.dataset_names()), catalog_sequence=self.store.sequence(),
+        )
+
+    @rpc
+    def ListDatasets(self, request, context):
+        pattern = request.pattern
+        if len(pattern) > 256:
+            raise InvalidArgument("pattern is longer than 256 characters")
+        counts = self.store.partition_counts()
+        out = pb.ListDatasetsResponse()
+        for ds in self.store.datasets(pattern, with_partitions=request.with_partitions):
+            replicas = self.store.replica_islands(ds.name) if request.with_partitions else None
+            out.datasets.append(dataset_to_pb(ds, self.cfg.island.name, counts.get(ds.name, 0), replicas))
+        return out
+
+    @rpc
+    def DescribeDataset(self, request, context):
+        name = check_dataset_name(request.name)
+        ds = self.store.dataset(name)
+        return dataset_to_pb(ds, self.cfg.island.name, replicas=self.store.replica_islands(name))
+
+    # -- queries --------------------------------------------------------------------------
+    def _plan(self, request) -> tuple[QueryPlan, str]:
+        route = ROUTES.get(request.route)
+        engine = ENGINES.get(request.engine)
+        if route is None or engine is None:
+            raise InvalidArgument("unknown route or engine value")
+        if route in ("remote", "replicate"):
+            raise FailedPrecondition(
+                f"route={route!r} needs federation; this island has no peers, use route='local' or 'auto'"
+            )
+        plan = plan_query(request.sql, self.store.dataset, engine=engine,
+                          arrow_max_aggregate_bytes=self.cfg.query.arrow_max_aggregate_bytes)
+        return plan, route
+
+    @rpc
+    def Explain(self, request, context):
+        plan, route = self._plan(request)
+        return plan_to_pb(plan, route, self.cfg.island.name)
+
+    @rpc
+    def Query(self, request, context):
+        if request.compression not in _COMPRESSIONS:
+            raise InvalidArgument(f"compression must be one of {_COMPRESSIONS}")
+        q = self.cfg.query
+        rq = self.queries.start(request.query_id)
+        context.add_callback(lambda: rq.cancel("cancelled: the client went away"))
+        timeout = q.timeout_seconds
+        remaining = context.time_remaining()
+        if remaining is not None:
+            timeout = min(timeout, remaining)
+        timer = threading.Timer(timeout, rq.cancel, args=("timeout",))
+        timer.daemon = True
+        timer.start()
+        execution = None
+        try:
+            plan, route = self._plan(request)
+            engine = self.spark if plan.engine == "spark" else self.arrow
+            execution = engine.execute(plan, rq.id, rq.on_cancel, timeout)
+            rq.raise_if_cancelled()
+            limit_rows = min(x for x in (request.max_rows, q.max_rows) if x) if (request.max_rows or q.max_rows) else 0
+            limit_bytes = min(x for x in (request.max_bytes, q.max_bytes) if x) if (request.max_bytes or q.max_bytes) else 0
+            for part in stream_results(rq, plan, execution.schema, execution.batches,
+                                       chunk_bytes=q.chunk_bytes, max_rows=limit_rows, max_bytes=limit_bytes,
+                                       compression=request.compression):
+                if isinstance(part, Chunk):
+                    yield pb.QueryResponse(chunk=pb.ArrowChunk(body=bytes(part.body), more=part.more))
+                elif isinstance(part, Header):
+                    yield pb.QueryResponse(header=pb.QueryHeader(
+                        query_id=part.query_id, arrow_schema=serialize_schema(part.schema),
+                        plan=plan_to_pb(part.plan, route, self.cfg.island.name)))
+                elif isinstance(part, Trailer):
+                    yield pb.QueryResponse(trailer=pb.QueryTrailer(
+                        num_rows=part.num_rows, num_bytes=part.num_bytes, num_batches=part.num_batches,
+                        elapsed_seconds=part.elapsed, engine=part.engine))
+        except ArchipelError:
+            if rq.cancelled.is_set():
+                rq.raise_if_cancelled()
+            raise
+        finally:
+            timer.cancel()
+            if execution is not None:
+                execution.close()
+            self.queries.finish(rq)
+
+    @rpc
+    def Cancel(self, request, context):
+        return pb.CancelResponse(cancelled=self.queries.cancel(request.query_id))
+
+    # -- writes ---------------------------------------------------------------------------
+    @rpc
+    def Ingest(self, request, context):
+        items = [IngestItem(i.path, i.dataset, i.ra_column, i.dec_column) for i in request.items]
+        with self._ingest_lock:
+            datasets = self.ingester.ingest(items)
+        return pb.IngestResponse(datasets=[dataset_to_pb(d, self.cfg.island.name) for d in datasets])
+
+    @rpc
+    def Publish(self, request_iterator, context):
+        it = iter(request_iterator)
+        first = next(it, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument("publish must start with a header naming the dataset")
+        header = first.header
+        if header.mode not in ("", "create"):
+            raise InvalidArgument(f"publish mode {header.mode!r} is not supported yet (use 'create')")
+        name = check_dataset_name(header.dataset)
+        second = next(it, None)
+        if second is None or second.WhichOneof("part") != "arrow_schema":
+            raise InvalidArgument("publish must send the Arrow schema after the header")
+        try:
+            schema = dense_schema(read_schema(second.arrow_schema))
+        except Exception as exc:
+            raise InvalidArgument(f"publish: malformed Arrow schema: {exc}") from None
+
+        def chunks() -> Iterator[tuple[bytes, bool]]:
+            for msg in it:
+                if msg.WhichOneof("part") != "chunk":
+                    raise InvalidArgument("publish: expected only Arrow chunks after the schema")
+                yield msg.chunk.body, msg.chunk.more
+
+        def batches():
+            try:
+                for batch in decode_chunks(chunks(), schema):
+                    yield to_dense(batch, schema)
+            except ArchipelError:
+                raise
+            except Exception as exc:
+                raise InvalidArgument(f"publish: malformed Arrow data: {exc}") from None
+
+        with self._ingest_lock:
+            ds = self.ingester.publish(name, batches(), schema, header.ra_column, header.dec_column)
+        return pb.PublishResponse(dataset=dataset_to_pb(ds, self.cfg.island.name))

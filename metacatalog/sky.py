@@ -1,0 +1,118 @@
+"""HEALPix and MOC geometry of the catalog: cones to pixels, pixels to coverage.
+
+Nested HEALPix numbering throughout; HATS partitions are (order, pixel) pairs, rows carry a
+``_healpix_29`` index at order 29.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from archipel.errors import InvalidArgument
+
+__all__ = [
+    "Cone",
+    "healpix29",
+    "cone_pixels",
+    "partitions_in_cone",
+    "moc_from_pixels",
+    "check_cone",
+]
+
+HEALPIX_MAX_ORDER = 29
+
+
+class Cone:
+    """A cone on the sky in degrees: centre (ra, dec) and radius."""
+
+    __slots__ = ("ra", "dec", "radius")
+
+    def __init__(self, ra: float, dec: float, radius: float) -> None:
+        self.ra, self.dec, self.radius = check_cone(ra, dec, radius)
+
+    def __repr__(self) -> str:
+        return f"Cone(ra={self.ra}, dec={self.dec}, radius={self.radius})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cone) and (self.ra, self.dec, self.radius) == (other.ra, other.dec, other.radius)
+
+
+def check_cone(ra: float, dec: float, radius: float) -> tuple[float, float, float]:
+    try:
+        ra, dec, radius = float(ra), float(dec), float(radius)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"cone needs numbers for ra, dec and radius: {exc}") from None
+    if not all(np.isfinite([ra, dec, radius])):
+        raise InvalidArgument("cone ra, dec and radius must be finite numbers")
+    if not -90.0 <= dec <= 90.0:
+        raise InvalidArgument(f"cone dec {dec} is outside [-90, 90] degrees")
+    if radius < 0:
+        raise InvalidArgument(f"cone radius {radius} is negative")
+    return ra % 360.0, dec, min(radius, 180.0)
+
+
+def healpix29(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """The order-29 nested HEALPix index of each position (degrees)."""
+    import astropy.units as u
+    from astropy.coordinates import Latitude, Longitude
+    from cdshealpix.nested import lonlat_to_healpix
+
+    ra = np.asarray(ra, dtype=np.float64)
+    dec = np.asarray(dec, dtype=np.float64)
+    if ra.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if not (np.isfinite(ra).all() and np.isfinite(dec).all()):
+        raise InvalidArgument("sky columns contain null, NaN or infinite positions")
+    if (np.abs(dec) > 90).any():
+        raise InvalidArgument("declination values outside [-90, 90] degrees")
+    pix = lonlat_to_healpix(Longitude(ra % 360.0, unit=u.deg), Latitude(dec, unit=u.deg), HEALPIX_MAX_ORDER)
+    return np.asarray(pix, dtype=np.int64)
+
+
+def cone_pixels(cone: Cone, order: int) -> np.ndarray:
+    """Every pixel of the given order that overlaps the cone (conservative: never misses one)."""
+    import astropy.units as u
+    from astropy.coordinates import Angle, Latitude, Longitude
+    from cdshealpix.nested import cone_search
+
+    if cone.radius >= 180.0:
+        return np.arange(12 * 4**order, dtype=np.int64)
+    ipix, _depth, _full = cone_search(
+        Longitude(cone.ra, unit=u.deg),
+        Latitude(cone.dec, unit=u.deg),
+        Angle(max(cone.radius, 1e-9), unit=u.deg),
+        depth=order,
+        flat=True,
+    )
+    return np.unique(np.asarray(ipix, dtype=np.int64))
+
+
+def partitions_in_cone(pixels: Sequence[tuple[int, int]], cone: Cone) -> list[bool]:
+    """For (order, pixel) partitions of mixed orders, whether each can hold rows in the cone."""
+    if not pixels:
+        return []
+    depth = max(o for o, _ in pixels)
+    cells = cone_pixels(cone, depth)
+    out = []
+    for order, pixel in pixels:
+        shift = 2 * (depth - order)
+        lo, hi = pixel << shift, (pixel + 1) << shift
+        i = np.searchsorted(cells, lo)
+        out.append(bool(i < len(cells) and cells[i] < hi))
+    return out
+
+
+def moc_from_pixels(pixels: Iterable[tuple[int, int]]) -> tuple[str, float]:
+    """The coverage of (order, pixel) cells as an ASCII MOC and its sky fraction."""
+    from mocpy import MOC
+
+    pixels = list(pixels)
+    if not pixels:
+        return "", 0.0
+    orders = np.array([o for o, _ in pixels], dtype=np.uint8)
+    ipix = np.array([p for _, p in pixels], dtype=np.uint64)
+    max_depth = int(orders.max())
+    moc = MOC.from_healpix_cells(ipix, orders, max_depth)
+    return moc.to_string(format="ascii").strip(), float(moc.sky_fraction)

@@ -1,0 +1,256 @@
+"""The metacatalog store: SQLite in WAL mode, one file per island.
+
+Every write goes through ``transaction()`` and appends to the change log, numbered by a
+per-origin sequence, in the same SQLite transaction as the records it describes: a reader
+never sees a record without its change, nor half of a multi-dataset ingest.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from archipel.errors import AlreadyExists, FailedPrecondition, NotFound
+from metacatalog.model import Change, Dataset, Partition
+
+__all__ = ["CatalogStore", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    root TEXT NOT NULL,
+    arrow_schema BLOB NOT NULL,
+    num_rows INTEGER NOT NULL,
+    num_bytes INTEGER NOT NULL,
+    ra_column TEXT NOT NULL DEFAULT '',
+    dec_column TEXT NOT NULL DEFAULT '',
+    hats_properties TEXT NOT NULL DEFAULT '{}',
+    moc TEXT NOT NULL DEFAULT '',
+    sky_fraction REAL NOT NULL DEFAULT 0,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    pid TEXT NOT NULL,
+    norder INTEGER,
+    npix INTEGER,
+    path TEXT NOT NULL,
+    num_rows INTEGER NOT NULL,
+    num_bytes INTEGER NOT NULL,
+    adler32 INTEGER NOT NULL,
+    stats TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (dataset, pid)
+);
+CREATE INDEX IF NOT EXISTS partitions_pixel ON partitions(dataset, norder, npix);
+CREATE TABLE IF NOT EXISTS replicas (
+    dataset TEXT NOT NULL,
+    pid TEXT NOT NULL,
+    island TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (dataset, pid, island)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    origin TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    op TEXT NOT NULL,
+    key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    ts REAL NOT NULL,
+    PRIMARY KEY (origin, seq)
+);
+"""
+
+
+def _dataset_payload(ds: Dataset) -> dict[str, Any]:
+    d = asdict(ds)
+    d["arrow_schema"] = ds.arrow_schema.hex()
+    d["partitions"] = [asdict(p) for p in ds.partitions]
+    return d
+
+
+class CatalogStore:
+    """The island's metacatalog. Thread-safe: one connection per thread, writes serialized."""
+
+    def __init__(self, path: str | Path, island: str) -> None:
+        self.path = Path(path)
+        self.island = island
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._init_schema()
+
+    # -- connections ---------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def _init_schema(self) -> None:
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('island', ?)", (self.island,))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise FailedPrecondition(
+                f"catalog {self.path} has schema version {row[0]}, this island needs {SCHEMA_VERSION}"
+            )
+        owner = conn.execute("SELECT value FROM meta WHERE key='island'").fetchone()
+        if owner and owner[0] != self.island:
+            raise FailedPrecondition(f"catalog {self.path} belongs to island {owner[0]!r}, not {self.island!r}")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Writer]:
+        """A write transaction: everything inside commits together or not at all."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Writer(self, conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- reads ---------------------------------------------------------------------------
+    def sequence(self, origin: str | None = None) -> int:
+        row = self._conn().execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE origin=?", (origin or self.island,)
+        ).fetchone()
+        return int(row[0])
+
+    def changes(self, origin: str | None = None, after: int = 0, limit: int = 10_000) -> list[Change]:
+        rows = self._conn().execute(
+            "SELECT origin, seq, op, key, payload, ts FROM changes WHERE origin=? AND seq>? ORDER BY seq LIMIT ?",
+            (origin or self.island, after, limit),
+        ).fetchall()
+        return [Change(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    def dataset_names(self, pattern: str = "") -> list[str]:
+        names = [r[0] for r in self._conn().execute("SELECT name FROM datasets ORDER BY name")]
+        return [n for n in names if not pattern or fnmatchcase(n, pattern)]
+
+    def has_dataset(self, name: str) -> bool:
+        return self._conn().execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone() is not None
+
+    def dataset(self, name: str, with_partitions: bool = True) -> Dataset:
+        conn = self._conn()
+        row = conn.execute(
+            "SELECT name, origin, kind, root, arrow_schema, num_rows, num_bytes, ra_column, dec_column,"
+            " hats_properties, moc, sky_fraction, created FROM datasets WHERE name=?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"unknown dataset {name!r}")
+        parts: tuple[Partition, ...] = ()
+        if with_partitions:
+            parts = tuple(
+                Partition(
+                    path=p[0], num_rows=p[1], num_bytes=p[2], adler32=p[3], order=p[4], pixel=p[5],
+                    stats=json.loads(p[6]),
+                )
+                for p in conn.execute(
+                    "SELECT path, num_rows, num_bytes, adler32, norder, npix, stats FROM partitions"
+                    " WHERE dataset=? ORDER BY norder, npix, path",
+                    (name,),
+                )
+            )
+        return Dataset(
+            name=row[0], origin=row[1], kind=row[2], root=row[3], arrow_schema=bytes(row[4]),
+            num_rows=row[5], num_bytes=row[6], ra_column=row[7], dec_column=row[8],
+            hats_properties=json.loads(row[9]), moc=row[10], sky_fraction=row[11], created=row[12],
+            partitions=parts,
+        )
+
+    def datasets(self, pattern: str = "", with_partitions: bool = False) -> list[Dataset]:
+        return [self.dataset(n, with_partitions) for n in self.dataset_names(pattern)]
+
+    def partition_counts(self) -> dict[str, int]:
+        return dict(self._conn().execute("SELECT dataset, COUNT(*) FROM partitions GROUP BY dataset").fetchall())
+
+    def replica_islands(self, dataset: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for pid, island in self._conn().execute(
+            "SELECT pid, island FROM replicas WHERE dataset=? ORDER BY island", (dataset,)
+        ):
+            out.setdefault(pid, []).append(island)
+        return out
+
+
+class _Writer:
+    """Writes inside one transaction; every write appends its change."""
+
+    def __init__(self, store: CatalogStore, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self._conn = conn
+
+    def _log(self, op: str, key: str, payload: dict[str, Any]) -> int:
+        origin = self._store.island
+        seq = self._conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE origin=?", (origin,)
+        ).fetchone()[0]
+        self._conn.execute(
+            "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?)",
+            (origin, seq, op, key, json.dumps(payload, default=str), time.time()),
+        )
+        return int(seq)
+
+    def put_dataset(self, ds: Dataset, replace: bool = False) -> int:
+        exists = self._conn.execute("SELECT 1 FROM datasets WHERE name=?", (ds.name,)).fetchone()
+        if exists and not replace:
+            raise AlreadyExists(f"dataset {ds.name!r} already exists")
+        if exists:
+            self._conn.execute("DELETE FROM partitions WHERE dataset=?", (ds.name,))
+            self._conn.execute("DELETE FROM datasets WHERE name=?", (ds.name,))
+        self._conn.execute(
+            "INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                ds.name, ds.origin, ds.kind, ds.root, ds.arrow_schema, ds.num_rows, ds.num_bytes,
+                ds.ra_column, ds.dec_column, json.dumps(ds.hats_properties), ds.moc, ds.sky_fraction,
+                ds.created,
+            ),
+        )
+        self.put_partitions(ds.name, ds.partitions, log=False)
+        return self._log("dataset.put", ds.name, _dataset_payload(ds))
+
+    def put_partitions(self, dataset: str, parts: Iterable[Partition], log: bool = True) -> None:
+        rows = [
+            (dataset, p.pid, p.order, p.pixel, p.path, p.num_rows, p.num_bytes, p.adler32,
+             json.dumps(p.stats, default=str))
+            for p in parts
+        ]
+        self._conn.executemany("INSERT INTO partitions VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        if log:
+            self._log("partitions.put", dataset, {"partitions": [r[1] for r in rows]})
+
+    def delete_dataset(self, name: str) -> int:
+        if not self._conn.execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone():
+            raise NotFound(f"unknown dataset {name!r}")
+        self._conn.execute("DELETE FROM partitions WHERE dataset=?", (name,))
+        self._conn.execute("DELETE FROM replicas WHERE dataset=?", (name,))
+        self._conn.execute("DELETE FROM datasets WHERE name=?", (name,))
+        return self._log("dataset.delete", name, {})
