@@ -183,9 +183,13 @@ class Client:
 
     # -- queries ----------------------------------------------------------------------------
     def sql(self, query: str, route: str = "auto", timeout: float | None = None, *, engine: str = "auto",
-            max_rows: int = 0, max_bytes: int = 0, compression: str = "") -> QueryResult:
-        """Runs read-only Spark SQL over catalog datasets; returns a streaming reader."""
-        qid = uuid.uuid4().hex
+            max_rows: int = 0, max_bytes: int = 0, compression: str = "", query_id: str = "") -> QueryResult:
+        """Runs read-only Spark SQL over catalog datasets; returns a streaming reader.
+
+        ``route``: auto, local, remote or replicate; ``engine``: auto, arrow or spark;
+        ``compression``: "", "lz4" or "zstd" (Arrow IPC body compression on the wire).
+        """
+        qid = query_id or uuid.uuid4().hex
         request = query_request(query, route, engine, max_rows, max_bytes, qid, compression)
         call = self._stub.Query(request, timeout=timeout)
         return QueryResult(call, self.address)

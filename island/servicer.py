@@ -85,6 +85,7 @@ class IslandServicer(pb_grpc.IslandServicer):
             grpc_address=self.cfg.address, spark_ready=self.spark.ready.is_set(),
             spark_master=self.cfg.spark.master, spark_error=self.spark.error,
             datasets=len(self.store.dataset_names()), catalog_sequence=self.store.sequence(),
+            running_queries=len(self.queries.running()), spark_active_jobs=self.spark.active_jobs(),
         )
 
     @rpc

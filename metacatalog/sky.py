@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 HEALPIX_MAX_ORDER = 29
+WIDE_CONE_DEG = 90.0
 
 
 class Cone:
@@ -77,7 +78,9 @@ def cone_pixels(cone: Cone, order: int) -> np.ndarray:
     from astropy.coordinates import Angle, Latitude, Longitude
     from cdshealpix.nested import cone_search
 
-    if cone.radius >= 180.0:
+    if cone.radius >= WIDE_CONE_DEG:
+        # cdshealpix drops cells for cones near a hemisphere or wider (seen at 179 deg); such a
+        # cone covers half the sky or more, so every pixel is kept rather than risk a miss.
         return np.arange(12 * 4**order, dtype=np.int64)
     ipix, _depth, _full = cone_search(
         Longitude(cone.ra, unit=u.deg),

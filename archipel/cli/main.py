@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -43,7 +44,11 @@ def cmd_island_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise InvalidArgument(f"this install has no island parts ({exc}); pip install 'archipel[island]'") from None
     serve(args.dir)
-    return 0
+    # Everything the island started is stopped; RPC threads still blocked in a dead JVM call
+    # must not hold the process open.
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IslandInfo(_message.Message):
-    __slots__ = ("name", "version", "protocol_version", "grpc_address", "http_url", "spark_ready", "spark_master", "spark_error", "datasets", "catalog_sequence")
+    __slots__ = ("name", "version", "protocol_version", "grpc_address", "http_url", "spark_ready", "spark_master", "spark_error", "datasets", "catalog_sequence", "running_queries", "spark_active_jobs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,8 @@ class IslandInfo(_message.Message):
     SPARK_ERROR_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     CATALOG_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    SPARK_ACTIVE_JOBS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     protocol_version: int
@@ -53,7 +55,9 @@ class IslandInfo(_message.Message):
     spark_error: str
     datasets: int
     catalog_sequence: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., grpc_address: _Optional[str] = ..., http_url: _Optional[str] = ..., spark_ready: _Optional[bool] = ..., spark_master: _Optional[str] = ..., spark_error: _Optional[str] = ..., datasets: _Optional[int] = ..., catalog_sequence: _Optional[int] = ...) -> None: ...
+    running_queries: int
+    spark_active_jobs: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., grpc_address: _Optional[str] = ..., http_url: _Optional[str] = ..., spark_ready: _Optional[bool] = ..., spark_master: _Optional[str] = ..., spark_error: _Optional[str] = ..., datasets: _Optional[int] = ..., catalog_sequence: _Optional[int] = ..., running_queries: _Optional[int] = ..., spark_active_jobs: _Optional[int] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ("pattern", "with_partitions")

@@ -87,13 +87,40 @@ class SparkEngine:
             logger.error("%s", self.error)
             self._failed.set()
 
-    def stop(self) -> None:
-        if self.session is not None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stops the session, then the JVM it runs in, within ``timeout`` seconds even if a job
+        is stuck in a loop that never checks for cancellation."""
+        if self.session is None:
+            return
+        from pyspark import SparkContext
+
+        proc = getattr(SparkContext._gateway, "proc", None)
+        stopper = threading.Thread(target=self._stop_session, daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+        if stopper.is_alive():
+            logger.warning("Spark did not stop within %.0f s; killing its JVM", timeout)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
             try:
-                self.session.stop()
-            except Exception:  # the JVM may already be gone at shutdown
-                logger.debug("Spark stop failed", exc_info=True)
-            self.session = None
+                proc.wait(10)
+            except Exception:
+                proc.kill()
+        self.session = None
+
+    def _stop_session(self) -> None:
+        try:
+            self.session.stop()
+        except Exception:  # the JVM may already be gone at shutdown
+            logger.debug("Spark stop failed", exc_info=True)
+
+    def active_jobs(self) -> int:
+        if self.session is None or not self.ready.is_set():
+            return 0
+        try:
+            return len(self.session.sparkContext.statusTracker().getActiveJobsIds())
+        except Exception:
+            return 0
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

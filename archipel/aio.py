@@ -1,0 +1,149 @@
+"""The asyncio twin of the client, for many concurrent queries from one event loop.
+
+    async with archipel.aio.connect("localhost:7770") as client:
+        result = await client.sql("SELECT ...")
+        async for batch in result: ...
+        table = await (await client.sql("SELECT ...")).read_all()
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+import pyarrow as pa
+
+from archipel.arrowwire import read_schema
+from archipel.client import CHANNEL_OPTIONS, as_table, publish_messages
+from archipel.errors import Internal, InvalidArgument
+from archipel.names import check_dataset_name
+from archipel.types import DatasetInfo, QueryPlan, QueryStats, default_address, query_request, rpc_error
+from archipel.v1 import island_pb2 as pb
+from archipel.v1 import island_pb2_grpc as pb_grpc
+
+__all__ = ["connect", "AsyncClient", "AsyncQueryResult"]
+
+
+class AsyncQueryResult:
+    """Async iterator of RecordBatches; ``await read_all()`` for a Table."""
+
+    def __init__(self, call: Any, address: str) -> None:
+        self._call = call
+        self._address = address
+        self.stats: QueryStats | None = None
+        self.query_id = ""
+        self.schema: pa.Schema | None = None
+        self.plan: QueryPlan | None = None
+        self._consumed = False
+
+    async def _start(self) -> AsyncQueryResult:
+        try:
+            first = await self._call.read()
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self._address) from None
+        if first is grpc.aio.EOF or first.WhichOneof("part") != "header":
+            raise Internal("the island's query stream did not start with a header")
+        self.query_id = first.header.query_id
+        self.schema = read_schema(first.header.arrow_schema)
+        self.plan = QueryPlan.from_pb(first.header.plan)
+        return self
+
+    async def __aiter__(self) -> AsyncIterator[pa.RecordBatch]:
+        if self._consumed:
+            raise InvalidArgument("this query result was already read")
+        self._consumed = True
+        pending: list[bytes] = []
+        try:
+            while True:
+                msg = await self._call.read()
+                if msg is grpc.aio.EOF:
+                    break
+                kind = msg.WhichOneof("part")
+                if kind == "chunk":
+                    if msg.chunk.more:
+                        pending.append(msg.chunk.body)
+                        continue
+                    body = b"".join([*pending, msg.chunk.body]) if pending else msg.chunk.body
+                    pending = []
+                    yield pa.ipc.read_record_batch(pa.py_buffer(body), self.schema)
+                elif kind == "trailer":
+                    t = msg.trailer
+                    self.stats = QueryStats(t.num_rows, t.num_bytes, t.num_batches, t.elapsed_seconds, t.engine)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self._address) from None
+        if self.stats is None:
+            raise Internal("the query stream ended without its trailer")
+
+    async def read_all(self) -> pa.Table:
+        batches = [b async for b in self]
+        return pa.Table.from_batches(batches, schema=self.schema)
+
+    async def to_pandas(self, **kwargs: Any):
+        return (await self.read_all()).to_pandas(**kwargs)
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class AsyncClient:
+    def __init__(self, address: str | None = None, timeout: float | None = 30.0) -> None:
+        self.address = default_address(address)
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.IslandStub(self._channel)
+
+    async def _unary(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return await getattr(self._stub, method)(request, timeout=timeout if timeout is not None else self.timeout)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self.address) from None
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def info(self) -> dict[str, Any]:
+        m = await self._unary("GetInfo", pb.GetInfoRequest())
+        return {f.name: getattr(m, f.name) for f in m.DESCRIPTOR.fields}
+
+    async def datasets(self, pattern: str = "") -> list[DatasetInfo]:
+        resp = await self._unary("ListDatasets", pb.ListDatasetsRequest(pattern=pattern))
+        return [DatasetInfo.from_pb(d) for d in resp.datasets]
+
+    async def describe(self, name: str) -> DatasetInfo:
+        check_dataset_name(name)
+        return DatasetInfo.from_pb(await self._unary("DescribeDataset", pb.DescribeDatasetRequest(name=name)))
+
+    async def sql(self, query: str, route: str = "auto", timeout: float | None = None, *, engine: str = "auto",
+                  max_rows: int = 0, max_bytes: int = 0, compression: str = "") -> AsyncQueryResult:
+        request = query_request(query, route, engine, max_rows, max_bytes, uuid.uuid4().hex, compression)
+        call = self._stub.Query(request, timeout=timeout)
+        return await AsyncQueryResult(call, self.address)._start()
+
+    async def explain(self, query: str, route: str = "auto", *, engine: str = "auto") -> QueryPlan:
+        return QueryPlan.from_pb(await self._unary("Explain", query_request(query, route, engine, 0, 0, "", "")))
+
+    async def cancel(self, query_id: str) -> bool:
+        return (await self._unary("Cancel", pb.CancelRequest(query_id=query_id))).cancelled
+
+    async def publish(self, name: str, table: Any, ra: str | None = None, dec: str | None = None,
+                      timeout: float | None = None) -> DatasetInfo:
+        check_dataset_name(name)
+        table = as_table(table)
+        try:
+            resp = await self._stub.Publish(publish_messages(name, table, ra or "", dec or ""), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self.address) from None
+        return DatasetInfo.from_pb(resp.dataset)
+
+
+def connect(address: str | None = None, timeout: float | None = 30.0) -> AsyncClient:
+    return AsyncClient(address, timeout=timeout)

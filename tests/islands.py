@@ -1,0 +1,131 @@
+"""Starting real islands as separate processes on 127.0.0.1 for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import archipel
+from archipel.errors import ArchipelError
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_HATS = Path(os.environ.get("ARCHIPEL_SAMPLE_DATA", ROOT.parent / "shared" / "data" / "hats"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    """Runs the archipel CLI in its own process."""
+    proc = subprocess.run([sys.executable, "-m", "archipel.cli.main", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"archipel {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+class IslandProcess:
+    """One island: ``archipel island init`` then ``archipel island serve`` in a child process."""
+
+    def __init__(self, folder: Path, name: str, extra_config: str = "", env: dict[str, str] | None = None) -> None:
+        self.folder = folder
+        self.name = name
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        cli("island", "init", str(folder), "--name", name, "--port", str(self.port))
+        if extra_config:
+            cfg = folder / "archipel.toml"
+            cfg.write_text(_merge_config(cfg.read_text(), extra_config))
+        self.log = folder / "island.log"
+
+    def start(self, wait_spark: bool = False, timeout: float = 180) -> IslandProcess:
+        self._log = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "archipel.cli.main", "island", "serve", str(self.folder)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"island {self.name} exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                with archipel.connect(self.address, timeout=2) as c:
+                    info = c.info()
+                if not wait_spark or info["spark_ready"]:
+                    return self
+                if info["spark_error"]:
+                    raise AssertionError(info["spark_error"])
+            except ArchipelError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"island {self.name} not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def client(self) -> archipel.Client:
+        return archipel.connect(self.address)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise AssertionError(f"island {self.name} did not stop within {timeout} s of {sig}")
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self._log.close()
+
+
+def _merge_config(base: str, extra: str) -> str:
+    """Applies ``[section] key = value`` lines of ``extra`` over the written config."""
+    import tomllib
+
+    updates = tomllib.loads(extra)
+    out, section = [], None
+    seen: set[tuple[str, str]] = set()
+    for line in base.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1]
+        elif "=" in stripped and section in updates:
+            key = stripped.split("=", 1)[0].strip()
+            if key in updates[section]:
+                line = f"{key} = {_toml(updates[section][key])}"
+                seen.add((section, key))
+        out.append(line)
+    text = "\n".join(out) + "\n"
+    for sec, values in updates.items():
+        rest = {k: v for k, v in values.items() if (sec, k) not in seen}
+        if rest:
+            text += f"\n[{sec}]\n" if f"[{sec}]" not in text else ""
+            text += "".join(f"{k} = {_toml(v)}\n" for k, v in rest.items())
+    return text
+
+
+def _toml(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f'"{k}" = {_toml(x)}' for k, x in v.items()) + "}"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
