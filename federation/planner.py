@@ -10,6 +10,7 @@ the planner did not choose.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,11 @@ _DENIED_FUNCTIONS = frozenset({
 })
 _FILE_SOURCES = frozenset({"parquet", "json", "csv", "orc", "text", "avro", "binaryfile", "delta",
                            "jdbc", "hive", "iceberg", "xml", "file"})
-_SKY_FUNCTIONS = ("cone",)
+_WRITE_KEYWORDS = re.compile(
+    r"^\s*(SET|RESET|ADD|CREATE|DROP|ALTER|INSERT|DELETE|UPDATE|MERGE|TRUNCATE|CACHE|UNCACHE|REFRESH|LOAD"
+    r"|USE|GRANT|REVOKE|MSCK|ANALYZE|REPAIR|INSTALL|ATTACH|DETACH|COPY|EXPORT|IMPORT|PRAGMA|CALL|LIST)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -204,6 +209,9 @@ def plan_query(
         raise InvalidArgument("empty query")
     if len(sql) > 1_000_000:
         raise InvalidArgument("query text is longer than 1 MB")
+    first = _WRITE_KEYWORDS.match(sql)
+    if first:
+        raise PermissionDenied(f"only read-only SELECT queries are allowed; {first.group(1).upper()} is refused")
     try:
         statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
     except (ParseError, TokenError) as exc:
