@@ -1,0 +1,41 @@
+import pytest
+
+from archipel.errors import InvalidArgument
+from island.config import IslandConfig, IslandSection, load_config, write_config
+
+
+def test_write_then_load_roundtrip(tmp_path):
+    cfg = IslandConfig(root=tmp_path)
+    cfg.island = IslandSection(name="alpha", port=7771)
+    cfg.spark.conf = {"spark.sql.shuffle.partitions": "4"}
+    write_config(cfg)
+    loaded = load_config(tmp_path, environ={})
+    assert loaded.island.name == "alpha" and loaded.island.port == 7771
+    assert loaded.spark.conf == {"spark.sql.shuffle.partitions": "4"}
+    assert loaded.data_path == tmp_path / "data"
+
+
+def test_environment_overrides(tmp_path):
+    (tmp_path / "archipel.toml").write_text("[island]\nname = 'a'\n")
+    cfg = load_config(tmp_path, environ={"ARCHIPEL_QUERY_MAX_ROWS": "10", "ARCHIPEL_SPARK_MASTER": "spark://h:7077",
+                                         "ARCHIPEL_SPARK_START": "false", "OTHER": "x"})
+    assert cfg.query.max_rows == 10 and cfg.spark.master == "spark://h:7077" and cfg.spark.start is False
+    with pytest.raises(InvalidArgument, match="environment: \\[query\\] max_rows"):
+        load_config(tmp_path, environ={"ARCHIPEL_QUERY_MAX_ROWS": "lots"})
+    with pytest.raises(InvalidArgument, match="unknown key"):
+        load_config(tmp_path, environ={"ARCHIPEL_QUERY_NOPE": "1"})
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[island]\nname = 'a'\nport = true\n", "expected int"),
+    ("[island]\nport = 1\n", "name is required"),
+    ("[ingest]\nname = 'a'\n", "unknown key"),
+    ("island = 3\n", "must be a table"),
+    ("colour = 3\n", "unknown section"),
+    ("[island]\nname='a'\n[spark]\nconf = {a = [1]}\n", "expected dict"),
+    ("[island]\nname='a'\n[query]\nchunk_bytes = 10\n", "chunk_bytes"),
+])
+def test_malformed_config(tmp_path, text, message):
+    (tmp_path / "archipel.toml").write_text(text)
+    with pytest.raises(InvalidArgument, match=message):
+        load_config(tmp_path, environ={})

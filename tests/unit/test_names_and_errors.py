@@ -1,0 +1,25 @@
+import pytest
+
+from archipel.errors import ArchipelError, InvalidArgument, NotFound, PermissionDenied, error_for_code
+from archipel.names import check_dataset_name
+
+
+@pytest.mark.parametrize("name", ["gaia_dr3.source", "ztf.dr20.objects", "t", "_x.y_1"])
+def test_good_names(name):
+    assert check_dataset_name(name) == name
+
+
+@pytest.mark.parametrize("name,why", [
+    ("", "empty"), ("a/b", "path separator"), ("..", "empty part"), ("a..b", "empty part"),
+    ("x'y", "quote"), ("a.b.c.d", "more than three"), ("1a", "letters"), (None, "empty"), ("a b", "letters"),
+])
+def test_bad_names(name, why):
+    with pytest.raises(InvalidArgument, match=why):
+        check_dataset_name(name)
+
+
+def test_error_hierarchy_maps_codes_and_builtins():
+    err = error_for_code("NOT_FOUND", "unknown dataset 'x'")
+    assert isinstance(err, NotFound) and isinstance(err, LookupError) and str(err) == "unknown dataset 'x'"
+    assert isinstance(error_for_code("PERMISSION_DENIED", "no"), PermissionError)
+    assert type(error_for_code("WHATEVER", "m")) is ArchipelError

@@ -1,0 +1,75 @@
+import pytest
+
+from archipel.errors import InvalidArgument, NotFound, PermissionDenied
+from federation.planner import plan_query
+from metacatalog.model import Dataset, Partition
+
+PARTS = tuple(Partition(path=f"p{i}", num_rows=1, num_bytes=10, adler32=0, order=1, pixel=i) for i in range(48))
+SKY = Dataset(name="sky.obj", origin="a", kind="catalog", root="/", arrow_schema=b"", num_rows=48,
+              num_bytes=480, ra_column="ra", dec_column="dec", partitions=PARTS)
+TABLE = Dataset(name="obs.runs", origin="a", kind="table", root="/", arrow_schema=b"", num_rows=1, num_bytes=1,
+                partitions=(Partition(path="r", num_rows=1, num_bytes=1, adler32=0),))
+
+
+def lookup(name):
+    return {"sky.obj": SKY, "obs.runs": TABLE}.get(name) or (_ for _ in ()).throw(NotFound(name))
+
+
+def test_cone_prunes_and_rewrites():
+    plan = plan_query("SELECT ra FROM sky.obj WHERE cone(ra, dec, 315, -60, 5) AND ra > 1", lookup)
+    (scan,) = plan.tables
+    assert 0 < len(scan.partitions) < 48 and scan.cones
+    assert "cone" not in plan.duckdb_sql.lower() and "ASIN" in plan.spark_sql
+    assert "sky.obj" not in plan.spark_sql and scan.view in plan.spark_sql
+
+
+def test_adql_contains_equals_one_prunes():
+    plan = plan_query("SELECT * FROM sky.obj o WHERE CONTAINS(POINT('ICRS', o.ra, o.dec), "
+                      "CIRCLE('ICRS', 0, 90, 1)) = 1", lookup)
+    assert len(plan.tables[0].partitions) == 4  # the four order-1 pixels around the north pole
+
+
+def test_cone_under_or_does_not_prune():
+    plan = plan_query("SELECT * FROM sky.obj WHERE cone(ra, dec, 0, 90, 1) OR ra > 3", lookup)
+    assert len(plan.tables[0].partitions) == 48
+
+
+def test_cone_on_other_columns_does_not_prune():
+    plan = plan_query("SELECT * FROM sky.obj WHERE cone(ra + 1, dec, 0, 90, 1)", lookup)
+    assert len(plan.tables[0].partitions) == 48
+
+
+def test_join_prunes_the_qualified_side_only():
+    plan = plan_query("SELECT * FROM sky.obj a JOIN sky.obj b ON a.ra = b.ra WHERE cone(b.ra, b.dec, 0, 90, 1)",
+                      lookup)
+    assert [len(t.partitions) for t in plan.tables] == [48, 4] and plan.engine == "spark"
+
+
+def test_cte_names_are_not_datasets():
+    plan = plan_query("WITH c AS (SELECT * FROM sky.obj) SELECT count(*) FROM c", lookup)
+    assert len(plan.tables) == 1
+
+
+def test_engine_choice():
+    assert plan_query("SELECT * FROM obs.runs", lookup).engine == "arrow"
+    assert plan_query("SELECT count(*) FROM sky.obj", lookup, arrow_max_aggregate_bytes=10).engine == "spark"
+    assert plan_query("SELECT * FROM sky.obj", lookup, engine="spark").engine == "spark"
+    with pytest.raises(InvalidArgument):
+        plan_query("SELECT * FROM sky.obj", lookup, engine="duck")
+
+
+@pytest.mark.parametrize("sql", ["SELECT * FROM parquet.`/etc`", "DROP TABLE sky.obj", "SET a=1", "ADD JAR x",
+                                 "SELECT reflect('a', 'b') FROM sky.obj", "SELECT * FROM range(3)",
+                                 "SELECT TRANSFORM(ra) USING 'sh' FROM sky.obj", "INSERT INTO sky.obj SELECT 1"])
+def test_refused(sql):
+    with pytest.raises(PermissionDenied):
+        plan_query(sql, lookup)
+
+
+def test_unknown_and_invalid():
+    with pytest.raises(NotFound):
+        plan_query("SELECT * FROM no.such", lookup)
+    with pytest.raises(InvalidArgument):
+        plan_query("SELEC 1", lookup)
+    with pytest.raises(InvalidArgument, match="negative"):
+        plan_query("SELECT * FROM sky.obj WHERE cone(ra, dec, 1, 1, -1)", lookup)
