@@ -39,15 +39,20 @@ class IslandProcess:
     def __init__(self, folder: Path, name: str, extra_config: str = "", env: dict[str, str] | None = None) -> None:
         self.folder = folder
         self.name = name
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
         self.env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})}
         self.proc: subprocess.Popen | None = None
-        cli("island", "init", str(folder), "--name", name, "--port", str(self.port))
-        if extra_config:
-            cfg = folder / "archipel.toml"
-            cfg.write_text(_merge_config(cfg.read_text(), extra_config))
         self.log = folder / "island.log"
+        if (folder / "archipel.toml").exists():  # an island made earlier: keep its port
+            from island.config import load_config
+
+            self.port = load_config(folder, environ={}).island.port
+        else:
+            self.port = free_port()
+            cli("island", "init", str(folder), "--name", name, "--port", str(self.port))
+            if extra_config:
+                cfg = folder / "archipel.toml"
+                cfg.write_text(_merge_config(cfg.read_text(), extra_config))
+        self.address = f"127.0.0.1:{self.port}"
 
     def start(self, wait_spark: bool = False, timeout: float = 180) -> IslandProcess:
         self._log = open(self.log, "ab")

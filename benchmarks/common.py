@@ -1,0 +1,82 @@
+"""Shared set-up of the benchmarks: a 10-million-row sky catalog (about 760 MB as Arrow) ingested
+into a benchmark island, and helpers to time things in separate processes.
+
+Data and the island live in benchmarks/data/ (ignored by git) and are reused between runs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from islands import IslandProcess  # noqa: E402
+
+DATA = HERE / "data"
+ROWS = 10_000_000
+DATASET = "bench.big"
+
+
+def make_input(rows: int = ROWS, files: int = 10) -> Path:
+    folder = DATA / f"input-{rows}"
+    if (folder / "_done").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(42)
+    per = rows // files
+    for i in range(files):
+        n = per
+        ra = rng.uniform(0, 360, n)
+        dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+        cols = {"id": np.arange(i * per, i * per + n, dtype=np.int64), "ra": ra, "dec": dec}
+        for band in "ugrizy":
+            cols[f"mag_{band}"] = rng.normal(20, 1.5, n)
+        cols["flags"] = rng.integers(0, 16, n).astype(np.int32)
+        pq.write_table(pa.table(cols), folder / f"part-{i:02d}.parquet")
+    (folder / "_done").touch()
+    return folder
+
+
+def bench_island(extra_config: str = "") -> IslandProcess:
+    """The benchmark island (created and loaded on first use), started with warm Spark."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    isl = IslandProcess(DATA / "island", "bench", extra_config=extra_config)
+    isl.start(wait_spark=True)
+    with isl.client() as c:
+        names = {d.name for d in c.datasets()}
+        if DATASET not in names:
+            t0 = time.perf_counter()
+            c.ingest(str(make_input()), DATASET)
+            print(f"# ingested {DATASET} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return isl
+
+
+def run_python(code: str, *args: str, timeout: float = 1800) -> dict:
+    """Runs code in a fresh interpreter; its last stdout line is JSON."""
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark process failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def report(title: str, rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    text = "\n".join([f"## {title}", "", "| measure | value |", "| --- | --- |"]
+                     + [f"| {k.ljust(width)} | {v} |" for k, v in rows])
+    print(text)
+    return text
