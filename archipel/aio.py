@@ -17,7 +17,8 @@ import grpc.aio
 import pyarrow as pa
 
 from archipel.arrowwire import read_schema
-from archipel.client import CHANNEL_OPTIONS, as_table, publish_messages
+from archipel.arrowwire import RawChunk
+from archipel.client import CHANNEL_OPTIONS, PUBLISH_CALL, PUBLISH_METHOD, QUERY_CALL, QUERY_METHOD, as_table, publish_messages
 from archipel.errors import Internal, InvalidArgument
 from archipel.names import check_dataset_name
 from archipel.types import DatasetInfo, QueryPlan, QueryStats, default_address, query_request, rpc_error
@@ -44,7 +45,7 @@ class AsyncQueryResult:
             first = await self._call.read()
         except grpc.RpcError as exc:
             raise rpc_error(exc, self._address) from None
-        if first is grpc.aio.EOF or first.WhichOneof("part") != "header":
+        if first is grpc.aio.EOF or isinstance(first, RawChunk) or first.WhichOneof("part") != "header":
             raise Internal("the island's query stream did not start with a header")
         self.query_id = first.header.query_id
         self.schema = read_schema(first.header.arrow_schema)
@@ -61,12 +62,16 @@ class AsyncQueryResult:
                 msg = await self._call.read()
                 if msg is grpc.aio.EOF:
                     break
-                kind = msg.WhichOneof("part")
+                if isinstance(msg, RawChunk):
+                    kind, body, more = "chunk", msg.body, msg.more
+                else:
+                    kind = msg.WhichOneof("part")
+                    body, more = msg.chunk.body, msg.chunk.more
                 if kind == "chunk":
-                    if msg.chunk.more:
-                        pending.append(msg.chunk.body)
+                    if more:
+                        pending.append(body)
                         continue
-                    body = b"".join([*pending, msg.chunk.body]) if pending else msg.chunk.body
+                    body = b"".join([*pending, body]) if pending else body
                     pending = []
                     yield pa.ipc.read_record_batch(pa.py_buffer(body), self.schema)
                 elif kind == "trailer":
@@ -94,6 +99,8 @@ class AsyncClient:
         self.timeout = timeout
         self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.IslandStub(self._channel)
+        self._query = self._channel.unary_stream(QUERY_METHOD, **QUERY_CALL)
+        self._publish = self._channel.stream_unary(PUBLISH_METHOD, **PUBLISH_CALL)
 
     async def _unary(self, method: str, request: Any, timeout: float | None = None) -> Any:
         try:
@@ -125,7 +132,7 @@ class AsyncClient:
     async def sql(self, query: str, route: str = "auto", timeout: float | None = None, *, engine: str = "auto",
                   max_rows: int = 0, max_bytes: int = 0, compression: str = "") -> AsyncQueryResult:
         request = query_request(query, route, engine, max_rows, max_bytes, uuid.uuid4().hex, compression)
-        call = self._stub.Query(request, timeout=timeout)
+        call = self._query(request, timeout=timeout)
         return await AsyncQueryResult(call, self.address)._start()
 
     async def explain(self, query: str, route: str = "auto", *, engine: str = "auto") -> QueryPlan:
@@ -139,7 +146,7 @@ class AsyncClient:
         check_dataset_name(name)
         table = as_table(table)
         try:
-            resp = await self._stub.Publish(publish_messages(name, table, ra or "", dec or ""), timeout=timeout)
+            resp = await self._publish(publish_messages(name, table, ra or "", dec or ""), timeout=timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.address) from None
         return DatasetInfo.from_pb(resp.dataset)

@@ -12,6 +12,11 @@ import pyarrow as pa
 from archipel.arrowwire import (
     DEFAULT_CHUNK_BYTES,
     MAX_MESSAGE_BYTES,
+    PUBLISH_CHUNK_FIELD,
+    RawChunk,
+    chunk_message,
+    chunk_or,
+    passthrough,
     decode_chunks,
     dense_schema,
     encode_batches,
@@ -54,7 +59,16 @@ def publish_messages(name: str, table: pa.Table, ra: str, dec: str) -> Iterator[
     yield pb.PublishRequest(arrow_schema=serialize_schema(schema))
     batches = (to_dense(b, schema) for b in table.to_batches(max_chunksize=65_536))
     for body, more, _rows in encode_batches(batches, DEFAULT_CHUNK_BYTES):
-        yield pb.PublishRequest(chunk=pb.ArrowChunk(body=bytes(body), more=more))
+        yield chunk_message(body, more, PUBLISH_CHUNK_FIELD)
+
+
+QUERY_METHOD = "/archipel.v1.Island/Query"
+PUBLISH_METHOD = "/archipel.v1.Island/Publish"
+# Query responses and Publish requests carry Arrow chunks as pre-encoded bytes (see arrowwire).
+QUERY_CALL = {"request_serializer": pb.QueryRequest.SerializeToString,
+              "response_deserializer": chunk_or(pb.QueryResponse.FromString)}
+PUBLISH_CALL = {"request_serializer": passthrough(pb.PublishRequest.SerializeToString),
+                "response_deserializer": pb.PublishResponse.FromString}
 
 
 class QueryResult:
@@ -76,7 +90,7 @@ class QueryResult:
             raise rpc_error(exc, address) from None
         except StopIteration:
             raise Internal("the island closed the query stream without a header") from None
-        if first.WhichOneof("part") != "header":
+        if isinstance(first, RawChunk) or first.WhichOneof("part") != "header":
             raise Internal("the island's query stream did not start with a header")
         self.query_id: str = first.header.query_id
         self.schema: pa.Schema = read_schema(first.header.arrow_schema)
@@ -85,6 +99,9 @@ class QueryResult:
     def _chunks(self) -> Iterator[tuple[bytes, bool]]:
         try:
             for msg in self._responses:
+                if isinstance(msg, RawChunk):
+                    yield msg.body, msg.more
+                    continue
                 kind = msg.WhichOneof("part")
                 if kind == "chunk":
                     yield msg.chunk.body, msg.chunk.more
@@ -130,6 +147,8 @@ class Client:
         self.timeout = timeout
         self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.IslandStub(self._channel)
+        self._query = self._channel.unary_stream(QUERY_METHOD, **QUERY_CALL)
+        self._publish = self._channel.stream_unary(PUBLISH_METHOD, **PUBLISH_CALL)
         self._names: list[str] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -191,7 +210,7 @@ class Client:
         """
         qid = query_id or uuid.uuid4().hex
         request = query_request(query, route, engine, max_rows, max_bytes, qid, compression)
-        call = self._stub.Query(request, timeout=timeout)
+        call = self._query(request, timeout=timeout)
         return QueryResult(call, self.address)
 
     def explain(self, query: str, route: str = "auto", *, engine: str = "auto") -> QueryPlan:
@@ -209,7 +228,7 @@ class Client:
         check_dataset_name(name)
         table = as_table(table)
         try:
-            resp = self._stub.Publish(publish_messages(name, table, ra or "", dec or ""), timeout=timeout)
+            resp = self._publish(publish_messages(name, table, ra or "", dec or ""), timeout=timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.address) from None
         self._names = None

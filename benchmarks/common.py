@@ -52,13 +52,17 @@ def bench_island(extra_config: str = "") -> IslandProcess:
     """The benchmark island (created and loaded on first use), started with warm Spark."""
     DATA.mkdir(parents=True, exist_ok=True)
     isl = IslandProcess(DATA / "island", "bench", extra_config=extra_config)
-    isl.start(wait_spark=True)
-    with isl.client() as c:
-        names = {d.name for d in c.datasets()}
-        if DATASET not in names:
-            t0 = time.perf_counter()
-            c.ingest(str(make_input()), DATASET)
-            print(f"# ingested {DATASET} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    try:
+        isl.start(wait_spark=True)
+        with isl.client() as c:
+            names = {d.name for d in c.datasets()}
+            if DATASET not in names:
+                t0 = time.perf_counter()
+                c.ingest(str(make_input()), DATASET)
+                print(f"# ingested {DATASET} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    except BaseException:
+        isl.kill()
+        raise
     return isl
 
 

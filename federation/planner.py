@@ -81,6 +81,10 @@ class QueryPlan:
     engine_reason: str
     spark_sql: str
     duckdb_sql: str
+    # Set for a pure projection of one dataset (SELECT * or plain columns, optional LIMIT, no
+    # filter): (column, output name) pairs, or [] for all columns. Such a query is a plain scan.
+    projection: list[tuple[str, str]] | None = None
+    limit: int | None = None
 
     @property
     def bytes_read(self) -> int:
@@ -310,8 +314,41 @@ def plan_query(
         duckdb_sql = ""
         if engine == "arrow":
             engine, reason = "spark", f"not expressible on the Arrow path ({exc})"
+    projection, limit = _pure_projection(tree, scans)
     return QueryPlan(sql=sql, tables=scans, engine=engine, engine_reason=reason,
-                     spark_sql=spark_sql, duckdb_sql=duckdb_sql)
+                     spark_sql=spark_sql, duckdb_sql=duckdb_sql, projection=projection, limit=limit)
+
+
+def _pure_projection(tree: exp.Expression, scans: list[TableScan]) -> tuple[list[tuple[str, str]] | None, int | None]:
+    """(columns, limit) when the query only picks columns of one dataset, else (None, None)."""
+    if not isinstance(tree, exp.Select) or len(scans) != 1:
+        return None, None
+    if any(tree.args.get(k) for k in ("where", "group", "having", "order", "distinct", "joins", "laterals",
+                                       "qualify", "offset")):
+        return None, None
+    if tree.find(exp.With, exp.Subquery, exp.Join, exp.Window) is not None:
+        return None, None
+    if not all(isinstance(p, (exp.Star, exp.Column)) or (isinstance(p, exp.Alias) and isinstance(p.this, exp.Column))
+               for p in tree.expressions):
+        return None, None
+    limit = None
+    if tree.args.get("limit") is not None:
+        value = _literal_number(tree.args["limit"].expression)
+        if value is None or value < 0 or value != int(value):
+            return None, None
+        limit = int(value)
+    if len(tree.expressions) == 1 and isinstance(tree.expressions[0], exp.Star):
+        return [], limit
+    from archipel.arrowwire import read_schema
+
+    names = set(read_schema(scans[0].dataset.arrow_schema).names)
+    out: list[tuple[str, str]] = []
+    for proj in tree.expressions:
+        inner, alias = (proj.this, proj.alias) if isinstance(proj, exp.Alias) else (proj, None)
+        if not isinstance(inner, exp.Column) or inner.name not in names:
+            return None, None
+        out.append((inner.name, alias or inner.name))
+    return out, limit
 
 
 def _choose_engine(tree: exp.Expression, scans: list[TableScan], wanted: str, max_agg_bytes: int) -> tuple[str, str]:

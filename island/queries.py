@@ -136,3 +136,54 @@ def stream_results(
         nbatches += 1
     rq.raise_if_cancelled()
     yield Trailer(rows, nbytes, nbatches, time.monotonic() - rq.started, plan.engine)
+
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator, depth: int, stop: threading.Event) -> Iterator:
+    """Runs ``items`` in a background thread at most ``depth`` items ahead of the consumer, so
+    that producing (scanning, encoding) overlaps gRPC's blocking send of the previous message.
+    Exceptions are raised again in the consumer; ``stop`` (the query's cancellation) ends the
+    producer, which is waited for before the consumer leaves."""
+    import queue
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+
+    worker = threading.Thread(target=produce, name="prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                if not worker.is_alive() and q.empty():
+                    return
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if worker.is_alive():
+            worker.join(timeout=10 if stop.is_set() else 0)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import grpc
 
-from archipel.arrowwire import MAX_MESSAGE_BYTES
+from archipel.arrowwire import MAX_MESSAGE_BYTES, PUBLISH_CHUNK_FIELD, chunk_or, passthrough
 from archipel.errors import FailedPrecondition
-from archipel.v1 import island_pb2_grpc as pb_grpc
+from archipel.v1 import island_pb2 as pb
 from island.config import IslandConfig, load_config
 from island.engines import SparkEngine
 from island.ingest import Ingester
@@ -32,6 +32,32 @@ GRPC_OPTIONS = [
 ]
 
 
+_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def island_handlers(servicer: IslandServicer) -> grpc.GenericRpcHandler:
+    """The Island service's handlers, built from its descriptor like the generated
+    ``add_IslandServicer_to_server``, except that responses may be pre-encoded bytes (Arrow
+    chunks built without protobuf copies) and Publish chunks are read without copies."""
+    service = pb.DESCRIPTOR.services_by_name["Island"]
+    handlers = {}
+    for method in service.methods:
+        request = getattr(pb, method.input_type.name)
+        response = getattr(pb, method.output_type.name)
+        parse = request.FromString
+        if method.name == "Publish":
+            parse = chunk_or(request.FromString, PUBLISH_CHUNK_FIELD)
+        factory = _FACTORIES[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = factory(getattr(servicer, method.name), request_deserializer=parse,
+                                        response_serializer=passthrough(response.SerializeToString))
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
 class Island:
     """One island's running parts."""
 
@@ -46,27 +72,32 @@ class Island:
         self.ingester = Ingester(self.store, cfg.data_path, partition_rows=cfg.ingest.partition_rows,
                                  max_order=cfg.ingest.max_order, allowed_roots=cfg.ingest.allowed_roots)
         self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester)
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.query.workers,
-                                                             thread_name_prefix="rpc"),
-                                  options=GRPC_OPTIONS)
-        pb_grpc.add_IslandServicer_to_server(self.servicer, self.server)
+        self.server: grpc.Server | None = None
 
     def start(self) -> None:
+        # The Spark JVM is launched (a fork) before any gRPC server thread exists.
+        if self.cfg.spark.start:
+            self.spark.start()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.cfg.query.workers,
+                                                             thread_name_prefix="rpc"),
+                                  options=GRPC_OPTIONS)
+        self.server.add_generic_rpc_handlers((island_handlers(self.servicer),))
         try:
             port = self.server.add_insecure_port(self.cfg.address)
         except RuntimeError as exc:
+            self.spark.stop()
             raise FailedPrecondition(f"cannot listen on {self.cfg.address}: {exc}") from None
         if port == 0:
+            self.spark.stop()
             raise FailedPrecondition(f"cannot listen on {self.cfg.address}: address in use?")
-        if self.cfg.spark.start:
-            self.spark.start()
         self.server.start()
         logger.info("island %s serving on %s", self.cfg.island.name, self.cfg.address)
 
     def stop(self) -> None:
         for qid in self.servicer.queries.running():
             self.servicer.queries.cancel(qid, "cancelled: the island is stopping")
-        self.server.stop(grace=3).wait(5)
+        if self.server is not None:
+            self.server.stop(grace=3).wait(5)
         self.spark.stop()
         self.store.close()
         shutil.rmtree(self.spool, ignore_errors=True)

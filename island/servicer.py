@@ -12,17 +12,24 @@ from collections.abc import Iterator
 import grpc
 
 from archipel import __version__
-from archipel.arrowwire import decode_chunks, dense_schema, read_schema, serialize_schema, to_dense
+from archipel.arrowwire import (
+    RawChunk,
+    chunk_message,
+    decode_chunks,
+    dense_schema,
+    read_schema,
+    serialize_schema,
+    to_dense,
+)
 from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument
 from archipel.names import check_dataset_name
 from archipel.v1 import island_pb2 as pb
-from archipel.v1 import island_pb2_grpc as pb_grpc
 from federation.planner import QueryPlan, plan_query
 from island.config import IslandConfig
 from island.convert import ENGINES, ROUTES, dataset_to_pb, plan_to_pb
 from island.engines import ArrowEngine, SparkEngine
 from island.ingest import Ingester, IngestItem
-from island.queries import Chunk, Header, QueryRegistry, Trailer, stream_results
+from island.queries import Chunk, QueryRegistry, Trailer, prefetch, stream_results
 from metacatalog.store import CatalogStore
 
 __all__ = ["IslandServicer", "PROTOCOL_VERSION"]
@@ -67,7 +74,7 @@ def rpc(method):
     return streaming if inspect.isgeneratorfunction(method) else unary
 
 
-class IslandServicer(pb_grpc.IslandServicer):
+class IslandServicer:
     def __init__(self, cfg: IslandConfig, store: CatalogStore, spark: SparkEngine, ingester: Ingester) -> None:
         self.cfg = cfg
         self.store = store
@@ -147,15 +154,18 @@ class IslandServicer(pb_grpc.IslandServicer):
             rq.raise_if_cancelled()
             limit_rows = min(x for x in (request.max_rows, q.max_rows) if x) if (request.max_rows or q.max_rows) else 0
             limit_bytes = min(x for x in (request.max_bytes, q.max_bytes) if x) if (request.max_bytes or q.max_bytes) else 0
-            for part in stream_results(rq, plan, execution.schema, execution.batches,
-                                       chunk_bytes=q.chunk_bytes, max_rows=limit_rows, max_bytes=limit_bytes,
-                                       compression=request.compression):
-                if isinstance(part, Chunk):
-                    yield pb.QueryResponse(chunk=pb.ArrowChunk(body=bytes(part.body), more=part.more))
-                elif isinstance(part, Header):
-                    yield pb.QueryResponse(header=pb.QueryHeader(
-                        query_id=part.query_id, arrow_schema=serialize_schema(part.schema),
-                        plan=plan_to_pb(part.plan, route, self.cfg.island.name)))
+            parts = stream_results(rq, plan, execution.schema, execution.batches,
+                                   chunk_bytes=q.chunk_bytes, max_rows=limit_rows, max_bytes=limit_bytes,
+                                   compression=request.compression)
+            header = next(parts)
+            yield pb.QueryResponse(header=pb.QueryHeader(
+                query_id=header.query_id, arrow_schema=serialize_schema(header.schema),
+                plan=plan_to_pb(header.plan, route, self.cfg.island.name)))
+            # Scanning and encoding run ahead of gRPC's blocking send, a few messages deep.
+            wire = (chunk_message(p.body, p.more) if isinstance(p, Chunk) else p for p in parts)
+            for part in prefetch(wire, depth=4, stop=rq.cancelled):
+                if isinstance(part, bytes):
+                    yield part
                 elif isinstance(part, Trailer):
                     yield pb.QueryResponse(trailer=pb.QueryTrailer(
                         num_rows=part.num_rows, num_bytes=part.num_bytes, num_batches=part.num_batches,
@@ -186,14 +196,14 @@ class IslandServicer(pb_grpc.IslandServicer):
     def Publish(self, request_iterator, context):
         it = iter(request_iterator)
         first = next(it, None)
-        if first is None or first.WhichOneof("part") != "header":
+        if first is None or isinstance(first, RawChunk) or first.WhichOneof("part") != "header":
             raise InvalidArgument("publish must start with a header naming the dataset")
         header = first.header
         if header.mode not in ("", "create"):
             raise InvalidArgument(f"publish mode {header.mode!r} is not supported yet (use 'create')")
         name = check_dataset_name(header.dataset)
         second = next(it, None)
-        if second is None or second.WhichOneof("part") != "arrow_schema":
+        if second is None or isinstance(second, RawChunk) or second.WhichOneof("part") != "arrow_schema":
             raise InvalidArgument("publish must send the Arrow schema after the header")
         try:
             schema = dense_schema(read_schema(second.arrow_schema))
@@ -202,9 +212,12 @@ class IslandServicer(pb_grpc.IslandServicer):
 
         def chunks() -> Iterator[tuple[bytes, bool]]:
             for msg in it:
-                if msg.WhichOneof("part") != "chunk":
+                if isinstance(msg, RawChunk):
+                    yield msg.body, msg.more
+                elif msg.WhichOneof("part") == "chunk":
+                    yield msg.chunk.body, msg.chunk.more
+                else:
                     raise InvalidArgument("publish: expected only Arrow chunks after the schema")
-                yield msg.chunk.body, msg.chunk.more
 
         def batches():
             try:

@@ -47,35 +47,54 @@ class SparkEngine:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
+    def _settings(self) -> list[tuple[str, str]]:
+        return [
+            ("spark.master", self.cfg.master),
+            ("spark.app.name", self.app_name),
+            ("spark.driver.memory", self.cfg.driver_memory),
+            ("spark.executor.memory", self.cfg.executor_memory),
+            ("spark.driver.host", "127.0.0.1"),
+            ("spark.driver.bindAddress", "127.0.0.1"),
+            ("spark.ui.enabled", "false"),
+            ("spark.ui.showConsoleProgress", "false"),
+            ("spark.sql.session.timeZone", "UTC"),
+            ("spark.sql.shuffle.partitions", "8"),
+            ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"),
+            ("spark.sql.sources.partitionColumnTypeInference.enabled", "false"),
+            *self.cfg.conf.items(),
+        ]
+
     def start(self) -> None:
-        """Starts the SparkSession in a background thread; queries wait for it."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._create, name="spark-start", daemon=True)
-            self._thread.start()
+        """Launches the Spark JVM now, then builds the session in a background thread.
+
+        The JVM is launched synchronously, before the island's gRPC server runs: pyspark
+        starts it with a real fork (``preexec_fn``), which races gRPC's own threads if done
+        while the server is serving (seen here as the gateway exiting at once).
+        """
+        if self._thread is not None:
+            return
+        t0 = time.monotonic()
+        try:
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            from pyspark import SparkConf, SparkContext
+
+            self._conf = SparkConf().setAll(self._settings())
+            SparkContext._ensure_initialized(conf=self._conf)
+        except Exception as exc:
+            self.error = f"Spark failed to start on {self.cfg.master}: {exc}"
+            logger.error("%s", self.error)
+            self._failed.set()
+            return
+        logger.info("Spark JVM launched in %.1f s", time.monotonic() - t0)
+        self._thread = threading.Thread(target=self._create, name="spark-start", daemon=True)
+        self._thread.start()
 
     def _create(self) -> None:
         t0 = time.monotonic()
         try:
-            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             from pyspark.sql import SparkSession
 
-            builder = (
-                SparkSession.builder.master(self.cfg.master)
-                .appName(self.app_name)
-                .config("spark.driver.memory", self.cfg.driver_memory)
-                .config("spark.executor.memory", self.cfg.executor_memory)
-                .config("spark.driver.host", "127.0.0.1")
-                .config("spark.driver.bindAddress", "127.0.0.1")
-                .config("spark.ui.enabled", "false")
-                .config("spark.ui.showConsoleProgress", "false")
-                .config("spark.sql.session.timeZone", "UTC")
-                .config("spark.sql.shuffle.partitions", "8")
-                .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-                .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-            )
-            for key, value in self.cfg.conf.items():
-                builder = builder.config(key, value)
-            self.session = builder.getOrCreate()
+            self.session = SparkSession.builder.config(conf=self._conf).getOrCreate()
             self.session.sparkContext.setLogLevel("ERROR")
             self.spool_dir.mkdir(parents=True, exist_ok=True)
             # Warm up the reader and the planner once, so the first user query pays less.

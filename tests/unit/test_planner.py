@@ -73,3 +73,18 @@ def test_unknown_and_invalid():
         plan_query("SELEC 1", lookup)
     with pytest.raises(InvalidArgument, match="negative"):
         plan_query("SELECT * FROM sky.obj WHERE cone(ra, dec, 1, 1, -1)", lookup)
+
+
+def test_pure_projection_is_recognised():
+    import pyarrow as pa
+
+    schema = pa.schema([("ra", pa.float64()), ("dec", pa.float64()), ("id", pa.int64())]).serialize().to_pybytes()
+    ds = Dataset(name="t.t", origin="a", kind="table", root="/", arrow_schema=schema, num_rows=1, num_bytes=1,
+                 partitions=(Partition(path="r", num_rows=1, num_bytes=1, adler32=0),))
+    look = {"t.t": ds}.__getitem__
+    assert plan_query("SELECT * FROM t.t", look).projection == []
+    p = plan_query("SELECT id, ra AS alpha FROM t.t LIMIT 5", look)
+    assert p.projection == [("id", "id"), ("ra", "alpha")] and p.limit == 5
+    for sql in ("SELECT id FROM t.t WHERE id > 1", "SELECT id + 1 FROM t.t", "SELECT ID FROM t.t",
+                "SELECT DISTINCT id FROM t.t", "SELECT id FROM t.t ORDER BY id", "WITH c AS (SELECT * FROM t.t) SELECT * FROM c"):
+        assert plan_query(sql, look).projection is None, sql
