@@ -21,7 +21,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from archipel.errors import InvalidArgument, NotFound, PermissionDenied
 from metacatalog.model import Dataset, Partition
-from metacatalog.sky import Cone, partitions_in_cone
+from metacatalog.sky import Cone, healpix29_ranges, partitions_in_cone
 
 __all__ = ["TableScan", "QueryPlan", "plan_query", "cone_predicate_sql", "ENGINES"]
 
@@ -195,6 +195,22 @@ def _conjuncts(where: exp.Expression | None, keep: set[int]) -> list[exp.Express
     return out
 
 
+def _healpix_ranges_sql(ds: Dataset, cone: Cone, qual: str) -> str:
+    """A conservative ``_healpix_29`` range test for rows in the cone: partition files are sorted
+    by that column, so readers skip row groups by their min/max statistics. Empty when the
+    dataset has no such column."""
+    column = ds.hats_properties.get("hats_col_healpix", "_healpix_29")
+    if ds.hats_properties.get("hats_col_healpix_order", "29") != "29" or not ds.partitions:
+        return ""
+    if column not in ds.partitions[0].stats or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", column):
+        return ""
+    ranges = healpix29_ranges(cone)
+    if not ranges:
+        return ""
+    ref = f"{qual}.{column}" if qual else column
+    return "(" + " OR ".join(f"{ref} BETWEEN {lo} AND {hi}" for lo, hi in ranges) + ")"
+
+
 def _dataset_name(table: exp.Table) -> str:
     parts = [p.name for p in table.parts]
     return ".".join(parts)
@@ -297,6 +313,9 @@ def plan_query(
             scan.cones.append(cone)
             keep = partitions_in_cone([(p.order, p.pixel) for p in scan.partitions], cone)
             scan.partitions = [p for p, k in zip(scan.partitions, keep) if k]
+            ranges_sql = _healpix_ranges_sql(scan.dataset, cone, qual)
+            if ranges_sql:
+                select.where(sqlglot.parse_one(ranges_sql, read="spark"), append=True, copy=False)
 
     # Name unaliased computed columns the same way in both engines.
     for select in tree.find_all(exp.Select):

@@ -91,7 +91,23 @@ class Island:
             self.spark.stop()
             raise FailedPrecondition(f"cannot listen on {self.cfg.address}: address in use?")
         self.server.start()
+        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
         logger.info("island %s serving on %s", self.cfg.island.name, self.cfg.address)
+
+    def _warm_up(self) -> None:
+        """Imports and first-use costs of the Arrow path and the planner, paid before a query."""
+        try:
+            from federation.planner import plan_query
+            from metacatalog.sky import Cone, cone_pixels
+
+            self.servicer.arrow.warm_up()
+            cone_pixels(Cone(0, 0, 1), 3)
+            try:
+                plan_query("SELECT 1 FROM warm.up WHERE cone(ra, dec, 0, 0, 1)", self.store.dataset)
+            except Exception:  # the dataset does not exist; parsing and rewriting were exercised
+                pass
+        except Exception:
+            logger.warning("warm-up failed", exc_info=True)
 
     def stop(self) -> None:
         for qid in self.servicer.queries.running():

@@ -17,6 +17,7 @@ __all__ = [
     "healpix29",
     "cone_pixels",
     "partitions_in_cone",
+    "healpix29_ranges",
     "moc_from_pixels",
     "check_cone",
 ]
@@ -105,6 +106,23 @@ def partitions_in_cone(pixels: Sequence[tuple[int, int]], cone: Cone) -> list[bo
         i = np.searchsorted(cells, lo)
         out.append(bool(i < len(cells) and cells[i] < hi))
     return out
+
+
+def healpix29_ranges(cone: Cone, max_ranges: int = 32) -> list[tuple[int, int]]:
+    """Inclusive ranges of order-29 indices that hold every position in the cone (conservative),
+    from the cone's pixels at an order about four times finer than its radius, coarsened until
+    they merge into at most ``max_ranges`` ranges. Empty for cones too wide to be worth it."""
+    if cone.radius >= WIDE_CONE_DEG:
+        return []
+    order = int(np.clip(np.ceil(np.log2(117.3 / max(cone.radius, 1e-7))), 0, 20))
+    while True:
+        pix = cone_pixels(cone, order)
+        breaks = np.flatnonzero(np.diff(pix) != 1) + 1
+        starts, ends = pix[np.concatenate([[0], breaks])], pix[np.concatenate([breaks - 1, [len(pix) - 1]])]
+        if len(starts) <= max_ranges or order == 0:
+            shift = 2 * (HEALPIX_MAX_ORDER - order)
+            return [(int(a) << shift, ((int(b) + 1) << shift) - 1) for a, b in zip(starts, ends)]
+        order -= 1
 
 
 def moc_from_pixels(pixels: Iterable[tuple[int, int]]) -> tuple[str, float]:

@@ -2,9 +2,14 @@
 
 DuckDB executes the planner's SQL over views of exactly the partition files the planner chose,
 with its own Parquet reader (twice the rate of scanning through a pyarrow dataset here), and
-streams record batches as it produces them. Each query's connection may read only those files:
-``allowed_paths`` lists them, external access is then disabled and the configuration locked,
-so no SQL can open, write or list any other file.
+streams record batches as it produces them. One in-memory DuckDB database serves the island
+(a new one costs 20-36 ms here, a cursor on it nothing): it may read only the folders of the
+catalog's datasets (``allowed_directories``), with external access disabled and its
+configuration locked, so no SQL can open, write or list any other file. When a dataset with a
+new folder appears, a new database is made with the wider list.
+
+A pure projection (``SELECT *`` or plain columns, optional LIMIT) needs no SQL engine at all and
+streams from pyarrow's multi-threaded scanner.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as pds
@@ -38,6 +44,9 @@ class ArrowEngine:
 
     def __init__(self, threads: int = 2) -> None:
         self.threads = threads
+        self._db = None
+        self._roots: set[str] = set()
+        self._lock = threading.Lock()
 
     def execute(self, plan: QueryPlan, query_id: str, on_cancel: Callable[[Callable[[], None]], None],
                 timeout: float) -> Execution:
@@ -74,17 +83,31 @@ class ArrowEngine:
 
         return Execution(schema=out_schema, batches=batches())
 
+    def _database(self, roots: set[str]):
+        import duckdb
+
+        with self._lock:
+            if self._db is None or not roots <= self._roots:
+                allowed = self._roots | roots
+                db = duckdb.connect(config={"threads": self.threads})
+                db.execute(f"SET allowed_directories = {_sql_list(sorted(allowed))}")
+                db.execute("SET enable_external_access = false")
+                db.execute("SET lock_configuration = true")
+                self._db, self._roots = db, allowed  # cursors of the old one finish on it
+            return self._db
+
+    def warm_up(self) -> None:
+        """Pays the imports and the first database before the first query does."""
+        self._database(set()).cursor().sql("SELECT 1").fetchall()
+
     def _sql(self, plan: QueryPlan, on_cancel: Callable[[Callable[[], None]], None]) -> Execution:
         import duckdb
 
-        con = duckdb.connect(config={"threads": self.threads})
+        roots = {str(Path(scan.dataset.root)) for scan in plan.tables}
+        con = self._database(roots).cursor()
         on_cancel(con.interrupt)
-        files = {scan.view: scan_paths(scan) for scan in plan.tables}
-        con.execute(f"SET allowed_paths = {_sql_list(sorted({p for paths in files.values() for p in paths}))}")
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
         for scan in plan.tables:
-            paths = files[scan.view]
+            paths = scan_paths(scan)
             if paths:
                 con.execute(f'CREATE TEMP VIEW "{scan.view}" AS SELECT * FROM '
                             f"read_parquet({_sql_list(paths)}, hive_partitioning = false)")

@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 HEALPIX_COLUMN = "_healpix_29"
 _BATCH_ROWS = 262_144
+# Row groups of a partition file: files are sorted by _healpix_29, so a cone's range filter
+# skips most of them (a 0.5 deg cone read 9 ms instead of 34 ms of a 200 k-row pixel here).
+ROW_GROUP_ROWS = 32_768
 
 
 def plan_partitions(counts: np.ndarray, max_order: int, threshold: int) -> list[tuple[int, int]]:
@@ -145,7 +148,7 @@ def write_hats_catalog(
         table = table.take(pc.sort_indices(table, [(HEALPIX_COLUMN, "ascending")]))
         folder = out / "dataset" / f"Norder={order}" / f"Dir={(pixel // 10_000) * 10_000}"
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, folder / f"Npix={pixel}.parquet", row_group_size=_BATCH_ROWS)
+        pq.write_table(table, folder / f"Npix={pixel}.parquet", row_group_size=ROW_GROUP_ROWS)
         say(f"partition {i + 1}/{len(pixels)}: order {order} pixel {pixel}, {table.num_rows} rows")
     shutil.rmtree(spill)
 

@@ -48,3 +48,23 @@ def test_moc_merges_children():
     moc, frac = moc_from_pixels([(1, 44), (1, 45), (1, 46), (1, 47)])
     assert moc.split()[0] == "0/11" and frac == pytest.approx(1 / 12)
     assert moc_from_pixels([]) == ("", 0.0)
+
+
+def test_healpix29_ranges_hold_every_position_in_the_cone():
+    from metacatalog.sky import healpix29_ranges
+
+    rng = np.random.default_rng(5)
+    for ra0, dec0, r in [(315, -60, 0.5), (0, 90, 1), (359.99, 0, 0.05), (10, 20, 30), (100, -89.9, 2)]:
+        ranges = healpix29_ranges(Cone(ra0, dec0, r))
+        assert 0 < len(ranges) <= 32
+        # random positions inside the cone
+        n = 20_000
+        ra = (ra0 + rng.uniform(-3, 3, n) * r / max(np.cos(np.radians(min(abs(dec0), 89.0))), 0.02)) % 360
+        dec = np.clip(dec0 + rng.uniform(-r, r, n), -90, 90)
+        inside = angular_distance(ra, dec, ra0, dec0) <= np.radians(r)
+        h = healpix29(ra[inside], dec[inside])
+        covered = np.zeros(len(h), dtype=bool)
+        for lo, hi in ranges:
+            covered |= (h >= lo) & (h <= hi)
+        assert covered.all()
+    assert healpix29_ranges(Cone(0, 0, 120)) == []
