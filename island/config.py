@@ -18,7 +18,7 @@ from archipel.errors import InvalidArgument
 from archipel.names import check_dataset_name
 
 __all__ = ["IslandConfig", "IslandSection", "SparkSection", "QuerySection", "IngestSection",
-           "CONFIG_FILE", "load_config", "write_config", "DEFAULT_PORT"]
+           "CONFIG_FILE", "load_config", "write_config", "toml_value", "DEFAULT_PORT"]
 
 CONFIG_FILE = "archipel.toml"
 DEFAULT_PORT = 7770
@@ -194,15 +194,16 @@ def load_config(island_dir: str | Path, environ: dict[str, str] | None = None) -
     return cfg
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
+    """A value written as TOML (strings quoted, lists and inline tables)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{toml_value(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
     s = str(v).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{s}"'
 
@@ -218,6 +219,6 @@ def write_config(cfg: IslandConfig) -> Path:
     for section in _SECTIONS:
         lines.append(f"\n[{section}]")
         for f in dataclasses.fields(getattr(cfg, section)):
-            lines.append(f"{f.name} = {_toml_value(getattr(getattr(cfg, section), f.name))}")
+            lines.append(f"{f.name} = {toml_value(getattr(getattr(cfg, section), f.name))}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -28,6 +28,7 @@ class RunningQuery:
         self.cancelled = threading.Event()
         self.reason = ""
         self._hooks: list[Callable[[], None]] = []
+        self._closed = False
         self._lock = threading.Lock()
 
     def on_cancel(self, hook: Callable[[], None]) -> None:
@@ -37,9 +38,15 @@ class RunningQuery:
                 return
         hook()
 
+    def close(self) -> None:
+        """The query is over: a later cancel (the RPC's end callback) has nothing to stop."""
+        with self._lock:
+            self._hooks = []
+            self._closed = True
+
     def cancel(self, reason: str = "cancelled") -> bool:
         with self._lock:
-            if self.cancelled.is_set():
+            if self.cancelled.is_set() or self._closed:
                 return False
             self.reason = reason
             self.cancelled.set()
@@ -74,6 +81,7 @@ class QueryRegistry:
         return rq
 
     def finish(self, rq: RunningQuery) -> None:
+        rq.close()
         with self._lock:
             self._running.pop(rq.id, None)
 

@@ -8,6 +8,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import grpc
 
@@ -44,32 +45,32 @@ def _status(err: ArchipelError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN)
 
 
+@contextmanager
+def _statuses(context, name: str):
+    """ArchipelError to its status code with its message; anything else to INTERNAL, logged."""
+    try:
+        yield
+    except ArchipelError as err:
+        context.abort(_status(err), err.message)
+    except grpc.RpcError:
+        raise
+    except Exception as exc:
+        logger.exception("%s failed", name)
+        context.abort(grpc.StatusCode.INTERNAL, f"{name} failed on the island: {exc}")
+
+
 def rpc(method):
-    """Maps ArchipelError to its status code, any other exception to INTERNAL with a log."""
+    """Wraps a servicer method (plain or generator) in ``_statuses``."""
 
     @functools.wraps(method)
     def unary(self, request, context):
-        try:
+        with _statuses(context, method.__name__):
             return method(self, request, context)
-        except ArchipelError as err:
-            context.abort(_status(err), err.message)
-        except grpc.RpcError:
-            raise
-        except Exception as exc:
-            logger.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed on the island: {exc}")
 
     @functools.wraps(method)
     def streaming(self, request, context):
-        try:
+        with _statuses(context, method.__name__):
             yield from method(self, request, context)
-        except ArchipelError as err:
-            context.abort(_status(err), err.message)
-        except grpc.RpcError:
-            raise
-        except Exception as exc:
-            logger.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed on the island: {exc}")
 
     return streaming if inspect.isgeneratorfunction(method) else unary
 

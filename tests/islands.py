@@ -104,6 +104,8 @@ def _merge_config(base: str, extra: str) -> str:
     """Applies ``[section] key = value`` lines of ``extra`` over the written config."""
     import tomllib
 
+    from island.config import toml_value
+
     updates = tomllib.loads(extra)
     out, section = [], None
     seen: set[tuple[str, str]] = set()
@@ -114,7 +116,7 @@ def _merge_config(base: str, extra: str) -> str:
         elif "=" in stripped and section in updates:
             key = stripped.split("=", 1)[0].strip()
             if key in updates[section]:
-                line = f"{key} = {_toml(updates[section][key])}"
+                line = f"{key} = {toml_value(updates[section][key])}"
                 seen.add((section, key))
         out.append(line)
     text = "\n".join(out) + "\n"
@@ -122,15 +124,6 @@ def _merge_config(base: str, extra: str) -> str:
         rest = {k: v for k, v in values.items() if (sec, k) not in seen}
         if rest:
             text += f"\n[{sec}]\n" if f"[{sec}]" not in text else ""
-            text += "".join(f"{k} = {_toml(v)}\n" for k, v in rest.items())
+            text += "".join(f"{k} = {toml_value(v)}\n" for k, v in rest.items())
     return text
 
-
-def _toml(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, dict):
-        return "{" + ", ".join(f'"{k}" = {_toml(x)}' for k, x in v.items()) + "}"
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -211,3 +211,14 @@ def test_publish_malformed_streams_are_refused(island):
 
                     raise rpc_error(exc, c.address) from None
         assert _snapshot(island, c) == before
+
+
+def test_dataset_names_complete_in_ipython(island):
+    """IPython completes ``client["<TAB>`` from ``_ipython_key_completions_``; the list follows
+    the catalog (refreshed after a publish)."""
+    with island.client() as c:
+        names = c._ipython_key_completions_()
+        assert {"sky.order1", "sky.source", "test.allsky"} <= set(names)
+        assert c["sky.order1"].num_rows == 131
+        c.publish("complete.me", {"x": [1]})
+        assert "complete.me" in c._ipython_key_completions_()
