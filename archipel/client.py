@@ -200,6 +200,19 @@ class Client:
                 return []
         return list(self._names or [])
 
+    # -- peers ------------------------------------------------------------------------------
+    def peers(self) -> list[dict[str, Any]]:
+        """The islands this island follows: island, address, state (connected, lagging, down,
+        connecting) and the last sequence of their change log applied here."""
+        resp = self._unary("ListPeers", pb.ListPeersRequest())
+        return [{"island": p.island, "address": p.address, "state": p.state, "last_seq": p.last_seq,
+                 "error": p.error} for p in resp.peers]
+
+    def add_peer(self, address: str) -> dict[str, Any]:
+        """Joins the island at HOST:PORT (and through it, the islands it knows)."""
+        p = self._unary("AddPeer", pb.AddPeerRequest(address=address))
+        return {"island": p.island, "address": p.address, "state": p.state, "last_seq": p.last_seq, "error": p.error}
+
     # -- queries ----------------------------------------------------------------------------
     def sql(self, query: str, route: str = "auto", timeout: float | None = None, *, engine: str = "auto",
             max_rows: int = 0, max_bytes: int = 0, compression: str = "", query_id: str = "") -> QueryResult:

@@ -17,7 +17,7 @@ from typing import Any
 from archipel.errors import InvalidArgument
 from archipel.names import check_dataset_name
 
-__all__ = ["IslandConfig", "IslandSection", "SparkSection", "QuerySection", "IngestSection",
+__all__ = ["IslandConfig", "IslandSection", "SparkSection", "QuerySection", "IngestSection", "FederationSection",
            "CONFIG_FILE", "load_config", "write_config", "toml_value", "DEFAULT_PORT"]
 
 CONFIG_FILE = "archipel.toml"
@@ -64,11 +64,18 @@ class IngestSection:
 
 
 @dataclass
+class FederationSection:
+    # HOST:PORT of islands to join at start; more are learned from their introductions.
+    peers: list[str] = field(default_factory=list)
+
+
+@dataclass
 class IslandConfig:
     island: IslandSection = field(default_factory=IslandSection)
     spark: SparkSection = field(default_factory=SparkSection)
     query: QuerySection = field(default_factory=QuerySection)
     ingest: IngestSection = field(default_factory=IngestSection)
+    federation: FederationSection = field(default_factory=FederationSection)
     root: Path = field(default=Path("."), compare=False)
 
     @property
@@ -164,6 +171,10 @@ def _validate(cfg: IslandConfig, source: str) -> None:
         raise InvalidArgument(f"{source}: [query] chunk_bytes must be at least 1024")
     if cfg.query.timeout_seconds <= 0:
         raise InvalidArgument(f"{source}: [query] timeout_seconds must be positive")
+    for peer in cfg.federation.peers:
+        host, _, port = peer.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidArgument(f"{source}: [federation] peers: {peer!r} is not HOST:PORT")
     if cfg.ingest.partition_rows < 1 or not 0 <= cfg.ingest.max_order <= 19:
         raise InvalidArgument(f"{source}: [ingest] partition_rows must be >= 1 and max_order in 0..19")
 

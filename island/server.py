@@ -15,9 +15,12 @@ import grpc
 from archipel.arrowwire import MAX_MESSAGE_BYTES, PUBLISH_CHUNK_FIELD, chunk_or, passthrough
 from archipel.errors import FailedPrecondition
 from archipel.v1 import island_pb2 as pb
+from archipel.v1 import peer_pb2 as ppb
+from federation.peers import Archipelago
 from island.config import IslandConfig, load_config
 from island.engines import SparkEngine
 from island.ingest import Ingester
+from island.peer_servicer import PeerServicer
 from island.servicer import IslandServicer
 from metacatalog.store import CatalogStore
 
@@ -40,15 +43,15 @@ _FACTORIES = {
 }
 
 
-def island_handlers(servicer: IslandServicer) -> grpc.GenericRpcHandler:
-    """The Island service's handlers, built from its descriptor like the generated
-    ``add_IslandServicer_to_server``, except that responses may be pre-encoded bytes (Arrow
-    chunks built without protobuf copies) and Publish chunks are read without copies."""
-    service = pb.DESCRIPTOR.services_by_name["Island"]
+def service_handlers(module, name: str, servicer) -> grpc.GenericRpcHandler:
+    """A service's handlers, built from its descriptor like the generated ``add_*_to_server``,
+    except that responses may be pre-encoded bytes (Arrow chunks built without protobuf copies)
+    and Publish chunks are read without copies."""
+    service = module.DESCRIPTOR.services_by_name[name]
     handlers = {}
     for method in service.methods:
-        request = getattr(pb, method.input_type.name)
-        response = getattr(pb, method.output_type.name)
+        request = getattr(module, method.input_type.name)
+        response = getattr(module, method.output_type.name)
         parse = request.FromString
         if method.name == "Publish":
             parse = chunk_or(request.FromString, PUBLISH_CHUNK_FIELD)
@@ -71,17 +74,22 @@ class Island:
         self.spark = SparkEngine(cfg.spark, self.spool, app_name=f"archipel-{cfg.island.name}")
         self.ingester = Ingester(self.store, cfg.data_path, partition_rows=cfg.ingest.partition_rows,
                                  max_order=cfg.ingest.max_order, allowed_roots=cfg.ingest.allowed_roots)
-        self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester)
+        self.stopping = threading.Event()
+        self.archipelago = Archipelago(self.store, cfg.island.name, cfg.address)
+        self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago)
+        self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping)
         self.server: grpc.Server | None = None
 
     def start(self) -> None:
         # The Spark JVM is launched (a fork) before any gRPC server thread exists.
         if self.cfg.spark.start:
             self.spark.start()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.cfg.query.workers,
+        # Peers' catalog streams hold a thread each for as long as they live.
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.cfg.query.workers + 64,
                                                              thread_name_prefix="rpc"),
                                   options=GRPC_OPTIONS)
-        self.server.add_generic_rpc_handlers((island_handlers(self.servicer),))
+        self.server.add_generic_rpc_handlers((service_handlers(pb, "Island", self.servicer),
+                                              service_handlers(ppb, "Peer", self.peer_servicer)))
         try:
             port = self.server.add_insecure_port(self.cfg.address)
         except RuntimeError as exc:
@@ -91,6 +99,7 @@ class Island:
             self.spark.stop()
             raise FailedPrecondition(f"cannot listen on {self.cfg.address}: address in use?")
         self.server.start()
+        self.archipelago.start(self.cfg.federation.peers)
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
         logger.info("island %s serving on %s", self.cfg.island.name, self.cfg.address)
 
@@ -110,6 +119,8 @@ class Island:
             logger.warning("warm-up failed", exc_info=True)
 
     def stop(self) -> None:
+        self.stopping.set()
+        self.archipelago.stop()
         for qid in self.servicer.queries.running():
             self.servicer.queries.cancel(qid, "cancelled: the island is stopping")
         if self.server is not None:

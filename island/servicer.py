@@ -25,6 +25,7 @@ from archipel.arrowwire import (
 from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument
 from archipel.names import check_dataset_name
 from archipel.v1 import island_pb2 as pb
+from federation.peers import Archipelago
 from federation.planner import QueryPlan, plan_query
 from island.config import IslandConfig
 from island.convert import ENGINES, ROUTES, dataset_to_pb, plan_to_pb
@@ -75,9 +76,15 @@ def rpc(method):
     return streaming if inspect.isgeneratorfunction(method) else unary
 
 
+def _peer_state(s) -> pb.PeerState:
+    return pb.PeerState(island=s.island, address=s.address, state=s.state, last_seq=s.last_seq, error=s.error)
+
+
 class IslandServicer:
-    def __init__(self, cfg: IslandConfig, store: CatalogStore, spark: SparkEngine, ingester: Ingester) -> None:
+    def __init__(self, cfg: IslandConfig, store: CatalogStore, spark: SparkEngine, ingester: Ingester,
+                 archipelago: Archipelago) -> None:
         self.cfg = cfg
+        self.archipelago = archipelago
         self.store = store
         self.spark = spark
         self.arrow = ArrowEngine()
@@ -126,6 +133,12 @@ class IslandServicer:
             )
         plan = plan_query(request.sql, self.store.dataset, engine=engine,
                           arrow_max_aggregate_bytes=self.cfg.query.arrow_max_aggregate_bytes)
+        remote = sorted({f"{t.dataset.name} (on {t.dataset.origin})" for t in plan.tables
+                         if t.dataset.origin != self.cfg.island.name})
+        if remote:
+            raise FailedPrecondition(
+                f"{', '.join(remote)} is not held by island {self.cfg.island.name}; query it at its island "
+                "(routing between islands is not built yet)")
         return plan, route
 
     @rpc
@@ -180,6 +193,15 @@ class IslandServicer:
             if execution is not None:
                 execution.close()
             self.queries.finish(rq)
+
+    # -- peers ----------------------------------------------------------------------------
+    @rpc
+    def ListPeers(self, request, context):
+        return pb.ListPeersResponse(peers=[_peer_state(s) for s in self.archipelago.statuses()])
+
+    @rpc
+    def AddPeer(self, request, context):
+        return _peer_state(self.archipelago.add(request.address))
 
     @rpc
     def Cancel(self, request, context):

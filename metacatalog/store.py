@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS replicas (
     created REAL NOT NULL,
     PRIMARY KEY (dataset, pid, island)
 );
+CREATE TABLE IF NOT EXISTS peers (
+    address TEXT PRIMARY KEY,
+    island TEXT NOT NULL DEFAULT '',
+    added REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS changes (
     origin TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -89,6 +94,9 @@ class CatalogStore:
         self.island = island
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        # Notified after every commit; WatchCatalog streams wait on it (no polling interval).
+        self.changed = threading.Condition()
+        self.generation = 0  # commits so far, under ``changed``
         self._init_schema()
 
     # -- connections ---------------------------------------------------------------------
@@ -135,6 +143,9 @@ class CatalogStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        with self.changed:
+            self.generation += 1
+            self.changed.notify_all()
 
     # -- reads ---------------------------------------------------------------------------
     def sequence(self, origin: str | None = None) -> int:
@@ -142,6 +153,30 @@ class CatalogStore:
             "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE origin=?", (origin or self.island,)
         ).fetchone()
         return int(row[0])
+
+    def cursors(self) -> dict[str, int]:
+        """Last sequence recorded per origin island (this island's own included)."""
+        return {o: int(s) for o, s in self._conn().execute("SELECT origin, MAX(seq) FROM changes GROUP BY origin")}
+
+    def changes_after(self, cursors: dict[str, int], skip_origin: str = "", limit: int = 1000) -> list[Change]:
+        """Changes of every origin after the given cursors, in sequence order per origin."""
+        out: list[Change] = []
+        for origin in sorted(self.cursors()):
+            if origin == skip_origin:
+                continue
+            out.extend(self.changes(origin, cursors.get(origin, 0), limit))
+        return out
+
+    def peers(self) -> list[tuple[str, str]]:
+        return [(a, i) for a, i in self._conn().execute("SELECT address, island FROM peers ORDER BY added")]
+
+    def add_peer(self, address: str, island: str = "") -> None:
+        with self._write_lock:
+            self._conn().execute(
+                "INSERT INTO peers VALUES (?, ?, ?) ON CONFLICT(address) DO UPDATE SET"
+                " island = CASE WHEN excluded.island != '' THEN excluded.island ELSE peers.island END",
+                (address, island, time.time()),
+            )
 
     def changes(self, origin: str | None = None, after: int = 0, limit: int = 10_000) -> list[Change]:
         rows = self._conn().execute(
@@ -201,7 +236,7 @@ class CatalogStore:
         return out
 
 
-class _Writer:
+class _Writer:  # noqa: D101 - see CatalogStore.transaction
     """Writes inside one transaction; every write appends its change."""
 
     def __init__(self, store: CatalogStore, conn: sqlite3.Connection) -> None:
@@ -246,6 +281,30 @@ class _Writer:
         self._conn.executemany("INSERT INTO partitions VALUES (?,?,?,?,?,?,?,?,?)", rows)
         if log:
             self._log("partitions.put", dataset, {"partitions": [r[1] for r in rows]})
+
+    def apply_remote(self, change: Change, dataset: Dataset | None) -> None:
+        """Records a peer's change (already decided "apply") and what it says, atomically."""
+        if change.op == "dataset.put":
+            row = self._conn.execute("SELECT origin FROM datasets WHERE name=?", (change.key,)).fetchone()
+            if row and row[0] != change.origin:
+                raise AlreadyExists(f"dataset {change.key!r} belongs to {row[0]!r}, not {change.origin!r}")
+            self._conn.execute("DELETE FROM partitions WHERE dataset=?", (change.key,))
+            self._conn.execute("DELETE FROM datasets WHERE name=?", (change.key,))
+            ds = dataset
+            self._conn.execute(
+                "INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (ds.name, ds.origin, ds.kind, ds.root, ds.arrow_schema, ds.num_rows, ds.num_bytes, ds.ra_column,
+                 ds.dec_column, json.dumps(ds.hats_properties), ds.moc, ds.sky_fraction, ds.created),
+            )
+            self.put_partitions(ds.name, ds.partitions, log=False)
+        elif change.op == "dataset.delete":
+            self._conn.execute("DELETE FROM partitions WHERE dataset=? AND dataset IN"
+                               " (SELECT name FROM datasets WHERE origin=?)", (change.key, change.origin))
+            self._conn.execute("DELETE FROM datasets WHERE name=? AND origin=?", (change.key, change.origin))
+        self._conn.execute(
+            "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?)",
+            (change.origin, change.seq, change.op, change.key, json.dumps(change.payload, default=str), change.ts),
+        )
 
     def delete_dataset(self, name: str) -> int:
         if not self._conn.execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone():

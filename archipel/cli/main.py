@@ -29,6 +29,7 @@ def cmd_island_init(args: argparse.Namespace) -> int:
     cfg.island = IslandSection(name=args.name, host=args.host, port=args.port, http_port=args.http_port)
     if args.spark_master:
         cfg.spark.master = args.spark_master
+    cfg.federation.peers = list(args.peer or [])
     path = write_config(cfg)
     print(f"wrote {path}; start it with: archipel island serve {args.dir}")
     return 0
@@ -49,6 +50,24 @@ def cmd_island_serve(args: argparse.Namespace) -> int:
     logging.shutdown()
     sys.stdout.flush()
     os._exit(0)
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        if args.action == "add":
+            if not args.address:
+                raise InvalidArgument("peers add needs HOST:PORT")
+            p = c.add_peer(args.address)
+            print(f"following {p['island']} at {p['address']} ({p['state']})")
+            return 0
+        peers = c.peers()
+    if not peers:
+        print("no peers")
+        return 0
+    print(f"{'island':16} {'address':24} {'state':11} {'last seq':>9}  error")
+    for p in peers:
+        print(f"{p['island']:16} {p['address']:24} {p['state']:11} {p['last_seq']:>9}  {p['error']}")
+    return 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -190,11 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7770, help="gRPC port (default 7770)")
     p.add_argument("--http-port", type=int, default=0, help="HTTP data port (0: none)")
     p.add_argument("--spark-master", default="", help="Spark master URL (default local[2])")
+    p.add_argument("--peer", action="append", metavar="HOST:PORT", help="island to join (repeatable)")
     p.set_defaults(func=cmd_island_init)
     p = isub.add_parser("serve", help="run the island in DIR until SIGINT/SIGTERM")
     p.add_argument("dir")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_island_serve)
+
+    p = sub.add_parser("peers", help="list the islands this one follows, or add one", parents=[common])
+    p.add_argument("action", nargs="?", choices=["list", "add"], default="list")
+    p.add_argument("address", nargs="?", metavar="HOST:PORT")
+    p.set_defaults(func=cmd_peers)
 
     p = sub.add_parser("datasets", help="list the datasets of the archipelago", parents=[common])
     p.add_argument("pattern", nargs="?", help="glob on names, e.g. 'gaia*'")

@@ -77,6 +77,16 @@ class IslandStub:
                 request_serializer=archipel_dot_v1_dot_island__pb2.IngestRequest.SerializeToString,
                 response_deserializer=archipel_dot_v1_dot_island__pb2.IngestResponse.FromString,
                 _registered_method=True)
+        self.ListPeers = channel.unary_unary(
+                '/archipel.v1.Island/ListPeers',
+                request_serializer=archipel_dot_v1_dot_island__pb2.ListPeersRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.ListPeersResponse.FromString,
+                _registered_method=True)
+        self.AddPeer = channel.unary_unary(
+                '/archipel.v1.Island/AddPeer',
+                request_serializer=archipel_dot_v1_dot_island__pb2.AddPeerRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.PeerState.FromString,
+                _registered_method=True)
 
 
 class IslandServicer:
@@ -141,6 +151,20 @@ class IslandServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPeers(self, request, context):
+        """The islands this one follows, with their state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddPeer(self, request, context):
+        """Joins another island (and through it the archipelago).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IslandServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +207,16 @@ def add_IslandServicer_to_server(servicer, server):
                     servicer.Ingest,
                     request_deserializer=archipel_dot_v1_dot_island__pb2.IngestRequest.FromString,
                     response_serializer=archipel_dot_v1_dot_island__pb2.IngestResponse.SerializeToString,
+            ),
+            'ListPeers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPeers,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.ListPeersRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.ListPeersResponse.SerializeToString,
+            ),
+            'AddPeer': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddPeer,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.AddPeerRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.PeerState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +438,60 @@ class Island:
             '/archipel.v1.Island/Ingest',
             archipel_dot_v1_dot_island__pb2.IngestRequest.SerializeToString,
             archipel_dot_v1_dot_island__pb2.IngestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPeers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/ListPeers',
+            archipel_dot_v1_dot_island__pb2.ListPeersRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.ListPeersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddPeer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/AddPeer',
+            archipel_dot_v1_dot_island__pb2.AddPeerRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.PeerState.FromString,
             options,
             channel_credentials,
             insecure,

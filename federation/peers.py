@@ -1,0 +1,236 @@
+"""Peers: one follower link per known island, each a long-lived WatchCatalog stream applying
+the peer's changes (of every origin, so sparse topologies relay) as they are committed there.
+
+A link reconnects by itself with a bounded backoff and resumes from the catalog's cursors, so a
+restarted peer, a cut link or a follower that was down loses and doubles nothing. Islands
+introduce each other: Hello returns the islands the callee knows, and the caller follows them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+
+import grpc
+
+from archipel.arrowwire import MAX_MESSAGE_BYTES
+from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, Unavailable
+from archipel.v1 import peer_pb2 as ppb
+from archipel.v1 import peer_pb2_grpc as ppb_grpc
+from federation.sync import change_from_wire, dataset_from_payload, decide
+from metacatalog.store import CatalogStore
+
+__all__ = ["PROTOCOL_VERSION", "PeerLink", "Archipelago", "check_address", "PeerStatus"]
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+_ADDRESS = re.compile(r"^[A-Za-z0-9.\-_\[\]:]+:\d{1,5}$")
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+
+
+def check_address(address: str) -> str:
+    address = (address or "").strip()
+    if not _ADDRESS.match(address) or not 0 < int(address.rsplit(":", 1)[1]) < 65536:
+        raise InvalidArgument(f"peer address {address!r} is not HOST:PORT")
+    return address
+
+
+@dataclass
+class PeerStatus:
+    island: str
+    address: str
+    state: str
+    last_seq: int
+    error: str
+
+
+class _Gap(Exception):
+    pass
+
+
+def hello(address: str, island: str, my_address: str, timeout: float = 5.0) -> ppb.HelloResponse:
+    """Introduces this island to the one at ``address``; raises Unavailable or FailedPrecondition."""
+    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        try:
+            resp = ppb_grpc.PeerStub(channel).Hello(
+                ppb.HelloRequest(island=island, address=my_address, protocol_version=PROTOCOL_VERSION),
+                timeout=timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise FailedPrecondition(f"island at {address} refused us: {exc.details()}") from None
+            raise Unavailable(f"island at {address} cannot be reached: {exc.details() or exc.code().name}") from None
+    if resp.protocol_version != PROTOCOL_VERSION:
+        raise FailedPrecondition(f"island {resp.island or address} speaks protocol {resp.protocol_version}, "
+                                 f"this island speaks {PROTOCOL_VERSION}")
+    return resp
+
+
+class PeerLink:
+    """Follows one peer's catalog stream in a thread of its own."""
+
+    def __init__(self, archipelago: Archipelago, address: str, island: str = "") -> None:
+        self.archipelago = archipelago
+        self.address = address
+        self.island = island
+        self.state = "connecting"
+        self.last_seq = 0
+        self.target_seq = 0
+        self.error = ""
+        self._stop = threading.Event()
+        self._call = None
+        self._thread = threading.Thread(target=self._run, name=f"peer-{address}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    def status(self) -> PeerStatus:
+        state = self.state
+        if state == "connected" and self.last_seq < self.target_seq:
+            state = "lagging"
+        return PeerStatus(self.island, self.address, state, self.last_seq, self.error)
+
+    def _run(self) -> None:
+        arch = self.archipelago
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                resp = hello(self.address, arch.island, arch.address)
+                if resp.island == arch.island:
+                    logger.info("peer %s is this island itself; not following it", self.address)
+                    self.state, self.error = "self", "this is the island itself"
+                    arch.forget(self)
+                    return
+                self.island = resp.island
+                self.target_seq = resp.sequence
+                arch.store.add_peer(self.address, resp.island)
+                for p in resp.peers:
+                    arch.learn(p.address, p.island)
+                self.last_seq = arch.store.cursors().get(self.island, 0)
+                self._follow()
+            except (Unavailable, FailedPrecondition) as exc:
+                self.state, self.error = "down", str(exc)
+            except grpc.RpcError as exc:
+                self.state, self.error = "down", f"stream from {self.address} ended: {exc.code().name}"
+            except _Gap as exc:
+                self.state, self.error = "down", str(exc)
+                logger.warning("peer %s: %s; resuming from the cursors", self.address, exc)
+                backoff = 0.05
+            except ArchipelError as exc:  # a malformed change: refused, logged, link dropped
+                self.state, self.error = "down", f"refused a change: {exc}"
+                logger.warning("peer %s sent a change that was refused: %s", self.address, exc)
+            except Exception as exc:
+                self.state, self.error = "down", f"{type(exc).__name__}: {exc}"
+                logger.exception("peer link %s failed", self.address)
+            if self._stop.wait(backoff):
+                return
+            backoff = min(backoff * 2, 5.0)
+
+    def _follow(self) -> None:
+        arch = self.archipelago
+        with grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+            stub = ppb_grpc.PeerStub(channel)
+            call = stub.WatchCatalog(ppb.WatchCatalogRequest(island=arch.island, cursors=arch.store.cursors()))
+            self._call = call
+            self.state, self.error = "connected", ""
+            try:
+                for msg in call:
+                    if self._stop.is_set():
+                        return
+                    self._apply(msg)
+            finally:
+                self._call = None
+
+    def _apply(self, msg: ppb.CatalogChange) -> None:
+        store = self.archipelago.store
+        change = change_from_wire(msg.origin, msg.seq, msg.op, msg.key, msg.payload_json, msg.ts)
+        dataset = dataset_from_payload(change.payload, change.origin) if change.op == "dataset.put" else None
+        with store.transaction() as tx:
+            decision = decide(store.island, store.cursors().get(change.origin, 0), change)
+            if decision.action == "gap":
+                raise _Gap(decision.reason)
+            if decision.action == "apply":
+                tx.apply_remote(change, dataset)
+        if change.origin == self.island:
+            self.last_seq = max(self.last_seq, change.seq)
+            self.target_seq = max(self.target_seq, change.seq)
+
+
+class Archipelago:
+    """The peers this island follows."""
+
+    def __init__(self, store: CatalogStore, island: str, address: str) -> None:
+        self.store = store
+        self.island = island
+        self.address = address
+        self._links: dict[str, PeerLink] = {}
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def start(self, addresses: list[str]) -> None:
+        for address in [*addresses, *(a for a, _ in self.store.peers())]:
+            self.learn(address, "")
+
+    def learn(self, address: str, island: str) -> None:
+        """Follows an island heard of (from config, the catalog or an introduction)."""
+        try:
+            address = check_address(address)
+        except InvalidArgument as exc:
+            logger.warning("ignoring peer: %s", exc)
+            return
+        if address == self.address or island == self.island:
+            return
+        with self._lock:
+            if self._stopped or address in self._links:
+                return
+            if island and any(link.island == island for link in self._links.values()):
+                return
+            link = self._links[address] = PeerLink(self, address, island)
+        link.start()
+
+    def forget(self, link: PeerLink) -> None:
+        with self._lock:
+            self._links.pop(link.address, None)
+
+    def add(self, address: str) -> PeerStatus:
+        """Joins the island at ``address`` now: refused if it cannot be reached or speaks
+        another protocol version."""
+        address = check_address(address)
+        resp = hello(address, self.island, self.address)
+        if resp.island == self.island:
+            raise InvalidArgument(f"{address} is this island ({self.island}) itself")
+        self.store.add_peer(address, resp.island)
+        self.learn(address, resp.island)
+        for p in resp.peers:
+            self.learn(p.address, p.island)
+        with self._lock:
+            link = self._links.get(address) or next(
+                (li for li in self._links.values() if li.island == resp.island), None)
+        return link.status() if link else PeerStatus(resp.island, address, "connecting", 0, "")
+
+    def known(self) -> list[tuple[str, str]]:
+        """(island, address) of every island this one knows, itself included."""
+        with self._lock:
+            links = [(li.island, li.address) for li in self._links.values() if li.island]
+        return [(self.island, self.address), *links]
+
+    def statuses(self) -> list[PeerStatus]:
+        with self._lock:
+            links = list(self._links.values())
+        return sorted((li.status() for li in links), key=lambda s: (s.island, s.address))
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            links = list(self._links.values())
+        for link in links:
+            link.stop()
