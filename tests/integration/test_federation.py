@@ -1,0 +1,180 @@
+"""Three islands as separate processes on loopback: catalog sync through introductions,
+resuming after a kill, and peers that are unknown, speak another protocol or send garbage."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent import futures
+
+import grpc
+import pyarrow as pa
+import pytest
+
+import archipel
+from archipel.v1 import peer_pb2 as ppb
+from archipel.v1 import peer_pb2_grpc as ppb_grpc
+from islands import SHARED_HATS, IslandProcess, free_port
+
+NO_SPARK = "[spark]\nstart = false\n"
+
+
+def catalog(island: IslandProcess) -> dict:
+    """The full catalog as an island lists it: every dataset with its partitions."""
+    with island.client() as c:
+        out = {}
+        for d in c.datasets():
+            full = c.describe(d.name)
+            out[d.name] = (full.origin, full.kind, full.num_rows, full.schema.to_string(),
+                           tuple((p.path, p.order, p.pixel, p.num_rows, p.adler32) for p in full.partitions))
+        return out
+
+
+def wait_for(cond, timeout: float = 30.0) -> float:
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "the archipelago did not converge"
+        time.sleep(0.01)
+    return time.monotonic() - t0
+
+
+@pytest.fixture()
+def trio(tmp_path):
+    a = IslandProcess(tmp_path / "a", "a", extra_config=NO_SPARK).start()
+    b = IslandProcess(tmp_path / "b", "b", extra_config=NO_SPARK + f'[federation]\npeers = ["{a.address}"]\n').start()
+    c = IslandProcess(tmp_path / "c", "c", extra_config=NO_SPARK + f'[federation]\npeers = ["{b.address}"]\n').start()
+    yield a, b, c
+    for isl in (a, b, c):
+        isl.stop()
+
+
+def test_changes_reach_every_island_through_introductions(trio):
+    a, b, c = trio
+    with a.client() as ca:
+        wait_for(lambda: {p["island"] for p in ca.peers() if p["state"] == "connected"} == {"b", "c"})
+    with b.client() as cb, c.client() as cc:
+        cb.ingest(str(SHARED_HATS / "small_sky_o1_collection"), "b.objects")
+        cc.ingest(str(SHARED_HATS / "small_sky_source"), "c.sources")
+        cc.publish("c.table", pa.table({"x": [1, 2, 3]}))
+    names = {"b.objects", "b.objects_margin", "b.objects_margin_10arcs", "b.objects_id_index", "c.sources",
+             "c.table"}
+    for isl in (a, b, c):
+        with isl.client() as cl:
+            wait_for(lambda: {d.name for d in cl.datasets()} == names)
+    assert catalog(a) == catalog(b) == catalog(c)
+    with a.client() as ca:
+        d = ca.describe("c.sources")
+        assert d.origin == "c" and all(p.islands == ["c"] for p in d.partitions)
+        with pytest.raises(archipel.FailedPrecondition, match="on c"):
+            ca.sql("SELECT count(*) FROM c.sources").read_all()
+        peers = {p["island"]: p for p in ca.peers()}
+        assert peers["c"]["last_seq"] == 2 and peers["b"]["last_seq"] == 4
+
+
+def test_kill_and_restart_mid_sync_loses_and_doubles_nothing(trio):
+    a, b, c = trio
+    with c.client() as cc:
+        for i in range(4):
+            cc.publish(f"c.t{i}", pa.table({"i": [i]}))
+        b.kill()  # the relay between a and c goes down mid-sync
+        for i in range(4, 8):
+            cc.publish(f"c.t{i}", pa.table({"i": [i]}))
+    b.start()
+    with c.client() as cc:
+        for i in range(8, 10):
+            cc.publish(f"c.t{i}", pa.table({"i": [i]}))
+    want = {f"c.t{i}" for i in range(10)}
+    for isl in (a, b, c):
+        with isl.client() as cl:
+            wait_for(lambda: {d.name for d in cl.datasets()} == want)
+    assert catalog(a) == catalog(b) == catalog(c)
+    a.stop()  # a follower down for a while resumes from its cursor
+    with c.client() as cc:
+        cc.publish("c.late", pa.table({"i": [99]}))
+    a.start()
+    with a.client() as ca:
+        wait_for(lambda: "c.late" in {d.name for d in ca.datasets()})
+        assert ca.info()["catalog_sequence"] == 0  # a wrote nothing of its own
+    assert catalog(a) == catalog(c)
+
+
+def test_add_peer_and_bad_peers(trio, tmp_path):
+    a, b, c = trio
+    with a.client() as ca:
+        with pytest.raises(archipel.InvalidArgument, match="HOST:PORT"):
+            ca.add_peer("not an address")
+        with pytest.raises(archipel.Unavailable, match="cannot be reached"):
+            ca.add_peer(f"127.0.0.1:{free_port()}")
+        with pytest.raises(archipel.InvalidArgument, match="itself"):
+            ca.add_peer(a.address)
+        assert ca.info()["name"] == "a"
+
+
+class _FakePeer:
+    """A peer in this process that speaks another protocol version or sends bad changes."""
+
+    def __init__(self, version: int, changes: list[ppb.CatalogChange], name: str = "evil") -> None:
+        self.version, self.changes, self.name = version, changes, name
+
+    def Hello(self, request, context):
+        return ppb.HelloResponse(island=self.name, address=self.address, protocol_version=self.version, sequence=1)
+
+    def WatchCatalog(self, request, context):
+        yield from self.changes
+        time.sleep(1)
+
+
+def _serve(fake: _FakePeer) -> grpc.Server:
+    port = free_port()
+    fake.address = f"127.0.0.1:{port}"
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    ppb_grpc.add_PeerServicer_to_server(fake, server)
+    server.add_insecure_port(fake.address)
+    server.start()
+    return server
+
+
+def test_peer_speaking_another_protocol_is_refused(trio):
+    a = trio[0]
+    fake = _FakePeer(99, [])
+    server = _serve(fake)
+    try:
+        with a.client() as ca:
+            with pytest.raises(archipel.FailedPrecondition, match="protocol 99"):
+                ca.add_peer(fake.address)
+            assert ca.info()["name"] == "a"
+    finally:
+        server.stop(0)
+
+
+def test_malformed_changes_are_refused_and_the_island_keeps_serving(trio):
+    a = trio[0]
+    good = {"name": "evil.t", "origin": "evil", "kind": "table", "root": "/", "arrow_schema": "00",
+            "num_rows": 1, "num_bytes": 1, "partitions": []}
+    bad = [
+        ppb.CatalogChange(origin="evil", seq=1, op="dataset.put", key="evil.t", payload_json="{not json"),
+        ppb.CatalogChange(origin="evil", seq=1, op="dataset.put", key="evil.t",
+                          payload_json=json.dumps({**good, "origin": "a"})),      # forged authorship
+        ppb.CatalogChange(origin="evil", seq=1, op="drop.everything", key="evil.t", payload_json="{}"),
+        ppb.CatalogChange(origin="evil", seq=1, op="dataset.put", key="../etc", payload_json=json.dumps(good)),
+        ppb.CatalogChange(origin="evil", seq=5, op="dataset.put", key="evil.t", payload_json=json.dumps(good)),
+    ]
+    for i, change in enumerate(bad):
+        fake = _FakePeer(1, [change], name="evil")
+        fake.name = change.origin = f"evil{i}"
+        if change.op == "dataset.put" and change.payload_json.startswith("{\""):
+            payload = json.loads(change.payload_json)
+            if payload["origin"] == "evil":
+                payload["origin"] = fake.name
+            change.payload_json = json.dumps(payload)
+        server = _serve(fake)
+        try:
+            with a.client() as ca:
+                ca.add_peer(fake.address)
+                wait_for(lambda: any(p["address"] == fake.address and p["error"] for p in ca.peers()))
+                assert "evil.t" not in {d.name for d in ca.datasets()}
+                assert ca.info()["name"] == "a"
+        finally:
+            server.stop(0)
+    log = a.log.read_text()
+    assert "refused" in log or "expected seq" in log
