@@ -217,6 +217,17 @@ class Archipelago:
                 (li for li in self._links.values() if li.island == resp.island), None)
         return link.status() if link else PeerStatus(resp.island, address, "connecting", 0, "")
 
+    def address_of(self, island: str) -> str:
+        """The address of a known island; Unavailable when none is known."""
+        with self._lock:
+            for link in self._links.values():
+                if link.island == island:
+                    return link.address
+        for address, name in self.store.peers():
+            if name == island:
+                return address
+        raise Unavailable(f"island {island} is not known here (no address for it; see `archipel peers`)")
+
     def known(self) -> list[tuple[str, str]]:
         """(island, address) of every island this one knows, itself included."""
         with self._lock:

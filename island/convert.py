@@ -6,6 +6,7 @@ import json
 
 from archipel.v1 import island_pb2 as pb
 from federation.planner import QueryPlan
+from federation.router import Placement
 from metacatalog.model import Dataset
 
 __all__ = ["dataset_to_pb", "plan_to_pb", "ROUTES", "ENGINES"]
@@ -34,9 +35,22 @@ def dataset_to_pb(ds: Dataset, island: str, num_partitions: int | None = None,
     return msg
 
 
-def plan_to_pb(plan: QueryPlan, route: str, island: str) -> pb.QueryPlan:
-    msg = pb.QueryPlan(engine=plan.engine, engine_reason=plan.engine_reason,
-                       rewritten_sql=plan.spark_sql, route=route)
+def _placement(ds_origin: str, island: str, placement: Placement | None, bytes_read: int) -> str:
+    if placement is None or placement.kind == "local" or ds_origin == island:
+        return "local"
+    if placement.kind == "pushdown":
+        return f"remote:{ds_origin} (the query runs there; its result streams back through {island})"
+    return f"fetch:{ds_origin} (up to {bytes_read} bytes of pruned rows move to {island}, joined here)"
+
+
+def plan_to_pb(plan: QueryPlan, route: str, island: str, placement: Placement | None = None) -> pb.QueryPlan:
+    engine = plan.engine
+    reason = plan.engine_reason
+    if placement is not None and placement.kind == "pushdown":
+        engine, reason = f"remote:{placement.island}", placement.reason
+    elif placement is not None and placement.kind == "gather":
+        reason = f"{placement.reason}; {reason}"
+    msg = pb.QueryPlan(engine=engine, engine_reason=reason, rewritten_sql=plan.spark_sql, route=route)
     for scan in plan.tables:
         ds = scan.dataset
         msg.datasets.append(pb.DatasetPlan(
@@ -45,6 +59,6 @@ def plan_to_pb(plan: QueryPlan, route: str, island: str) -> pb.QueryPlan:
             bytes_read=scan.bytes_read,
             pixels=[f"{p.order}/{p.pixel}" for p in scan.partitions if p.has_pixel],
             pruning=scan.pruning,
-            placement="local" if ds.origin == island else f"remote:{ds.origin}",
+            placement=_placement(ds.origin, island, placement, scan.bytes_read),
         ))
     return msg

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from archipel.names import check_dataset_name
 from archipel.v1 import island_pb2 as pb
 from federation.peers import Archipelago
 from federation.planner import QueryPlan, plan_query
+from federation.router import Placement, place
+from island.routing import fetch_scan, forward_query
 from island.config import IslandConfig
 from island.convert import ENGINES, ROUTES, dataset_to_pb, plan_to_pb
 from island.engines import ArrowEngine, SparkEngine
@@ -122,29 +125,23 @@ class IslandServicer:
         return dataset_to_pb(ds, self.cfg.island.name, replicas=self.store.replica_islands(name))
 
     # -- queries --------------------------------------------------------------------------
-    def _plan(self, request) -> tuple[QueryPlan, str]:
+    def _plan(self, request) -> tuple[QueryPlan, str, Placement]:
         route = ROUTES.get(request.route)
         engine = ENGINES.get(request.engine)
         if route is None or engine is None:
             raise InvalidArgument("unknown route or engine value")
-        if route in ("remote", "replicate"):
-            raise FailedPrecondition(
-                f"route={route!r} needs federation; this island has no peers, use route='local' or 'auto'"
-            )
+        if route == "replicate":
+            raise FailedPrecondition("route='replicate' needs lazy replication, which is not built yet; "
+                                     "use 'auto' or 'remote'")
         plan = plan_query(request.sql, self.store.dataset, engine=engine,
                           arrow_max_aggregate_bytes=self.cfg.query.arrow_max_aggregate_bytes)
-        remote = sorted({f"{t.dataset.name} (on {t.dataset.origin})" for t in plan.tables
-                         if t.dataset.origin != self.cfg.island.name})
-        if remote:
-            raise FailedPrecondition(
-                f"{', '.join(remote)} is not held by island {self.cfg.island.name}; query it at its island "
-                "(routing between islands is not built yet)")
-        return plan, route
+        placement = place(plan, self.cfg.island.name, route, list(request.route_path))
+        return plan, route, placement
 
     @rpc
     def Explain(self, request, context):
-        plan, route = self._plan(request)
-        return plan_to_pb(plan, route, self.cfg.island.name)
+        plan, route, placement = self._plan(request)
+        return plan_to_pb(plan, route, self.cfg.island.name, placement)
 
     @rpc
     def Query(self, request, context):
@@ -161,8 +158,16 @@ class IslandServicer:
         timer.daemon = True
         timer.start()
         execution = None
+        spool = self.spark.spool_dir / f"gather-{rq.id}"
         try:
-            plan, route = self._plan(request)
+            plan, route, placement = self._plan(request)
+            if placement.kind == "pushdown":
+                yield from forward_query(self.archipelago, placement.island, request, self.cfg.island.name, rq,
+                                         timeout)
+                return
+            if placement.kind == "gather":
+                plan.tables = [fetch_scan(self.archipelago, t, request, self.cfg.island.name, rq, timeout, spool)
+                               if t.dataset.origin != self.cfg.island.name else t for t in plan.tables]
             engine = self.spark if plan.engine == "spark" else self.arrow
             execution = engine.execute(plan, rq.id, rq.on_cancel, timeout)
             rq.raise_if_cancelled()
@@ -174,7 +179,7 @@ class IslandServicer:
             header = next(parts)
             yield pb.QueryResponse(header=pb.QueryHeader(
                 query_id=header.query_id, arrow_schema=serialize_schema(header.schema),
-                plan=plan_to_pb(header.plan, route, self.cfg.island.name)))
+                plan=plan_to_pb(header.plan, route, self.cfg.island.name, placement)))
             # Scanning and encoding run ahead of gRPC's blocking send, a few messages deep.
             wire = (chunk_message(p.body, p.more) if isinstance(p, Chunk) else p for p in parts)
             for part in prefetch(wire, depth=4, stop=rq.cancelled):
@@ -192,6 +197,7 @@ class IslandServicer:
             timer.cancel()
             if execution is not None:
                 execution.close()
+            shutil.rmtree(spool, ignore_errors=True)
             self.queries.finish(rq)
 
     # -- peers ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61rchipel/v1/island.proto\x12\x0b\x61rchipel.v1\"\x12\n\x10ListPeersRequest\"\\\n\tPeerState\x12\x0e\n\x06island\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\r\n\x05\x65rror\x18\x05 \x01(\t\":\n\x11ListPeersResponse\x12%\n\x05peers\x18\x01 \x03(\x0b\x32\x16.archipel.v1.PeerState\"!\n\x0e\x41\x64\x64PeerRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x10\n\x0eGetInfoRequest\"\x8d\x02\n\nIslandInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\x14\n\x0cgrpc_address\x18\x04 \x01(\t\x12\x10\n\x08http_url\x18\x05 \x01(\t\x12\x13\n\x0bspark_ready\x18\x06 \x01(\x08\x12\x14\n\x0cspark_master\x18\x07 \x01(\t\x12\x13\n\x0bspark_error\x18\x08 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\t \x01(\x04\x12\x18\n\x10\x63\x61talog_sequence\x18\n \x01(\x04\x12\x17\n\x0frunning_queries\x18\x0b \x01(\r\x12\x19\n\x11spark_active_jobs\x18\x0c \x01(\r\"?\n\x13ListDatasetsRequest\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\x17\n\x0fwith_partitions\x18\x02 \x01(\x08\">\n\x14ListDatasetsResponse\x12&\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x14.archipel.v1.Dataset\"&\n\x16\x44\x65scribeDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xa5\x01\n\tPartition\x12\x11\n\thas_pixel\x18\x01 \x01(\x08\x12\r\n\x05order\x18\x02 \x01(\r\x12\r\n\x05pixel\x18\x03 \x01(\x04\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x10\n\x08num_rows\x18\x05 \x01(\x04\x12\x11\n\tnum_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07\x61\x64ler32\x18\x07 \x01(\r\x12\x12\n\nstats_json\x18\x08 \x01(\t\x12\x0f\n\x07islands\x18\t \x03(\t\"\x89\x03\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x04 \x01(\x0c\x12\x10\n\x08num_rows\x18\x05 \x01(\x04\x12\x11\n\tnum_bytes\x18\x06 \x01(\x04\x12\x11\n\tra_column\x18\x07 \x01(\t\x12\x12\n\ndec_column\x18\x08 \x01(\t\x12\x41\n\x0fhats_properties\x18\t \x03(\x0b\x32(.archipel.v1.Dataset.HatsPropertiesEntry\x12\x0b\n\x03moc\x18\n \x01(\t\x12\x14\n\x0csky_fraction\x18\x0b \x01(\x01\x12*\n\npartitions\x18\x0c \x03(\x0b\x32\x16.archipel.v1.Partition\x12\x16\n\x0enum_partitions\x18\r \x01(\r\x12\x0f\n\x07\x63reated\x18\x0e \x01(\t\x1a\x35\n\x13HatsPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaf\x01\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12!\n\x05route\x18\x02 \x01(\x0e\x32\x12.archipel.v1.Route\x12#\n\x06\x65ngine\x18\x03 \x01(\x0e\x32\x13.archipel.v1.Engine\x12\x10\n\x08max_rows\x18\x04 \x01(\x04\x12\x11\n\tmax_bytes\x18\x05 \x01(\x04\x12\x10\n\x08query_id\x18\x06 \x01(\t\x12\x13\n\x0b\x63ompression\x18\x07 \x01(\t\"[\n\x0bQueryHeader\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\x12$\n\x04plan\x18\x03 \x01(\x0b\x32\x16.archipel.v1.QueryPlan\"(\n\nArrowChunk\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x0c\n\x04more\x18\x02 \x01(\x08\"q\n\x0cQueryTrailer\x12\x10\n\x08num_rows\x18\x01 \x01(\x04\x12\x11\n\tnum_bytes\x18\x02 \x01(\x04\x12\x13\n\x0bnum_batches\x18\x03 \x01(\r\x12\x17\n\x0f\x65lapsed_seconds\x18\x04 \x01(\x01\x12\x0e\n\x06\x65ngine\x18\x05 \x01(\t\"\x9b\x01\n\rQueryResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.archipel.v1.QueryHeaderH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.archipel.v1.ArrowChunkH\x00\x12,\n\x07trailer\x18\x03 \x01(\x0b\x32\x19.archipel.v1.QueryTrailerH\x00\x42\x06\n\x04part\"\xb8\x01\n\x0b\x44\x61tasetPlan\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07islands\x18\x03 \x03(\t\x12\x18\n\x10partitions_total\x18\x04 \x01(\r\x12\x17\n\x0fpartitions_read\x18\x05 \x01(\r\x12\x12\n\nbytes_read\x18\x06 \x01(\x04\x12\x0e\n\x06pixels\x18\x07 \x03(\t\x12\x0f\n\x07pruning\x18\x08 \x01(\t\x12\x11\n\tplacement\x18\t \x01(\t\"\x84\x01\n\tQueryPlan\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\x15\n\rengine_reason\x18\x02 \x01(\t\x12*\n\x08\x64\x61tasets\x18\x03 \x03(\x0b\x32\x18.archipel.v1.DatasetPlan\x12\x15\n\rrewritten_sql\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\"!\n\rCancelRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\"#\n\x0e\x43\x61ncelResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"U\n\rPublishHeader\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tra_column\x18\x02 \x01(\t\x12\x12\n\ndec_column\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\"\x88\x01\n\x0ePublishRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.archipel.v1.PublishHeaderH\x00\x12\x16\n\x0c\x61rrow_schema\x18\x02 \x01(\x0cH\x00\x12(\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x17.archipel.v1.ArrowChunkH\x00\x42\x06\n\x04part\"8\n\x0fPublishResponse\x12%\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x14.archipel.v1.Dataset\"R\n\nIngestItem\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x11\n\tra_column\x18\x03 \x01(\t\x12\x12\n\ndec_column\x18\x04 \x01(\t\"7\n\rIngestRequest\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.archipel.v1.IngestItem\"8\n\x0eIngestResponse\x12&\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x14.archipel.v1.Dataset*O\n\x05Route\x12\x0e\n\nROUTE_AUTO\x10\x00\x12\x0f\n\x0bROUTE_LOCAL\x10\x01\x12\x10\n\x0cROUTE_REMOTE\x10\x02\x12\x13\n\x0fROUTE_REPLICATE\x10\x03*=\n\x06\x45ngine\x12\x0f\n\x0b\x45NGINE_AUTO\x10\x00\x12\x10\n\x0c\x45NGINE_ARROW\x10\x01\x12\x10\n\x0c\x45NGINE_SPARK\x10\x02\x32\xc6\x05\n\x06Island\x12?\n\x07GetInfo\x12\x1b.archipel.v1.GetInfoRequest\x1a\x17.archipel.v1.IslandInfo\x12S\n\x0cListDatasets\x12 .archipel.v1.ListDatasetsRequest\x1a!.archipel.v1.ListDatasetsResponse\x12L\n\x0f\x44\x65scribeDataset\x12#.archipel.v1.DescribeDatasetRequest\x1a\x14.archipel.v1.Dataset\x12@\n\x05Query\x12\x19.archipel.v1.QueryRequest\x1a\x1a.archipel.v1.QueryResponse0\x01\x12<\n\x07\x45xplain\x12\x19.archipel.v1.QueryRequest\x1a\x16.archipel.v1.QueryPlan\x12\x41\n\x06\x43\x61ncel\x12\x1a.archipel.v1.CancelRequest\x1a\x1b.archipel.v1.CancelResponse\x12\x46\n\x07Publish\x12\x1b.archipel.v1.PublishRequest\x1a\x1c.archipel.v1.PublishResponse(\x01\x12\x41\n\x06Ingest\x12\x1a.archipel.v1.IngestRequest\x1a\x1b.archipel.v1.IngestResponse\x12J\n\tListPeers\x12\x1d.archipel.v1.ListPeersRequest\x1a\x1e.archipel.v1.ListPeersResponse\x12>\n\x07\x41\x64\x64Peer\x12\x1b.archipel.v1.AddPeerRequest\x1a\x16.archipel.v1.PeerStateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61rchipel/v1/island.proto\x12\x0b\x61rchipel.v1\"\x12\n\x10ListPeersRequest\"\\\n\tPeerState\x12\x0e\n\x06island\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\r\n\x05\x65rror\x18\x05 \x01(\t\":\n\x11ListPeersResponse\x12%\n\x05peers\x18\x01 \x03(\x0b\x32\x16.archipel.v1.PeerState\"!\n\x0e\x41\x64\x64PeerRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x10\n\x0eGetInfoRequest\"\x8d\x02\n\nIslandInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\x14\n\x0cgrpc_address\x18\x04 \x01(\t\x12\x10\n\x08http_url\x18\x05 \x01(\t\x12\x13\n\x0bspark_ready\x18\x06 \x01(\x08\x12\x14\n\x0cspark_master\x18\x07 \x01(\t\x12\x13\n\x0bspark_error\x18\x08 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\t \x01(\x04\x12\x18\n\x10\x63\x61talog_sequence\x18\n \x01(\x04\x12\x17\n\x0frunning_queries\x18\x0b \x01(\r\x12\x19\n\x11spark_active_jobs\x18\x0c \x01(\r\"?\n\x13ListDatasetsRequest\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\x17\n\x0fwith_partitions\x18\x02 \x01(\x08\">\n\x14ListDatasetsResponse\x12&\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x14.archipel.v1.Dataset\"&\n\x16\x44\x65scribeDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xa5\x01\n\tPartition\x12\x11\n\thas_pixel\x18\x01 \x01(\x08\x12\r\n\x05order\x18\x02 \x01(\r\x12\r\n\x05pixel\x18\x03 \x01(\x04\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x10\n\x08num_rows\x18\x05 \x01(\x04\x12\x11\n\tnum_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07\x61\x64ler32\x18\x07 \x01(\r\x12\x12\n\nstats_json\x18\x08 \x01(\t\x12\x0f\n\x07islands\x18\t \x03(\t\"\x89\x03\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x04 \x01(\x0c\x12\x10\n\x08num_rows\x18\x05 \x01(\x04\x12\x11\n\tnum_bytes\x18\x06 \x01(\x04\x12\x11\n\tra_column\x18\x07 \x01(\t\x12\x12\n\ndec_column\x18\x08 \x01(\t\x12\x41\n\x0fhats_properties\x18\t \x03(\x0b\x32(.archipel.v1.Dataset.HatsPropertiesEntry\x12\x0b\n\x03moc\x18\n \x01(\t\x12\x14\n\x0csky_fraction\x18\x0b \x01(\x01\x12*\n\npartitions\x18\x0c \x03(\x0b\x32\x16.archipel.v1.Partition\x12\x16\n\x0enum_partitions\x18\r \x01(\r\x12\x0f\n\x07\x63reated\x18\x0e \x01(\t\x1a\x35\n\x13HatsPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc3\x01\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12!\n\x05route\x18\x02 \x01(\x0e\x32\x12.archipel.v1.Route\x12#\n\x06\x65ngine\x18\x03 \x01(\x0e\x32\x13.archipel.v1.Engine\x12\x10\n\x08max_rows\x18\x04 \x01(\x04\x12\x11\n\tmax_bytes\x18\x05 \x01(\x04\x12\x10\n\x08query_id\x18\x06 \x01(\t\x12\x13\n\x0b\x63ompression\x18\x07 \x01(\t\x12\x12\n\nroute_path\x18\x08 \x03(\t\"[\n\x0bQueryHeader\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\x12$\n\x04plan\x18\x03 \x01(\x0b\x32\x16.archipel.v1.QueryPlan\"(\n\nArrowChunk\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x0c\n\x04more\x18\x02 \x01(\x08\"q\n\x0cQueryTrailer\x12\x10\n\x08num_rows\x18\x01 \x01(\x04\x12\x11\n\tnum_bytes\x18\x02 \x01(\x04\x12\x13\n\x0bnum_batches\x18\x03 \x01(\r\x12\x17\n\x0f\x65lapsed_seconds\x18\x04 \x01(\x01\x12\x0e\n\x06\x65ngine\x18\x05 \x01(\t\"\x9b\x01\n\rQueryResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.archipel.v1.QueryHeaderH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.archipel.v1.ArrowChunkH\x00\x12,\n\x07trailer\x18\x03 \x01(\x0b\x32\x19.archipel.v1.QueryTrailerH\x00\x42\x06\n\x04part\"\xb8\x01\n\x0b\x44\x61tasetPlan\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07islands\x18\x03 \x03(\t\x12\x18\n\x10partitions_total\x18\x04 \x01(\r\x12\x17\n\x0fpartitions_read\x18\x05 \x01(\r\x12\x12\n\nbytes_read\x18\x06 \x01(\x04\x12\x0e\n\x06pixels\x18\x07 \x03(\t\x12\x0f\n\x07pruning\x18\x08 \x01(\t\x12\x11\n\tplacement\x18\t \x01(\t\"\x84\x01\n\tQueryPlan\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\x15\n\rengine_reason\x18\x02 \x01(\t\x12*\n\x08\x64\x61tasets\x18\x03 \x03(\x0b\x32\x18.archipel.v1.DatasetPlan\x12\x15\n\rrewritten_sql\x18\x04 \x01(\t\x12\r\n\x05route\x18\x05 \x01(\t\"!\n\rCancelRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\"#\n\x0e\x43\x61ncelResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"U\n\rPublishHeader\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tra_column\x18\x02 \x01(\t\x12\x12\n\ndec_column\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\"\x88\x01\n\x0ePublishRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.archipel.v1.PublishHeaderH\x00\x12\x16\n\x0c\x61rrow_schema\x18\x02 \x01(\x0cH\x00\x12(\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x17.archipel.v1.ArrowChunkH\x00\x42\x06\n\x04part\"8\n\x0fPublishResponse\x12%\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x14.archipel.v1.Dataset\"R\n\nIngestItem\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x11\n\tra_column\x18\x03 \x01(\t\x12\x12\n\ndec_column\x18\x04 \x01(\t\"7\n\rIngestRequest\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.archipel.v1.IngestItem\"8\n\x0eIngestResponse\x12&\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x14.archipel.v1.Dataset*O\n\x05Route\x12\x0e\n\nROUTE_AUTO\x10\x00\x12\x0f\n\x0bROUTE_LOCAL\x10\x01\x12\x10\n\x0cROUTE_REMOTE\x10\x02\x12\x13\n\x0fROUTE_REPLICATE\x10\x03*=\n\x06\x45ngine\x12\x0f\n\x0b\x45NGINE_AUTO\x10\x00\x12\x10\n\x0c\x45NGINE_ARROW\x10\x01\x12\x10\n\x0c\x45NGINE_SPARK\x10\x02\x32\xc6\x05\n\x06Island\x12?\n\x07GetInfo\x12\x1b.archipel.v1.GetInfoRequest\x1a\x17.archipel.v1.IslandInfo\x12S\n\x0cListDatasets\x12 .archipel.v1.ListDatasetsRequest\x1a!.archipel.v1.ListDatasetsResponse\x12L\n\x0f\x44\x65scribeDataset\x12#.archipel.v1.DescribeDatasetRequest\x1a\x14.archipel.v1.Dataset\x12@\n\x05Query\x12\x19.archipel.v1.QueryRequest\x1a\x1a.archipel.v1.QueryResponse0\x01\x12<\n\x07\x45xplain\x12\x19.archipel.v1.QueryRequest\x1a\x16.archipel.v1.QueryPlan\x12\x41\n\x06\x43\x61ncel\x12\x1a.archipel.v1.CancelRequest\x1a\x1b.archipel.v1.CancelResponse\x12\x46\n\x07Publish\x12\x1b.archipel.v1.PublishRequest\x1a\x1c.archipel.v1.PublishResponse(\x01\x12\x41\n\x06Ingest\x12\x1a.archipel.v1.IngestRequest\x1a\x1b.archipel.v1.IngestResponse\x12J\n\tListPeers\x12\x1d.archipel.v1.ListPeersRequest\x1a\x1e.archipel.v1.ListPeersResponse\x12>\n\x07\x41\x64\x64Peer\x12\x1b.archipel.v1.AddPeerRequest\x1a\x16.archipel.v1.PeerStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DATASET_HATSPROPERTIESENTRY']._loaded_options = None
   _globals['_DATASET_HATSPROPERTIESENTRY']._serialized_options = b'8\001'
-  _globals['_ROUTE']._serialized_start=2736
-  _globals['_ROUTE']._serialized_end=2815
-  _globals['_ENGINE']._serialized_start=2817
-  _globals['_ENGINE']._serialized_end=2878
+  _globals['_ROUTE']._serialized_start=2756
+  _globals['_ROUTE']._serialized_end=2835
+  _globals['_ENGINE']._serialized_start=2837
+  _globals['_ENGINE']._serialized_end=2898
   _globals['_LISTPEERSREQUEST']._serialized_start=41
   _globals['_LISTPEERSREQUEST']._serialized_end=59
   _globals['_PEERSTATE']._serialized_start=61
@@ -62,35 +62,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASET_HATSPROPERTIESENTRY']._serialized_start=1218
   _globals['_DATASET_HATSPROPERTIESENTRY']._serialized_end=1271
   _globals['_QUERYREQUEST']._serialized_start=1274
-  _globals['_QUERYREQUEST']._serialized_end=1449
-  _globals['_QUERYHEADER']._serialized_start=1451
-  _globals['_QUERYHEADER']._serialized_end=1542
-  _globals['_ARROWCHUNK']._serialized_start=1544
-  _globals['_ARROWCHUNK']._serialized_end=1584
-  _globals['_QUERYTRAILER']._serialized_start=1586
-  _globals['_QUERYTRAILER']._serialized_end=1699
-  _globals['_QUERYRESPONSE']._serialized_start=1702
-  _globals['_QUERYRESPONSE']._serialized_end=1857
-  _globals['_DATASETPLAN']._serialized_start=1860
-  _globals['_DATASETPLAN']._serialized_end=2044
-  _globals['_QUERYPLAN']._serialized_start=2047
-  _globals['_QUERYPLAN']._serialized_end=2179
-  _globals['_CANCELREQUEST']._serialized_start=2181
-  _globals['_CANCELREQUEST']._serialized_end=2214
-  _globals['_CANCELRESPONSE']._serialized_start=2216
-  _globals['_CANCELRESPONSE']._serialized_end=2251
-  _globals['_PUBLISHHEADER']._serialized_start=2253
-  _globals['_PUBLISHHEADER']._serialized_end=2338
-  _globals['_PUBLISHREQUEST']._serialized_start=2341
-  _globals['_PUBLISHREQUEST']._serialized_end=2477
-  _globals['_PUBLISHRESPONSE']._serialized_start=2479
-  _globals['_PUBLISHRESPONSE']._serialized_end=2535
-  _globals['_INGESTITEM']._serialized_start=2537
-  _globals['_INGESTITEM']._serialized_end=2619
-  _globals['_INGESTREQUEST']._serialized_start=2621
-  _globals['_INGESTREQUEST']._serialized_end=2676
-  _globals['_INGESTRESPONSE']._serialized_start=2678
-  _globals['_INGESTRESPONSE']._serialized_end=2734
-  _globals['_ISLAND']._serialized_start=2881
-  _globals['_ISLAND']._serialized_end=3591
+  _globals['_QUERYREQUEST']._serialized_end=1469
+  _globals['_QUERYHEADER']._serialized_start=1471
+  _globals['_QUERYHEADER']._serialized_end=1562
+  _globals['_ARROWCHUNK']._serialized_start=1564
+  _globals['_ARROWCHUNK']._serialized_end=1604
+  _globals['_QUERYTRAILER']._serialized_start=1606
+  _globals['_QUERYTRAILER']._serialized_end=1719
+  _globals['_QUERYRESPONSE']._serialized_start=1722
+  _globals['_QUERYRESPONSE']._serialized_end=1877
+  _globals['_DATASETPLAN']._serialized_start=1880
+  _globals['_DATASETPLAN']._serialized_end=2064
+  _globals['_QUERYPLAN']._serialized_start=2067
+  _globals['_QUERYPLAN']._serialized_end=2199
+  _globals['_CANCELREQUEST']._serialized_start=2201
+  _globals['_CANCELREQUEST']._serialized_end=2234
+  _globals['_CANCELRESPONSE']._serialized_start=2236
+  _globals['_CANCELRESPONSE']._serialized_end=2271
+  _globals['_PUBLISHHEADER']._serialized_start=2273
+  _globals['_PUBLISHHEADER']._serialized_end=2358
+  _globals['_PUBLISHREQUEST']._serialized_start=2361
+  _globals['_PUBLISHREQUEST']._serialized_end=2497
+  _globals['_PUBLISHRESPONSE']._serialized_start=2499
+  _globals['_PUBLISHRESPONSE']._serialized_end=2555
+  _globals['_INGESTITEM']._serialized_start=2557
+  _globals['_INGESTITEM']._serialized_end=2639
+  _globals['_INGESTREQUEST']._serialized_start=2641
+  _globals['_INGESTREQUEST']._serialized_end=2696
+  _globals['_INGESTRESPONSE']._serialized_start=2698
+  _globals['_INGESTRESPONSE']._serialized_end=2754
+  _globals['_ISLAND']._serialized_start=2901
+  _globals['_ISLAND']._serialized_end=3611
 # @@protoc_insertion_point(module_scope)

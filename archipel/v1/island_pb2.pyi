@@ -171,7 +171,7 @@ class Dataset(_message.Message):
     def __init__(self, name: _Optional[str] = ..., origin: _Optional[str] = ..., kind: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., hats_properties: _Optional[_Mapping[str, str]] = ..., moc: _Optional[str] = ..., sky_fraction: _Optional[float] = ..., partitions: _Optional[_Iterable[_Union[Partition, _Mapping]]] = ..., num_partitions: _Optional[int] = ..., created: _Optional[str] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("sql", "route", "engine", "max_rows", "max_bytes", "query_id", "compression")
+    __slots__ = ("sql", "route", "engine", "max_rows", "max_bytes", "query_id", "compression", "route_path")
     SQL_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +179,7 @@ class QueryRequest(_message.Message):
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_PATH_FIELD_NUMBER: _ClassVar[int]
     sql: str
     route: Route
     engine: Engine
@@ -186,7 +187,8 @@ class QueryRequest(_message.Message):
     max_bytes: int
     query_id: str
     compression: str
-    def __init__(self, sql: _Optional[str] = ..., route: _Optional[_Union[Route, str]] = ..., engine: _Optional[_Union[Engine, str]] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ..., query_id: _Optional[str] = ..., compression: _Optional[str] = ...) -> None: ...
+    route_path: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sql: _Optional[str] = ..., route: _Optional[_Union[Route, str]] = ..., engine: _Optional[_Union[Engine, str]] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ..., query_id: _Optional[str] = ..., compression: _Optional[str] = ..., route_path: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryHeader(_message.Message):
     __slots__ = ("query_id", "arrow_schema", "plan")

@@ -1,0 +1,35 @@
+import pytest
+
+from archipel.errors import FailedPrecondition, InvalidArgument
+from federation.planner import QueryPlan, TableScan
+from federation.router import MAX_HOPS, place
+from metacatalog.model import Dataset
+
+
+def plan_on(*origins):
+    tables = [TableScan(view=f"v{i}", dataset=Dataset(name=f"d.t{i}", origin=o, kind="table", root="/",
+                                                        arrow_schema=b"", num_rows=0, num_bytes=0), partitions=[])
+              for i, o in enumerate(origins)]
+    return QueryPlan(sql="", tables=tables, engine="arrow", engine_reason="", spark_sql="", duckdb_sql="")
+
+
+def test_local_pushdown_gather():
+    assert place(plan_on("a"), "a", "auto", []).kind == "local"
+    p = place(plan_on("b", "b"), "a", "auto", [])
+    assert p.kind == "pushdown" and p.island == "b"
+    assert place(plan_on("b"), "a", "remote", []).island == "b"
+    g = place(plan_on("a", "b", "c"), "a", "auto", [])
+    assert g.kind == "gather" and g.remote == ("b", "c")
+
+
+def test_refusals():
+    with pytest.raises(FailedPrecondition, match="route='local'"):
+        place(plan_on("b"), "a", "local", [])
+    with pytest.raises(FailedPrecondition, match="routing loop"):
+        place(plan_on("b"), "a", "auto", ["a"])
+    with pytest.raises(FailedPrecondition, match="hop limit"):
+        place(plan_on("c"), "a", "auto", [f"x{i}" for i in range(MAX_HOPS)])
+    with pytest.raises(FailedPrecondition, match="one island"):
+        place(plan_on("b", "c"), "a", "remote", [])
+    with pytest.raises(InvalidArgument):
+        place(plan_on("a"), "a", "sideways", [])
