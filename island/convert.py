@@ -48,7 +48,7 @@ def plan_to_pb(plan: QueryPlan, route: str, island: str, placement: Placement | 
     reason = plan.engine_reason
     if placement is not None and placement.kind == "pushdown":
         engine, reason = f"remote:{placement.island}", placement.reason
-    elif placement is not None and placement.kind == "gather":
+    elif placement is not None:
         reason = f"{placement.reason}; {reason}"
     msg = pb.QueryPlan(engine=engine, engine_reason=reason, rewritten_sql=plan.spark_sql, route=route)
     for scan in plan.tables:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 import archipel
 from islands import SHARED_HATS
 from skydata import cone_truth
+from tables import assert_same_answer
 
 ENGINES = ["arrow", "spark"]
 
@@ -143,27 +143,13 @@ DIFFERENTIAL = [
 ]
 
 
-def _canonical(table: pa.Table) -> pa.Table:
-    return table.sort_by([(c, "ascending") for c in table.column_names]) if table.num_rows else table
-
-
 @pytest.mark.parametrize("query", DIFFERENTIAL)
 def test_engines_agree(client, query):
     arrow = client.sql(query, engine="arrow")
     spark = client.sql(query, engine="spark")
     a, s = arrow.read_all(), spark.read_all()
     assert arrow.stats.engine == "arrow" and spark.stats.engine == "spark"
-    assert a.column_names == s.column_names
-    assert [f.type for f in a.schema] == [f.type for f in s.schema], (a.schema, s.schema)
-    a, s = _canonical(a), _canonical(s)
-    assert a.num_rows == s.num_rows
-    for name in a.column_names:
-        x, y = a[name].to_pylist(), s[name].to_pylist()
-        if pa.types.is_floating(a.schema.field(name).type):
-            for u, v in zip(x, y):
-                assert (u is None and v is None) or (math.isnan(u) and math.isnan(v)) or u == pytest.approx(v, rel=1e-12)
-        else:
-            assert x == y, name
+    assert_same_answer(a, s)
 
 
 def test_auto_engine_choice(client):
