@@ -173,8 +173,18 @@ class Archipelago:
         self.island = island
         self.address = address
         self._links: dict[str, PeerLink] = {}
+        self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
         self._stopped = False
+
+    def channel(self, address: str) -> grpc.Channel:
+        """A channel to a peer kept for routed queries (a new one costs a TCP and HTTP/2
+        handshake per query)."""
+        with self._lock:
+            channel = self._channels.get(address)
+            if channel is None:
+                channel = self._channels[address] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+            return channel
 
     def start(self, addresses: list[str]) -> None:
         for address in [*addresses, *(a for a, _ in self.store.peers())]:
@@ -243,5 +253,8 @@ class Archipelago:
         with self._lock:
             self._stopped = True
             links = list(self._links.values())
+            channels, self._channels = list(self._channels.values()), {}
         for link in links:
             link.stop()
+        for channel in channels:
+            channel.close()

@@ -23,7 +23,7 @@ from archipel.errors import InvalidArgument, NotFound, PermissionDenied
 from metacatalog.model import Dataset, Partition
 from metacatalog.sky import Cone, healpix29_ranges, partitions_in_cone
 
-__all__ = ["TableScan", "QueryPlan", "plan_query", "cone_predicate_sql", "ENGINES"]
+__all__ = ["TableScan", "QueryPlan", "plan_query", "referenced_datasets", "cone_predicate_sql", "ENGINES"]
 
 ENGINES = ("arrow", "spark")
 
@@ -214,6 +214,27 @@ def _healpix_ranges_sql(ds: Dataset, cone: Cone, qual: str) -> str:
 def _dataset_name(table: exp.Table) -> str:
     parts = [p.name for p in table.parts]
     return ".".join(parts)
+
+
+def referenced_datasets(sql: str) -> set[str] | None:
+    """The catalog names a query reads (CTE names left out), from a parse alone; None when the
+    query cannot be parsed (full planning then reports why)."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
+    except (ParseError, TokenError):
+        return None
+    if len(statements) != 1:
+        return None
+    tree = statements[0]
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    names = set()
+    for table in tree.find_all(exp.Table):
+        if not isinstance(table.this, exp.Identifier):
+            return None
+        name = _dataset_name(table)
+        if not (len(table.parts) == 1 and name.lower() in ctes):
+            names.add(name)
+    return names
 
 
 def plan_query(

@@ -12,9 +12,9 @@ import grpc
 import pyarrow.parquet as pq
 
 from archipel.arrowwire import RawChunk, chunk_or, decode_chunks, read_schema
-from archipel.errors import ArchipelError, Unavailable, error_for_code
+from archipel.errors import Unavailable, error_for_code
 from archipel.v1 import island_pb2 as pb
-from federation.peers import CHANNEL_OPTIONS, Archipelago
+from federation.peers import Archipelago
 from federation.planner import TableScan
 from island.queries import RunningQuery
 from island.storage.files import parquet_partition
@@ -52,15 +52,14 @@ def forward_query(archipelago: Archipelago, island: str, request: pb.QueryReques
     """The pushed-down query's response messages from ``island``, passed through as received
     (no decoding, no buffering); cancelling ``rq`` cancels the call there."""
     address = archipelago.address_of(island)
-    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-        call = channel.unary_stream(QUERY_METHOD, request_serializer=pb.QueryRequest.SerializeToString,
-                                    response_deserializer=lambda data: data)
-        stream = call(_sub_request(request, here, rq.id), timeout=timeout)
-        rq.on_cancel(stream.cancel)
-        try:
-            yield from stream
-        except grpc.RpcError as exc:
-            _raise_remote(exc, island, address, rq)
+    call = archipelago.channel(address).unary_stream(
+        QUERY_METHOD, request_serializer=pb.QueryRequest.SerializeToString, response_deserializer=lambda data: data)
+    stream = call(_sub_request(request, here, rq.id), timeout=timeout)
+    rq.on_cancel(stream.cancel)
+    try:
+        yield from stream
+    except grpc.RpcError as exc:
+        _raise_remote(exc, island, address, rq)
 
 
 def fetch_scan(archipelago: Archipelago, scan: TableScan, request: pb.QueryRequest, here: str,
@@ -75,29 +74,27 @@ def fetch_scan(archipelago: Archipelago, scan: TableScan, request: pb.QueryReque
     sql = f"SELECT * FROM {ds.name}" + (f" WHERE {where}" if where else "")
     spool.mkdir(parents=True, exist_ok=True)
     target = spool / f"{scan.view}.parquet"
-    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-        call = channel.unary_stream(QUERY_METHOD, request_serializer=pb.QueryRequest.SerializeToString,
-                                    response_deserializer=chunk_or(pb.QueryResponse.FromString))
-        stream = call(_sub_request(request, here, f"{rq.id}-{scan.view}", sql), timeout=timeout)
-        rq.on_cancel(stream.cancel)
-        try:
-            first = next(stream)
-            schema = read_schema(first.header.arrow_schema)
+    call = archipelago.channel(address).unary_stream(
+        QUERY_METHOD, request_serializer=pb.QueryRequest.SerializeToString,
+        response_deserializer=chunk_or(pb.QueryResponse.FromString))
+    stream = call(_sub_request(request, here, f"{rq.id}-{scan.view}", sql), timeout=timeout)
+    rq.on_cancel(stream.cancel)
+    try:
+        first = next(stream)
+        schema = read_schema(first.header.arrow_schema)
 
-            def chunks():
-                for msg in stream:
-                    if isinstance(msg, RawChunk):
-                        yield msg.body, msg.more
-                    elif msg.WhichOneof("part") == "chunk":
-                        yield msg.chunk.body, msg.chunk.more
+        def chunks():
+            for msg in stream:
+                if isinstance(msg, RawChunk):
+                    yield msg.body, msg.more
+                elif msg.WhichOneof("part") == "chunk":
+                    yield msg.chunk.body, msg.chunk.more
 
-            with pq.ParquetWriter(target, schema) as writer:
-                for batch in decode_chunks(chunks(), schema):
-                    writer.write_batch(batch)
-        except grpc.RpcError as exc:
-            _raise_remote(exc, island, address, rq)
-        except ArchipelError:
-            raise
+        with pq.ParquetWriter(target, schema) as writer:
+            for batch in decode_chunks(chunks(), schema):
+                writer.write_batch(batch)
+    except grpc.RpcError as exc:
+        _raise_remote(exc, island, address, rq)
     part = parquet_partition(target, spool)
     local = replace(ds, origin=here, root=str(spool), partitions=(part,))
     return replace(scan, dataset=local, partitions=[part])

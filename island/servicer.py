@@ -27,8 +27,8 @@ from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument
 from archipel.names import check_dataset_name
 from archipel.v1 import island_pb2 as pb
 from federation.peers import Archipelago
-from federation.planner import QueryPlan, plan_query
-from federation.router import Placement, place
+from federation.planner import QueryPlan, plan_query, referenced_datasets
+from federation.router import MAX_HOPS, Placement, place
 from island.routing import fetch_scan, forward_query
 from island.config import IslandConfig
 from island.convert import ENGINES, ROUTES, dataset_to_pb, plan_to_pb
@@ -138,6 +138,28 @@ class IslandServicer:
         placement = place(plan, self.cfg.island.name, route, list(request.route_path))
         return plan, route, placement
 
+    def _pushdown_target(self, request) -> str:
+        """The one other island holding every dataset of the query, when the route lets the
+        query go there whole; else "" (the query is planned here)."""
+        if ROUTES.get(request.route) not in ("auto", "remote"):
+            return ""
+        names = referenced_datasets(request.sql)
+        if not names:
+            return ""
+        origins = set()
+        for name in names:
+            try:
+                origins.add(self.store.dataset(name, with_partitions=False).origin)
+            except ArchipelError:
+                return ""
+        if len(origins) != 1 or self.cfg.island.name in origins:
+            return ""
+        (island,) = origins
+        here = self.cfg.island.name
+        if here in request.route_path or len(request.route_path) + 1 >= MAX_HOPS:
+            return ""  # planning here reports the loop or the hop limit
+        return island
+
     @rpc
     def Explain(self, request, context):
         plan, route, placement = self._plan(request)
@@ -160,6 +182,10 @@ class IslandServicer:
         execution = None
         spool = self.spark.spool_dir / f"gather-{rq.id}"
         try:
+            island = self._pushdown_target(request)
+            if island:  # all its data is on one other island: no need to plan it here
+                yield from forward_query(self.archipelago, island, request, self.cfg.island.name, rq, timeout)
+                return
             plan, route, placement = self._plan(request)
             if placement.kind == "pushdown":
                 yield from forward_query(self.archipelago, placement.island, request, self.cfg.island.name, rq,
