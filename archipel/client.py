@@ -247,6 +247,15 @@ class Client:
         self._names = None
         return DatasetInfo.from_pb(resp.dataset)
 
+    def delete(self, name: str) -> bool:
+        """Removes a dataset at its origin island (this island must be it); every island of
+        the archipelago drops it through catalog sync. Returns whether its files were removed
+        too (datasets registered in place keep theirs)."""
+        check_dataset_name(name)
+        resp = self._unary("DeleteDataset", pb.DeleteDatasetRequest(name=name))
+        self._names = None
+        return resp.files_removed
+
     def ingest(self, path: str, dataset: str, ra: str | None = None, dec: str | None = None,
                timeout: float | None = None) -> list[DatasetInfo]:
         """Registers a path on the island's disk (HATS as it is; Parquet partitioned into HATS)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from archipel.arrowwire import serialize_schema
-from archipel.errors import AlreadyExists, InvalidArgument, PermissionDenied
+from archipel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from archipel.names import check_dataset_name
 from island.storage.files import parquet_partition, read_parquet_schema
 from island.storage.hats_read import Found, _scan_hats_catalog, parquet_files, scan_path, sky_columns
@@ -170,6 +170,20 @@ class Ingester:
             raise
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+
+    def delete(self, name: str) -> bool:
+        """Removes a dataset this island authored: its records (a ``dataset.delete`` change that
+        peers apply) and, when the island wrote them, its files. Returns whether files went."""
+        ds = self.store.dataset(check_dataset_name(name), with_partitions=False)
+        if ds.origin != self.store.island:
+            raise FailedPrecondition(f"dataset {name!r} is held by island {ds.origin}; delete it there")
+        with self.store.transaction() as tx:
+            tx.delete_dataset(name)
+        owned = Path(ds.root).resolve()
+        if owned.parent == (self.data_dir / "datasets").resolve() and owned.name == name:
+            shutil.rmtree(owned, ignore_errors=True)
+            return True
+        return False
 
     def publish(self, name: str, batches, schema: pa.Schema, ra: str = "", dec: str = "") -> Dataset:
         """Writes streamed batches to a staged Parquet file and ingests it as a new dataset."""

@@ -248,6 +248,13 @@ class IslandServicer:
         return pb.IngestResponse(datasets=[dataset_to_pb(d, self.cfg.island.name) for d in datasets])
 
     @rpc
+    def DeleteDataset(self, request, context):
+        name = check_dataset_name(request.name)
+        with self._ingest_lock:
+            removed = self.ingester.delete(name)
+        return pb.DeleteDatasetResponse(deleted=True, files_removed=removed)
+
+    @rpc
     def Publish(self, request_iterator, context):
         it = iter(request_iterator)
         first = next(it, None)

@@ -159,6 +159,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delete(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        files = c.delete(args.name)
+    print(f"deleted {args.name}" + (" and its files" if files else " (its files were registered in place and stay)"))
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from archipel.cli.output import Progress
 
@@ -250,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ra", help="right ascension column (degrees)")
     p.add_argument("--dec", help="declination column (degrees)")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("delete", help="remove a dataset at its origin island", parents=[common])
+    p.add_argument("name")
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("publish", help="send a local Parquet/CSV/Arrow file as a new dataset", parents=[common])
     p.add_argument("path")

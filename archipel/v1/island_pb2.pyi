@@ -27,6 +27,20 @@ ENGINE_AUTO: Engine
 ENGINE_ARROW: Engine
 ENGINE_SPARK: Engine
 
+class DeleteDatasetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteDatasetResponse(_message.Message):
+    __slots__ = ("deleted", "files_removed")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    FILES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    files_removed: bool
+    def __init__(self, deleted: _Optional[bool] = ..., files_removed: _Optional[bool] = ...) -> None: ...
+
 class ListPeersRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -77,6 +77,11 @@ class IslandStub:
                 request_serializer=archipel_dot_v1_dot_island__pb2.IngestRequest.SerializeToString,
                 response_deserializer=archipel_dot_v1_dot_island__pb2.IngestResponse.FromString,
                 _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/archipel.v1.Island/DeleteDataset',
+                request_serializer=archipel_dot_v1_dot_island__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.DeleteDatasetResponse.FromString,
+                _registered_method=True)
         self.ListPeers = channel.unary_unary(
                 '/archipel.v1.Island/ListPeers',
                 request_serializer=archipel_dot_v1_dot_island__pb2.ListPeersRequest.SerializeToString,
@@ -151,6 +156,13 @@ class IslandServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteDataset(self, request, context):
+        """Removes a dataset at its origin island; peers drop it through catalog sync.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPeers(self, request, context):
         """The islands this one follows, with their state.
         """
@@ -207,6 +219,11 @@ def add_IslandServicer_to_server(servicer, server):
                     servicer.Ingest,
                     request_deserializer=archipel_dot_v1_dot_island__pb2.IngestRequest.FromString,
                     response_serializer=archipel_dot_v1_dot_island__pb2.IngestResponse.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.DeleteDatasetResponse.SerializeToString,
             ),
             'ListPeers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPeers,
@@ -438,6 +455,33 @@ class Island:
             '/archipel.v1.Island/Ingest',
             archipel_dot_v1_dot_island__pb2.IngestRequest.SerializeToString,
             archipel_dot_v1_dot_island__pb2.IngestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/DeleteDataset',
+            archipel_dot_v1_dot_island__pb2.DeleteDatasetRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.DeleteDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,

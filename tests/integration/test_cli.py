@@ -11,7 +11,7 @@ import pytest
 from islands import cli, free_port
 
 COMMANDS = [["island"], ["island", "init"], ["island", "serve"], ["datasets"], ["describe"], ["query"],
-            ["explain"], ["ingest"], ["publish"]]
+            ["explain"], ["ingest"], ["publish"], ["delete"], ["peers"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=[" ".join(c) for c in COMMANDS])

@@ -90,11 +90,22 @@ def test_kill_and_restart_mid_sync_loses_and_doubles_nothing(trio):
     a.stop()  # a follower down for a while resumes from its cursor
     with c.client() as cc:
         cc.publish("c.late", pa.table({"i": [99]}))
+        assert cc.delete("c.t3") is True  # removed at its origin while a is down
     a.start()
     with a.client() as ca:
         wait_for(lambda: "c.late" in {d.name for d in ca.datasets()})
+        assert "c.t3" not in {d.name for d in ca.datasets()}, "no ghost of a removed dataset"
         assert ca.info()["catalog_sequence"] == 0  # a wrote nothing of its own
-    assert catalog(a) == catalog(c)
+        with pytest.raises(archipel.FailedPrecondition, match="held by island c"):
+            ca.delete("c.t4")
+        with pytest.raises(archipel.NotFound):
+            ca.delete("c.nothing")
+        with pytest.raises(archipel.InvalidArgument):
+            ca.delete("../c.t4")
+    with b.client() as cb:
+        wait_for(lambda: "c.t3" not in {d.name for d in cb.datasets()})
+    assert catalog(a) == catalog(b) == catalog(c)
+    assert not (c.folder / "data" / "datasets" / "c.t3").exists()
 
 
 def test_add_peer_and_bad_peers(trio, tmp_path):
