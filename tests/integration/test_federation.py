@@ -188,3 +188,31 @@ def test_malformed_changes_are_refused_and_the_island_keeps_serving(trio):
             server.stop(0)
     log = a.log.read_text()
     assert "refused" in log or "expected seq" in log
+
+
+def test_five_islands_in_a_chain_converge(tmp_path):
+    """e <- d <- c <- b <- a, each told only of its neighbour: introductions and relaying bring
+    every change everywhere; the time it took is printed (asserted only to be finite)."""
+    islands = [IslandProcess(tmp_path / "i0", "i0", extra_config=NO_SPARK).start()]
+    try:
+        for i in range(1, 5):
+            prev = islands[-1]
+            islands.append(IslandProcess(tmp_path / f"i{i}", f"i{i}",
+                                         extra_config=NO_SPARK + f'[federation]\npeers = ["{prev.address}"]\n').start())
+        with islands[4].client() as last:
+            last.publish("i4.first", pa.table({"x": [1]}))
+        with islands[0].client() as first:
+            first.publish("i0.second", pa.table({"x": [2]}))
+        t0 = time.monotonic()
+        for isl in islands:
+            with isl.client() as cl:
+                wait_for(lambda: {"i4.first", "i0.second"} <= {d.name for d in cl.datasets()})
+        print(f"five islands converged {1000 * (time.monotonic() - t0):.0f} ms after the last publish")
+        catalogs = [catalog(isl) for isl in islands]
+        assert all(cat == catalogs[0] for cat in catalogs)
+        with islands[2].client() as mid:
+            states = {p["island"]: p["state"] for p in mid.peers()}
+            assert set(states) == {"i0", "i1", "i3", "i4"}
+    finally:
+        for isl in islands:
+            isl.stop()
