@@ -47,3 +47,14 @@ def cone_truth(table: pa.Table, ra0: float, dec0: float, r: float, ra: str = "ra
     d = angular_distance(table[ra].to_numpy(), table[dec].to_numpy(), ra0, dec0)
     ids = table["id"].to_numpy() if "id" in table.column_names else table["source_id"].to_numpy()
     return set(ids[d <= np.radians(r)].tolist())
+
+
+def shared_join_truth(hats_root) -> pa.Table:
+    """pyarrow's answer to joining the shared small_sky_source to small_sky_order1 on object id,
+    grouped by object: object_id, source_id_count, mag_mean; sorted by object_id."""
+    import pyarrow.parquet as pq
+
+    objects = pq.read_table(hats_root / "small_sky_o1_collection" / "small_sky_order1" / "dataset")
+    sources = pq.read_table(hats_root / "small_sky_source" / "dataset")
+    return (sources.join(objects.select(["id"]), keys="object_id", right_keys="id")
+            .group_by("object_id").aggregate([("source_id", "count"), ("mag", "mean")]).sort_by("object_id"))

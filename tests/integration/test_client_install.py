@@ -4,13 +4,11 @@ running island, with no pyspark, Java-facing code, DuckDB or Celery present."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import venv
 
 from islands import ROOT
 
 CLIENT_SCRIPT = """
-import sys
 for mod in ("pyspark", "duckdb", "sqlglot", "celery", "hats", "cdshealpix", "mocpy", "pandas"):
     try:
         __import__(mod)

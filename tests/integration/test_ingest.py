@@ -3,7 +3,6 @@ plain tables, all-or-nothing transactions, and hostile input that loses nothing.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 import archipel
-from islands import IslandProcess, cli, free_port
+from islands import IslandProcess, cli
 
 BAD_CONFIGS = [
     ("[island]\nname = 'x'\nport = 'many'\n", "expected int"),

@@ -16,7 +16,7 @@ import pytest
 
 import archipel
 from islands import SHARED_HATS
-from skydata import cone_truth
+from skydata import cone_truth, shared_join_truth
 from tables import assert_same_answer
 
 ENGINES = ["arrow", "spark"]
@@ -110,11 +110,7 @@ def test_full_scan_of_shared_catalog_equals_files(client):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_join_across_catalogs_matches_pyarrow(client, engine):
-    objects = pq.read_table(SHARED_HATS / "small_sky_o1_collection" / "small_sky_order1" / "dataset")
-    sources = pq.read_table(SHARED_HATS / "small_sky_source" / "dataset")
-    truth = (sources.join(objects.select(["id", "ra"]), keys="object_id", right_keys="id")
-             .group_by("object_id").aggregate([("source_id", "count"), ("mag", "mean")])
-             .sort_by("object_id"))
+    truth = shared_join_truth(SHARED_HATS)
     got = client.sql("SELECT s.object_id, count(s.source_id) AS n, avg(s.mag) AS mean_mag "
                      "FROM sky.source s JOIN sky.order1 o ON s.object_id = o.id "
                      "GROUP BY s.object_id ORDER BY s.object_id", engine=engine).read_all()

@@ -7,13 +7,12 @@ from __future__ import annotations
 import threading
 import time
 
-import pyarrow.parquet as pq
 import pytest
 
 import archipel
 from archipel.v1 import island_pb2 as pb
 from islands import SHARED_HATS, IslandProcess
-from skydata import cone_truth
+from skydata import cone_truth, shared_join_truth
 from tables import assert_same_answer
 
 NO_SPARK = "[spark]\nstart = false\n"
@@ -78,10 +77,7 @@ def test_cone_at_a_remote_island_matches_truth(archipelago, sky):
 @pytest.mark.parametrize("engine", ["auto", "arrow"])
 def test_cross_island_join_matches_pyarrow(archipelago, engine):
     a, b, c = archipelago
-    objects = pq.read_table(SHARED_HATS / "small_sky_o1_collection" / "small_sky_order1" / "dataset")
-    sources = pq.read_table(SHARED_HATS / "small_sky_source" / "dataset")
-    truth = (sources.join(objects.select(["id"]), keys="object_id", right_keys="id")
-             .group_by("object_id").aggregate([("source_id", "count")]).sort_by("object_id"))
+    truth = shared_join_truth(SHARED_HATS)
     sql = ("SELECT o.id, count(s.source_id) AS n FROM b.objects o JOIN c.sources s ON s.object_id = o.id "
            "GROUP BY o.id ORDER BY o.id")
     for isl in (a, b, c):  # whichever island is asked, whatever the plan

@@ -1,6 +1,6 @@
 import pytest
 
-from archipel.errors import ArchipelError, InvalidArgument, NotFound, PermissionDenied, error_for_code
+from archipel.errors import ArchipelError, InvalidArgument, NotFound, error_for_code
 from archipel.names import check_dataset_name
 
 
