@@ -9,6 +9,7 @@ import venv
 from islands import ROOT
 
 CLIENT_SCRIPT = """
+import sys
 for mod in ("pyspark", "duckdb", "sqlglot", "celery", "hats", "cdshealpix", "mocpy", "pandas"):
     try:
         __import__(mod)
