@@ -47,14 +47,24 @@ def _raise_remote(exc: grpc.RpcError, island: str, address: str, rq: RunningQuer
     raise error_for_code(code, exc.details() or code) from None
 
 
+def lowest_limit(*limits: int) -> int:
+    """The tightest of some limits, 0 meaning none."""
+    given = [x for x in limits if x]
+    return min(given) if given else 0
+
+
 def forward_query(archipelago: Archipelago, island: str, request: pb.QueryRequest, here: str,
-                  rq: RunningQuery, timeout: float) -> Iterator[bytes]:
+                  rq: RunningQuery, timeout: float, max_rows: int = 0, max_bytes: int = 0) -> Iterator[bytes]:
     """The pushed-down query's response messages from ``island``, passed through as received
-    (no decoding, no buffering); cancelling ``rq`` cancels the call there."""
+    (no decoding, no buffering); cancelling ``rq`` cancels the call there. The entry island's
+    own limits travel with the query (the tighter of the client's and the island's)."""
     address = archipelago.address_of(island)
     call = archipelago.channel(address).unary_stream(
         QUERY_METHOD, request_serializer=pb.QueryRequest.SerializeToString, response_deserializer=lambda data: data)
-    stream = call(_sub_request(request, here, rq.id), timeout=timeout)
+    sub = _sub_request(request, here, rq.id)
+    sub.max_rows = lowest_limit(sub.max_rows, max_rows)
+    sub.max_bytes = lowest_limit(sub.max_bytes, max_bytes)
+    stream = call(sub, timeout=timeout)
     rq.on_cancel(stream.cancel)
     try:
         yield from stream

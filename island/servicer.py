@@ -29,7 +29,7 @@ from archipel.v1 import island_pb2 as pb
 from federation.peers import Archipelago
 from federation.planner import QueryPlan, plan_query, referenced_datasets
 from federation.router import MAX_HOPS, Placement, place
-from island.routing import fetch_scan, forward_query
+from island.routing import fetch_scan, forward_query, lowest_limit
 from island.config import IslandConfig
 from island.convert import ENGINES, ROUTES, dataset_to_pb, plan_to_pb
 from island.engines import ArrowEngine, SparkEngine
@@ -184,12 +184,13 @@ class IslandServicer:
         try:
             island = self._pushdown_target(request)
             if island:  # all its data is on one other island: no need to plan it here
-                yield from forward_query(self.archipelago, island, request, self.cfg.island.name, rq, timeout)
+                yield from forward_query(self.archipelago, island, request, self.cfg.island.name, rq, timeout,
+                                         q.max_rows, q.max_bytes)
                 return
             plan, route, placement = self._plan(request)
             if placement.kind == "pushdown":
                 yield from forward_query(self.archipelago, placement.island, request, self.cfg.island.name, rq,
-                                         timeout)
+                                         timeout, q.max_rows, q.max_bytes)
                 return
             if placement.kind == "gather":
                 plan.tables = [fetch_scan(self.archipelago, t, request, self.cfg.island.name, rq, timeout, spool)
@@ -197,8 +198,8 @@ class IslandServicer:
             engine = self.spark if plan.engine == "spark" else self.arrow
             execution = engine.execute(plan, rq.id, rq.on_cancel, timeout)
             rq.raise_if_cancelled()
-            limit_rows = min(x for x in (request.max_rows, q.max_rows) if x) if (request.max_rows or q.max_rows) else 0
-            limit_bytes = min(x for x in (request.max_bytes, q.max_bytes) if x) if (request.max_bytes or q.max_bytes) else 0
+            limit_rows = lowest_limit(request.max_rows, q.max_rows)
+            limit_bytes = lowest_limit(request.max_bytes, q.max_bytes)
             parts = stream_results(rq, plan, execution.schema, execution.batches,
                                    chunk_bytes=q.chunk_bytes, max_rows=limit_rows, max_bytes=limit_bytes,
                                    compression=request.compression)

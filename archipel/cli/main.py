@@ -15,6 +15,9 @@ from archipel.errors import ArchipelError, InvalidArgument
 
 __all__ = ["main", "build_parser"]
 
+# Top-level modules of the ``island`` extra: missing one means a client-only install.
+ISLAND_DEPENDENCIES = {"pyspark", "duckdb", "sqlglot", "cdshealpix", "mocpy", "hats", "astropy", "numpy", "pandas"}
+
 
 def _client(args: argparse.Namespace):
     from archipel.client import connect
@@ -42,7 +45,9 @@ def cmd_island_serve(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         from island.server import serve
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ISLAND_DEPENDENCIES:
+            raise
         raise InvalidArgument(f"this install has no island parts ({exc}); pip install 'archipel[island]'") from None
     serve(args.dir)
     # Everything the island started is stopped; RPC threads still blocked in a dead JVM call

@@ -146,3 +146,17 @@ def test_an_island_down_is_named_and_followed_again_when_back(archipelago):
         _wait(lambda: "c.after" in {d.name for d in ca.datasets()})
         assert ca.sql("SELECT count(*) AS n FROM c.after").read_all()["n"][0].as_py() == 2
         _wait(lambda: any(p["island"] == "rc" and p["state"] == "connected" for p in ca.peers()))
+
+
+def test_the_entry_islands_limits_travel_with_a_pushed_down_query(archipelago, tmp_path):
+    a = archipelago[0]
+    strict = IslandProcess(tmp_path / "strict", "strict", env={"ARCHIPEL_QUERY_MAX_ROWS": "10"},
+                           extra_config=NO_SPARK + f'[federation]\npeers = ["{a.address}"]\n').start()
+    try:
+        with strict.client() as cs:
+            _wait(lambda: "c.allsky" in {d.name for d in cs.datasets()})
+            with pytest.raises(archipel.ResourceExhausted, match="row limit of 10"):
+                cs.sql("SELECT id FROM c.allsky").read_all()
+            assert cs.sql("SELECT id FROM c.allsky LIMIT 10").read_all().num_rows == 10
+    finally:
+        strict.stop()
