@@ -115,7 +115,7 @@ class PeerLink:
                 arch.store.add_peer(self.address, resp.island)
                 for p in resp.peers:
                     arch.learn(p.address, p.island)
-                self.last_seq = arch.store.cursors().get(self.island, 0)
+                self.last_seq = arch.store.sequence(self.island)
                 self._follow()
             except (Unavailable, FailedPrecondition) as exc:
                 self.state, self.error = "down", str(exc)
@@ -155,7 +155,7 @@ class PeerLink:
         change = change_from_wire(msg.origin, msg.seq, msg.op, msg.key, msg.payload_json, msg.ts)
         dataset = dataset_from_payload(change.payload, change.origin) if change.op == "dataset.put" else None
         with store.transaction() as tx:
-            decision = decide(store.island, store.cursors().get(change.origin, 0), change)
+            decision = decide(store.island, store.sequence(change.origin), change)
             if decision.action == "gap":
                 raise _Gap(decision.reason)
             if decision.action == "apply":

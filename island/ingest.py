@@ -23,7 +23,7 @@ from archipel.arrowwire import serialize_schema
 from archipel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from archipel.names import check_dataset_name
 from island.storage.files import parquet_partition, read_parquet_schema
-from island.storage.hats_read import Found, _scan_hats_catalog, parquet_files, scan_path, sky_columns
+from island.storage.hats_read import Found, scan_hats_catalog, parquet_files, scan_path, sky_columns
 from island.storage.hats_write import write_hats_catalog
 from metacatalog.model import Dataset
 from metacatalog.sky import moc_from_pixels
@@ -114,7 +114,7 @@ class Ingester:
             say(f"partitioning {path} into HATS ({ra}, {dec})")
             write_hats_catalog(files, schema, out, name, ra, dec,
                                partition_rows=self.partition_rows, max_order=self.max_order, progress=say)
-            found = _scan_hats_catalog(out, name)
+            found = scan_hats_catalog(out, name)
             return [(found, out)]
         if item.adopt:
             (out / "dataset").mkdir(parents=True)

@@ -261,6 +261,11 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
         if exists:
             self._conn.execute("DELETE FROM partitions WHERE dataset=?", (ds.name,))
             self._conn.execute("DELETE FROM datasets WHERE name=?", (ds.name,))
+        self._insert_dataset(ds)
+        return self._log("dataset.put", ds.name, _dataset_payload(ds))
+
+    def _insert_dataset(self, ds: Dataset) -> None:
+        """The dataset's row and its partitions' rows (no change logged)."""
         self._conn.execute(
             "INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
@@ -270,7 +275,6 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
             ),
         )
         self.put_partitions(ds.name, ds.partitions, log=False)
-        return self._log("dataset.put", ds.name, _dataset_payload(ds))
 
     def put_partitions(self, dataset: str, parts: Iterable[Partition], log: bool = True) -> None:
         rows = [
@@ -290,13 +294,7 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
                 raise AlreadyExists(f"dataset {change.key!r} belongs to {row[0]!r}, not {change.origin!r}")
             self._conn.execute("DELETE FROM partitions WHERE dataset=?", (change.key,))
             self._conn.execute("DELETE FROM datasets WHERE name=?", (change.key,))
-            ds = dataset
-            self._conn.execute(
-                "INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (ds.name, ds.origin, ds.kind, ds.root, ds.arrow_schema, ds.num_rows, ds.num_bytes, ds.ra_column,
-                 ds.dec_column, json.dumps(ds.hats_properties), ds.moc, ds.sky_fraction, ds.created),
-            )
-            self.put_partitions(ds.name, ds.partitions, log=False)
+            self._insert_dataset(dataset)
         elif change.op == "dataset.delete":
             self._conn.execute("DELETE FROM partitions WHERE dataset=? AND dataset IN"
                                " (SELECT name FROM datasets WHERE origin=?)", (change.key, change.origin))

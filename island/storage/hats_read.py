@@ -16,7 +16,7 @@ from archipel.errors import InvalidArgument
 from island.storage.files import parquet_partition, read_parquet_schema
 from metacatalog.model import Partition
 
-__all__ = ["Found", "scan_path", "read_properties", "parquet_files", "SKY_COLUMN_NAMES"]
+__all__ = ["Found", "scan_path", "scan_hats_catalog", "read_properties", "parquet_files", "sky_columns", "SKY_COLUMN_NAMES"]
 
 # (ra, dec) column names recognised without --ra/--dec, compared case-insensitively.
 SKY_COLUMN_NAMES = [("ra", "dec"), ("ra_deg", "dec_deg"), ("raj2000", "dej2000"), ("s_ra", "s_dec"),
@@ -112,7 +112,7 @@ def _strip_hive(schema: pa.Schema) -> pa.Schema:
     return pa.schema(keep, metadata=schema.metadata)
 
 
-def _scan_hats_catalog(folder: Path, name: str) -> Found:
+def scan_hats_catalog(folder: Path, name: str) -> Found:
     props = read_properties(_properties_file(folder))  # type: ignore[arg-type]
     product = props.get("dataproduct_type", "object")
     kind = _KINDS.get(product, "table")
@@ -152,16 +152,16 @@ def scan_path(path: Path, name: str) -> list[Found] | None:
         primary = props.get("hats_primary_table_url", "")
         if not primary or not (path / primary).is_dir():
             raise InvalidArgument(f"HATS collection {path}: primary catalog {primary!r} not found")
-        found = [_scan_hats_catalog(path / primary, name)]
+        found = [scan_hats_catalog(path / primary, name)]
         subs = props.get("all_margins", "").split()
         index_words = props.get("all_indexes", "").split()
         subs += index_words[1::2]  # "column dir column dir ..."
         for sub in subs:
             if (path / sub).is_dir():
-                found.append(_scan_hats_catalog(path / sub, _sub_name(primary, sub, name)))
+                found.append(scan_hats_catalog(path / sub, _sub_name(primary, sub, name)))
         return found
     if path.is_dir() and _properties_file(path) is not None and (path / "dataset").is_dir():
-        return [_scan_hats_catalog(path, name)]
+        return [scan_hats_catalog(path, name)]
     return None
 
 
