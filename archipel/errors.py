@@ -20,6 +20,7 @@ __all__ = [
     "Cancelled",
     "FailedPrecondition",
     "Internal",
+    "DataLoss",
     "error_for_code",
 ]
 
@@ -89,6 +90,12 @@ class Internal(ArchipelError, RuntimeError):
     code = "INTERNAL"
 
 
+class DataLoss(ArchipelError, OSError):
+    """Bytes that are not what the catalog describes (a checksum or size mismatch)."""
+
+    code = "DATA_LOSS"
+
+
 _BY_CODE: dict[str, type[ArchipelError]] = {
     cls.code: cls
     for cls in (
@@ -102,6 +109,7 @@ _BY_CODE: dict[str, type[ArchipelError]] = {
         Cancelled,
         FailedPrecondition,
         Internal,
+        DataLoss,
     )
 }
 

@@ -6,10 +6,11 @@ Pure decisions over the plan and the catalog; the island carries them out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from archipel.errors import FailedPrecondition, InvalidArgument
-from federation.planner import QueryPlan
+from federation.planner import QueryPlan, TableScan
 
 __all__ = ["Placement", "place", "MAX_HOPS", "ROUTES"]
 
@@ -26,12 +27,18 @@ class Placement:
     reason: str = ""
 
 
-def place(plan: QueryPlan, here: str, route: str, route_path: list[str]) -> Placement:
-    """Decides where ``plan`` runs when it reached island ``here`` through ``route_path``."""
+def place(plan: QueryPlan, here: str, route: str, route_path: list[str],
+          holders: Callable[[TableScan], set[str]] | None = None, down: set[str] = frozenset()) -> Placement:
+    """Decides where ``plan`` runs when it reached island ``here`` through ``route_path``.
+
+    ``holders(scan)`` names the islands holding every partition a scan reads (its origin and
+    islands with replicas); when the one island holding everything is ``down``, another island
+    holding it all takes the query (replica failover)."""
     if route not in ROUTES:
         raise InvalidArgument(f"route must be one of {', '.join(ROUTES)}, not {route!r}")
     if here in route_path:
         raise FailedPrecondition(f"routing loop: the query came back to {here} via {' -> '.join(route_path)}")
+    holders_of = holders
     holders = {t.dataset.origin for t in plan.tables}
     remote = sorted(holders - {here})
     if not remote:
@@ -47,6 +54,12 @@ def place(plan: QueryPlan, here: str, route: str, route_path: list[str]) -> Plac
                                  f"{names} is held elsewhere")
     if len(holders) == 1:
         (island,) = holders
+        if island in down and holders_of is not None:
+            others = set.intersection(*[holders_of(t) for t in plan.tables]) - {island, here} - down
+            if others:
+                alt = sorted(others)[0]
+                return Placement("pushdown", island=alt,
+                                 reason=f"{island} is down; {alt} holds replicas of every partition: the query runs there")
         return Placement("pushdown", island=island, reason=f"all data is on {island}: the query runs there whole")
     if route == "remote":
         raise FailedPrecondition(f"route='remote' needs all datasets on one island; {names} are spread out")

@@ -19,7 +19,7 @@ from metacatalog.model import Change, Dataset, Partition
 
 __all__ = ["Decision", "decide", "dataset_from_payload", "change_from_wire", "OPS"]
 
-OPS = ("dataset.put", "dataset.delete")
+OPS = ("dataset.put", "dataset.delete", "replica.put", "replica.delete", "island.put")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,20 @@ def change_from_wire(origin: str, seq: int, op: str, key: str, payload_json: str
         raise InvalidArgument(f"change {origin}:{seq} has malformed JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidArgument(f"change {origin}:{seq} payload is not an object")
+    if op == "island.put":
+        if key != origin:
+            raise InvalidArgument(f"change {origin}:{seq} announces the data URLs of {key!r}, not its own")
+        for k in ("http", "root"):
+            url = payload.get(k, "")
+            if not isinstance(url, str) or (url and not url.startswith(("http://", "root://"))) or len(url) > 300:
+                raise InvalidArgument(f"change {origin}:{seq} has a malformed {k} URL {url!r}")
+        return Change(origin=origin, seq=seq, op=op, key=key, payload=payload, ts=ts)
     check_dataset_name(key)
+    if op.startswith("replica."):
+        pids = payload.get("pids")
+        if not isinstance(pids, list) or not all(isinstance(p, str) and p and ".." not in p.split("/")
+                                                 and not p.startswith("/") for p in pids):
+            raise InvalidArgument(f"change {origin}:{seq} has malformed replica pids")
     if op == "dataset.put":
         ds = dataset_from_payload(payload, origin)
         if ds.name != key:

@@ -17,7 +17,7 @@ from typing import Any
 from archipel.errors import InvalidArgument
 from archipel.names import check_dataset_name
 
-__all__ = ["IslandConfig", "IslandSection", "SparkSection", "QuerySection", "IngestSection", "FederationSection",
+__all__ = ["IslandConfig", "IslandSection", "SparkSection", "QuerySection", "IngestSection", "FederationSection", "ReplicationSection",
            "CONFIG_FILE", "load_config", "write_config", "toml_value", "DEFAULT_PORT"]
 
 CONFIG_FILE = "archipel.toml"
@@ -29,7 +29,7 @@ class IslandSection:
     name: str = ""
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    http_port: int = 0  # 0: the HTTP data server is not started (it comes with replication)
+    http_port: int = 0  # the HTTP data server (Range requests); 0: any free port, advertised
     data_dir: str = "data"
 
 
@@ -70,12 +70,33 @@ class FederationSection:
 
 
 @dataclass
+class ReplicationSection:
+    # "" runs Celery on an embedded transport (files under DIR/queue, no server needed);
+    # "redis://HOST:PORT/DB" uses Redis.
+    broker: str = ""
+    workers: int = 1  # Celery worker processes the island starts
+    concurrency: int = 4  # transfers per worker process (threads)
+    xrootd: str = "auto"  # "auto": serve root:// when the xrootd binary is installed; "on"; "off"
+    xrootd_port: int = 0  # 0: any free port, advertised
+    xrootd_user: str = "xrootd"  # xrootd refuses to run as root and drops to this user
+    protocols: list[str] = field(default_factory=lambda: ["root", "http"])  # preferred first
+    retries: int = 3  # attempts per partition, each trying every source in turn
+    cache_bytes: int = 10 * 1024**3  # quota of replicas (pinned by rules and cached for queries)
+    bandwidth_bytes: int = 0  # per transfer, bytes per second; 0: no limit
+    # route='auto' replicates a query's partitions when they are fewer bytes than its result
+    # is estimated to be, and at most this many bytes; 0 disables it.
+    auto_max_bytes: int = 256 * 1024**2
+    block_bytes: int = 8 * 1024**2  # read size of a transfer
+
+
+@dataclass
 class IslandConfig:
     island: IslandSection = field(default_factory=IslandSection)
     spark: SparkSection = field(default_factory=SparkSection)
     query: QuerySection = field(default_factory=QuerySection)
     ingest: IngestSection = field(default_factory=IngestSection)
     federation: FederationSection = field(default_factory=FederationSection)
+    replication: ReplicationSection = field(default_factory=ReplicationSection)
     root: Path = field(default=Path("."), compare=False)
 
     @property
@@ -175,6 +196,23 @@ def _validate(cfg: IslandConfig, source: str) -> None:
         host, _, port = peer.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise InvalidArgument(f"{source}: [federation] peers: {peer!r} is not HOST:PORT")
+    r = cfg.replication
+    if r.broker and not r.broker.startswith(("redis://", "rediss://")):
+        raise InvalidArgument(f"{source}: [replication] broker must be empty (embedded) or redis://HOST:PORT/DB, "
+                              f"not {r.broker!r}")
+    if r.xrootd not in ("auto", "on", "off"):
+        raise InvalidArgument(f"{source}: [replication] xrootd must be auto, on or off, not {r.xrootd!r}")
+    if not 0 <= r.xrootd_port <= 65535:
+        raise InvalidArgument(f"{source}: [replication] xrootd_port {r.xrootd_port} is not a valid TCP port")
+    bad = [p for p in r.protocols if p not in ("root", "http")]
+    if bad or not r.protocols:
+        raise InvalidArgument(f"{source}: [replication] protocols must list root and/or http, not {r.protocols!r}")
+    for key in ("workers", "concurrency", "retries", "block_bytes"):
+        if getattr(r, key) < 1:
+            raise InvalidArgument(f"{source}: [replication] {key} must be at least 1")
+    for key in ("cache_bytes", "bandwidth_bytes", "auto_max_bytes"):
+        if getattr(r, key) < 0:
+            raise InvalidArgument(f"{source}: [replication] {key} must not be negative")
     if cfg.ingest.partition_rows < 1 or not 0 <= cfg.ingest.max_order <= 19:
         raise InvalidArgument(f"{source}: [ingest] partition_rows must be >= 1 and max_order in 0..19")
 

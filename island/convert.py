@@ -43,7 +43,10 @@ def _placement(ds_origin: str, island: str, placement: Placement | None, bytes_r
     return f"fetch:{ds_origin} (up to {bytes_read} bytes of pruned rows move to {island}, joined here)"
 
 
-def plan_to_pb(plan: QueryPlan, route: str, island: str, placement: Placement | None = None) -> pb.QueryPlan:
+def plan_to_pb(plan: QueryPlan, route: str, island: str, placement: Placement | None = None,
+               notes: dict[str, str] | None = None) -> pb.QueryPlan:
+    """The plan as sent; ``notes`` override the placement text of datasets (by view)."""
+    notes = notes or {}
     engine = plan.engine
     reason = plan.engine_reason
     if placement is not None and placement.kind == "pushdown":
@@ -59,6 +62,6 @@ def plan_to_pb(plan: QueryPlan, route: str, island: str, placement: Placement | 
             bytes_read=scan.bytes_read,
             pixels=[f"{p.order}/{p.pixel}" for p in scan.partitions if p.has_pixel],
             pruning=scan.pruning,
-            placement=_placement(ds.origin, island, placement, scan.bytes_read),
+            placement=notes.get(scan.view) or _placement(ds.origin, island, placement, scan.bytes_read),
         ))
     return msg

@@ -21,6 +21,7 @@ from island.config import IslandConfig, load_config
 from island.engines import SparkEngine
 from island.ingest import Ingester
 from island.peer_servicer import PeerServicer
+from island.replication import Replication
 from island.servicer import IslandServicer
 from metacatalog.store import CatalogStore
 
@@ -76,7 +77,8 @@ class Island:
                                  max_order=cfg.ingest.max_order, allowed_roots=cfg.ingest.allowed_roots)
         self.stopping = threading.Event()
         self.archipelago = Archipelago(self.store, cfg.island.name, cfg.address)
-        self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago)
+        self.replication = Replication(cfg, self.store, self.archipelago)
+        self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago, self.replication)
         self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping)
         self.server: grpc.Server | None = None
 
@@ -98,6 +100,11 @@ class Island:
         if port == 0:
             self.spark.stop()
             raise FailedPrecondition(f"cannot listen on {self.cfg.address}: address in use?")
+        try:
+            self.replication.start()
+        except Exception:
+            self.spark.stop()
+            raise
         self.server.start()
         self.archipelago.start(self.cfg.federation.peers)
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
@@ -125,6 +132,7 @@ class Island:
             self.servicer.queries.cancel(qid, "cancelled: the island is stopping")
         if self.server is not None:
             self.server.stop(grace=3).wait(5)
+        self.replication.stop()
         self.spark.stop()
         self.store.close()
         shutil.rmtree(self.spool, ignore_errors=True)

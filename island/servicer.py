@@ -8,8 +8,9 @@ import inspect
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import grpc
 
@@ -23,7 +24,7 @@ from archipel.arrowwire import (
     serialize_schema,
     to_dense,
 )
-from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument
+from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, error_for_code
 from archipel.names import check_dataset_name
 from archipel.v1 import island_pb2 as pb
 from federation.peers import Archipelago
@@ -32,10 +33,14 @@ from federation.router import MAX_HOPS, Placement, place
 from island.routing import fetch_scan, forward_query, lowest_limit
 from island.config import IslandConfig
 from island.convert import ENGINES, ROUTES, dataset_to_pb, plan_to_pb
+from federation.lazy import Localization, localize
+from federation.rules import Region, RuleState
 from island.engines import ArrowEngine, SparkEngine
 from island.ingest import Ingester, IngestItem
+from island.replication import Replication
 from island.queries import Chunk, QueryRegistry, Trailer, prefetch, stream_results
 from metacatalog.store import CatalogStore
+from replication import cache
 
 __all__ = ["IslandServicer", "PROTOCOL_VERSION"]
 
@@ -85,8 +90,9 @@ def _peer_state(s) -> pb.PeerState:
 
 class IslandServicer:
     def __init__(self, cfg: IslandConfig, store: CatalogStore, spark: SparkEngine, ingester: Ingester,
-                 archipelago: Archipelago) -> None:
+                 archipelago: Archipelago, replication: Replication | None = None) -> None:
         self.cfg = cfg
+        self.replication = replication
         self.archipelago = archipelago
         self.store = store
         self.spark = spark
@@ -104,6 +110,9 @@ class IslandServicer:
             spark_master=self.cfg.spark.master, spark_error=self.spark.error,
             datasets=len(self.store.dataset_names()), catalog_sequence=self.store.sequence(),
             running_queries=len(self.queries.running()), spark_active_jobs=self.spark.active_jobs(),
+            http_url=self.replication.http.base_url if self.replication else "",
+            root_url=self.replication.xrootd.base_url if self.replication and self.replication.xrootd else "",
+            workers=[f"{n}={p}" for n, p in self.replication.workers.pids().items()] if self.replication else [],
         )
 
     @rpc
@@ -125,24 +134,63 @@ class IslandServicer:
         return dataset_to_pb(ds, self.cfg.island.name, replicas=self.store.replica_islands(name))
 
     # -- queries --------------------------------------------------------------------------
-    def _plan(self, request) -> tuple[QueryPlan, str, Placement]:
+    def _plan(self, request) -> tuple[QueryPlan, str, Placement, Localization | None]:
         route = ROUTES.get(request.route)
         engine = ENGINES.get(request.engine)
         if route is None or engine is None:
             raise InvalidArgument("unknown route or engine value")
-        if route == "replicate":
-            raise FailedPrecondition("route='replicate' needs lazy replication, which is not built yet; "
-                                     "use 'auto' or 'remote'")
+        if route == "replicate" and self.replication is None:
+            raise FailedPrecondition("route='replicate' needs the island's replication parts, which are not running")
         plan = plan_query(request.sql, self.store.dataset, engine=engine,
                           arrow_max_aggregate_bytes=self.cfg.query.arrow_max_aggregate_bytes)
-        placement = place(plan, self.cfg.island.name, route, list(request.route_path))
-        return plan, route, placement
+        loc = None
+        if self.replication is not None and route != "remote":
+            rep = self.replication
+            # Partitions held here as replicas are read here; 'replicate' (and 'auto' when it
+            # moves fewer bytes) copies the missing ones first.
+            loc = localize(plan, self.cfg.island.name, route, rep.held, lambda d: str(rep.mover.replica_root(d)),
+                           self.cfg.replication.auto_max_bytes if not request.route_path else 0)
+            plan = loc.plan
+        placement = place(plan, self.cfg.island.name, route, list(request.route_path), holders=self._holders,
+                          down=self._down())
+        return plan, route, placement, loc
+
+    def _down(self) -> set[str]:
+        return {s.island for s in self.archipelago.statuses() if s.state == "down" and s.island}
+
+    def _holders(self, scan) -> set[str]:
+        """Islands holding every partition ``scan`` reads: its origin, and islands with replicas."""
+        replicas = self.store.replica_islands(scan.dataset.name)
+        out = {scan.dataset.origin}
+        if scan.partitions:
+            sets = [set(replicas.get(p.pid, [])) for p in scan.partitions]
+            out |= set.intersection(*sets)
+        return out
+
+    @staticmethod
+    def _notes(plan: QueryPlan, loc: Localization | None, original: dict[str, str]) -> dict[str, str]:
+        if loc is None:
+            return {}
+        copying = {scan.view: parts for scan, parts in loc.to_copy}
+        notes = {}
+        for scan in plan.tables:
+            origin = original.get(scan.view, "")
+            if scan.view in copying:
+                parts = copying[scan.view]
+                notes[scan.view] = (f"replicate:{origin} ({len(parts)} partitions, {sum(p.num_bytes for p in parts)} "
+                                    f"bytes copied here, then read here; {loc.reason})")
+            elif origin and origin != scan.dataset.origin:
+                notes[scan.view] = f"local replica of {origin}'s partitions"
+        return notes
 
     def _pushdown_target(self, request) -> str:
         """The one other island holding every dataset of the query, when the route lets the
         query go there whole; else "" (the query is planned here)."""
-        if ROUTES.get(request.route) not in ("auto", "remote"):
+        route = ROUTES.get(request.route)
+        if route not in ("auto", "remote"):
             return ""
+        if route == "auto" and self.replication is not None and self.cfg.replication.auto_max_bytes:
+            return ""  # whether to copy the partitions instead depends on the plan
         names = referenced_datasets(request.sql)
         if not names:
             return ""
@@ -152,9 +200,13 @@ class IslandServicer:
                 origins.add(self.store.dataset(name, with_partitions=False).origin)
             except ArchipelError:
                 return ""
+            if route == "auto" and self.replication is not None and self.replication.held(name):
+                return ""  # replicas held here may answer it
         if len(origins) != 1 or self.cfg.island.name in origins:
             return ""
         (island,) = origins
+        if island in self._down():
+            return ""  # planning here may find another island holding replicas
         here = self.cfg.island.name
         if here in request.route_path or len(request.route_path) + 1 >= MAX_HOPS:
             return ""  # planning here reports the loop or the hop limit
@@ -162,8 +214,16 @@ class IslandServicer:
 
     @rpc
     def Explain(self, request, context):
-        plan, route, placement = self._plan(request)
-        return plan_to_pb(plan, route, self.cfg.island.name, placement)
+        plan, route, placement, loc = self._plan(request)
+        origins = self._origins(loc)
+        return plan_to_pb(plan, route, self.cfg.island.name, placement, self._notes(plan, loc, origins))
+
+    @staticmethod
+    def _origins(loc: Localization | None) -> dict[str, str]:
+        if loc is None:
+            return {}
+        return {s.view: s.dataset.origin for s, _ in loc.to_copy} | {
+            s.view: s.dataset.origin for s in loc.original_tables}
 
     @rpc
     def Query(self, request, context):
@@ -180,6 +240,8 @@ class IslandServicer:
         timer.daemon = True
         timer.start()
         execution = None
+        held = ExitStack()  # replica files this query reads, kept from eviction
+        origins: dict[str, str] = {}
         spool = self.spark.spool_dir / f"gather-{rq.id}"
         try:
             island = self._pushdown_target(request)
@@ -187,7 +249,11 @@ class IslandServicer:
                 yield from forward_query(self.archipelago, island, request, self.cfg.island.name, rq, timeout,
                                          q.max_rows, q.max_bytes)
                 return
-            plan, route, placement = self._plan(request)
+            plan, route, placement, loc = self._plan(request)
+            origins = self._origins(loc)
+            if loc is not None and loc.to_copy:
+                self.replication.fetch(loc.to_copy, time.monotonic() + timeout, rq.cancelled)
+                rq.raise_if_cancelled()
             if placement.kind == "pushdown":
                 yield from forward_query(self.archipelago, placement.island, request, self.cfg.island.name, rq,
                                          timeout, q.max_rows, q.max_bytes)
@@ -196,6 +262,12 @@ class IslandServicer:
                 plan.tables = [fetch_scan(self.archipelago, t, request, self.cfg.island.name, rq, timeout, spool)
                                if t.dataset.origin != self.cfg.island.name else t for t in plan.tables]
             engine = self.spark if plan.engine == "spark" else self.arrow
+            replica_files = [(t.dataset.name, p.pid) for t in plan.tables if origins.get(t.view, t.dataset.origin)
+                             != t.dataset.origin for p in t.partitions]
+            if replica_files:
+                for name in {d for d, _ in replica_files}:
+                    self.store.touch(name, [p for d, p in replica_files if d == name])
+                held.enter_context(self.replication.using(replica_files))
             execution = engine.execute(plan, rq.id, rq.on_cancel, timeout)
             rq.raise_if_cancelled()
             limit_rows = lowest_limit(request.max_rows, q.max_rows)
@@ -206,7 +278,8 @@ class IslandServicer:
             header = next(parts)
             yield pb.QueryResponse(header=pb.QueryHeader(
                 query_id=header.query_id, arrow_schema=serialize_schema(header.schema),
-                plan=plan_to_pb(header.plan, route, self.cfg.island.name, placement)))
+                plan=plan_to_pb(header.plan, route, self.cfg.island.name, placement,
+                                self._notes(header.plan, loc, origins))))
             # Scanning and encoding run ahead of gRPC's blocking send, a few messages deep.
             wire = (chunk_message(p.body, p.more) if isinstance(p, Chunk) else p for p in parts)
             for part in prefetch(wire, depth=4, stop=rq.cancelled):
@@ -224,6 +297,7 @@ class IslandServicer:
             timer.cancel()
             if execution is not None:
                 execution.close()
+            held.close()
             shutil.rmtree(spool, ignore_errors=True)
             self.queries.finish(rq)
 
@@ -294,3 +368,95 @@ class IslandServicer:
         with self._ingest_lock:
             ds = self.ingester.publish(name, batches(), schema, header.ra_column, header.dec_column)
         return pb.PublishResponse(dataset=dataset_to_pb(ds, self.cfg.island.name))
+
+    # -- replication ----------------------------------------------------------------------
+    def _rule_pb(self, st: RuleState) -> pb.ReplicationRule:
+        r, p = st.rule, st.progress
+        return pb.ReplicationRule(
+            id=r.id, dataset=r.dataset, island=self.cfg.island.name, region=r.region.describe(), protocol=r.protocol,
+            created=r.created, expires=r.expires, state=st.state, files_total=p.files_total, files_done=p.files_done,
+            files_failed=p.files_failed, bytes_total=p.bytes_total, bytes_done=p.bytes_done, errors=list(p.errors))
+
+    def _replication(self) -> Replication:
+        if self.replication is None:
+            raise FailedPrecondition(f"replication is not running on island {self.cfg.island.name}")
+        return self.replication
+
+    def _target(self, name: str, route_path) -> str:
+        """The address to forward to when ``name`` is another island; "" when it is this one."""
+        here = self.cfg.island.name
+        if not name or name in (here, self.cfg.address):
+            return ""
+        if len(name) > 300:
+            raise InvalidArgument("island name is longer than 300 characters")
+        if here in route_path or route_path:
+            raise FailedPrecondition(f"a forwarded replication request reached {here}, not {name}")
+        if ":" in name:
+            return name
+        return self.archipelago.address_of(name)
+
+    @rpc
+    def Replicate(self, request, context):
+        address = self._target(request.to_island, list(request.route_path))
+        if address:  # the rule lives on the island that will hold the copies
+            sub = pb.ReplicateRequest()
+            sub.CopyFrom(request)
+            sub.route_path.append(self.cfg.island.name)
+            call = self.archipelago.channel(address).unary_stream(
+                "/archipel.v1.Island/Replicate", request_serializer=pb.ReplicateRequest.SerializeToString,
+                response_deserializer=lambda data: data)
+            stream = call(sub, timeout=context.time_remaining())
+            context.add_callback(stream.cancel)
+            try:
+                yield from stream
+            except grpc.RpcError as exc:
+                code = exc.code().name if exc.code() else "UNKNOWN"
+                raise error_for_code(code, f"{request.to_island}: {exc.details() or code}") from None
+            return
+        rep = self._replication()
+        name = check_dataset_name(request.dataset)
+        cone = (request.ra, request.dec, request.radius) if request.has_cone else None
+        if len(request.moc) > 64 * 1024 * 1024:
+            raise InvalidArgument("the MOC is larger than 64 MiB")
+        region = Region.make(cone=cone, moc=request.moc or None)
+        rule = rep.rules.create(name, region, request.lifetime_seconds, request.protocol)
+        started = time.monotonic()
+        gen = self.store.generation
+        last = None
+        while True:
+            st = rep.rules.state(rule)
+            msg = pb.ReplicationProgress(rule=self._rule_pb(st), elapsed_seconds=time.monotonic() - started)
+            key = (st.state, st.progress.files_done, st.progress.files_failed, st.progress.bytes_done)
+            if key != last:
+                yield msg
+                last = key
+            if request.detach or st.state in ("ok", "stuck", "expired") or not context.is_active():
+                return
+            gen = self.store.wait_changed(gen, 5.0)
+
+    @rpc
+    def ListRules(self, request, context):
+        rep = self._replication()
+        return pb.ListRulesResponse(rules=[self._rule_pb(rep.rules.state(r)) for r in rep.rules.rules()])
+
+    @rpc
+    def DeleteRule(self, request, context):
+        rep = self._replication()
+        if not request.id or len(request.id) > 64:
+            raise InvalidArgument("a rule id is 1 to 64 characters")
+        rule = rep.rules.rule(request.id)
+        st = rep.rules.state(rule)
+        rep.rules.delete(rule.id)
+        return self._rule_pb(st)
+
+    @rpc
+    def GetCache(self, request, context):
+        rep = self._replication()
+        u = cache.usage(self.store, self.cfg.replication.cache_bytes)
+        errors = [f"{src}: {msg} (x{n})" for src, msg, n in self.store.query(
+            "SELECT source, message, count FROM transfer_errors ORDER BY last DESC LIMIT 20")]
+        return pb.CacheUsage(
+            island=self.cfg.island.name, quota_bytes=u.quota, used_bytes=u.used, pinned_bytes=u.pinned_bytes,
+            cached_bytes=u.cached_bytes, files=u.files, pinned_files=u.pinned_files,
+            datasets=[pb.CacheDataset(dataset=d, files=f, bytes=b) for d, (f, b) in sorted(u.per_dataset.items())],
+            errors=errors + ([f"root:// not served: {rep.xrootd_error}"] if rep.xrootd_error else []))

@@ -12,7 +12,7 @@ import numpy as np
 
 from archipel.errors import InvalidArgument
 
-__all__ = [
+__all__ = ["parse_moc", "partitions_in_moc", 
     "Cone",
     "healpix29",
     "cone_pixels",
@@ -137,3 +137,45 @@ def moc_from_pixels(pixels: Iterable[tuple[int, int]]) -> tuple[str, float]:
     max_depth = int(orders.max())
     moc = MOC.from_healpix_cells(ipix, orders, max_depth)
     return moc.to_string(format="ascii").strip(), float(moc.sky_fraction)
+
+
+def parse_moc(data: bytes | str):
+    """A MOC from the bytes of a FITS, JSON or ASCII MOC file; raises InvalidArgument."""
+    import json
+
+    from mocpy import MOC
+
+    try:
+        if isinstance(data, bytes) and data.startswith(b"SIMPLE"):
+            import tempfile
+
+            with tempfile.NamedTemporaryFile(suffix=".fits") as f:
+                f.write(data)
+                f.flush()
+                moc = MOC.from_fits(f.name)
+        else:
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+            text = text.strip()
+            if not text:
+                raise ValueError("empty MOC")
+            moc = MOC.from_json(json.loads(text)) if text.startswith("{") else MOC.from_str(text)
+    except InvalidArgument:
+        raise
+    except Exception as exc:
+        raise InvalidArgument(f"not a MOC (FITS, JSON or ASCII): {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}") from None
+    if moc.empty():
+        raise InvalidArgument("the MOC covers no sky")
+    return moc
+
+
+def partitions_in_moc(pixels: Sequence[tuple[int, int]], moc) -> list[bool]:
+    """For (order, pixel) partitions, whether each overlaps ``moc``."""
+    ranges = np.asarray(moc.to_depth29_ranges, dtype=np.uint64)
+    starts, ends = ranges[:, 0], ranges[:, 1]
+    out = []
+    for order, pixel in pixels:
+        shift = np.uint64(2 * (29 - order))
+        lo, hi = np.uint64(pixel) << shift, np.uint64(pixel + 1) << shift
+        i = int(np.searchsorted(ends, lo, side="right"))  # first range ending after lo
+        out.append(bool(i < len(starts) and starts[i] < hi))
+    return out

@@ -23,7 +23,9 @@ from metacatalog.model import Change, Dataset, Partition
 
 __all__ = ["CatalogStore", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 lacked the replication tables; they are created on open, so it upgrades in place.
+_UPGRADABLE = {1}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,6 +68,57 @@ CREATE TABLE IF NOT EXISTS peers (
     address TEXT PRIMARY KEY,
     island TEXT NOT NULL DEFAULT '',
     added REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS islands (
+    name TEXT PRIMARY KEY,
+    http TEXT NOT NULL DEFAULT '',
+    root TEXT NOT NULL DEFAULT '',
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS local_files (
+    dataset TEXT NOT NULL,
+    pid TEXT NOT NULL,
+    num_bytes INTEGER NOT NULL,
+    created REAL NOT NULL,
+    last_access REAL NOT NULL,
+    PRIMARY KEY (dataset, pid)
+);
+CREATE TABLE IF NOT EXISTS rules (
+    id TEXT PRIMARY KEY,
+    dataset TEXT NOT NULL,
+    region TEXT NOT NULL DEFAULT '{}',
+    protocol TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    expires REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS rule_partitions (
+    rule TEXT NOT NULL REFERENCES rules(id) ON DELETE CASCADE,
+    dataset TEXT NOT NULL,
+    pid TEXT NOT NULL,
+    PRIMARY KEY (rule, pid)
+);
+CREATE INDEX IF NOT EXISTS rule_partitions_pid ON rule_partitions(dataset, pid);
+CREATE TABLE IF NOT EXISTS transfers (
+    dataset TEXT NOT NULL,
+    pid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    claimed_by TEXT NOT NULL DEFAULT '',
+    lease_until REAL NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    bytes_done INTEGER NOT NULL DEFAULT 0,
+    requested REAL NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (dataset, pid)
+);
+CREATE TABLE IF NOT EXISTS transfer_errors (
+    source TEXT NOT NULL,
+    message TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first REAL NOT NULL,
+    last REAL NOT NULL,
+    PRIMARY KEY (source, message)
 );
 CREATE TABLE IF NOT EXISTS changes (
     origin TEXT NOT NULL,
@@ -117,6 +170,8 @@ class CatalogStore:
         if row is None:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('island', ?)", (self.island,))
+        elif int(row[0]) in _UPGRADABLE:
+            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         elif int(row[0]) != SCHEMA_VERSION:
             raise FailedPrecondition(
                 f"catalog {self.path} has schema version {row[0]}, this island needs {SCHEMA_VERSION}"
@@ -147,7 +202,41 @@ class CatalogStore:
             self.generation += 1
             self.changed.notify_all()
 
+    def bump(self) -> None:
+        """Wakes everything waiting on ``changed``: another process (a Celery worker) committed."""
+        with self.changed:
+            self.generation += 1
+            self.changed.notify_all()
+
+    def wait_changed(self, generation: int, timeout: float | None) -> int:
+        """Blocks until a commit after ``generation`` (or the timeout); returns the generation."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.generation != generation, timeout)
+            return self.generation
+
     # -- reads ---------------------------------------------------------------------------
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Rows of a read-only statement (the replication layer's views of its own tables)."""
+        return self._conn().execute(sql, args).fetchall()
+
+    def islands(self) -> dict[str, tuple[str, str]]:
+        """Every known island's data URLs: name -> (http base, root base)."""
+        return {n: (h, r) for n, h, r in self._conn().execute("SELECT name, http, root FROM islands")}
+
+    def local_files(self, dataset: str | None = None) -> dict[tuple[str, str], int]:
+        """This island's replica files: (dataset, pid) -> bytes."""
+        sql, args = "SELECT dataset, pid, num_bytes FROM local_files", ()
+        if dataset is not None:
+            sql, args = sql + " WHERE dataset=?", (dataset,)
+        return {(d, p): int(n) for d, p, n in self._conn().execute(sql, args)}
+
+    def touch(self, dataset: str, pids: Iterable[str]) -> None:
+        """Marks replica files as just used (least-recently-used eviction)."""
+        now = time.time()
+        with self._write_lock:
+            self._conn().executemany("UPDATE local_files SET last_access=? WHERE dataset=? AND pid=?",
+                                     [(now, dataset, p) for p in pids])
+
     def sequence(self, origin: str | None = None) -> int:
         row = self._conn().execute(
             "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE origin=?", (origin or self.island,)
@@ -298,11 +387,52 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
         elif change.op == "dataset.delete":
             self._conn.execute("DELETE FROM partitions WHERE dataset=? AND dataset IN"
                                " (SELECT name FROM datasets WHERE origin=?)", (change.key, change.origin))
+            self._conn.execute("DELETE FROM replicas WHERE dataset=? AND dataset IN"
+                               " (SELECT name FROM datasets WHERE origin=?)", (change.key, change.origin))
             self._conn.execute("DELETE FROM datasets WHERE name=? AND origin=?", (change.key, change.origin))
+        elif change.op == "replica.put":
+            self._conn.executemany("INSERT OR REPLACE INTO replicas VALUES (?, ?, ?, ?)",
+                                   [(change.key, str(p), change.origin, change.ts) for p in change.payload["pids"]])
+        elif change.op == "replica.delete":
+            self._conn.executemany("DELETE FROM replicas WHERE dataset=? AND pid=? AND island=?",
+                                   [(change.key, str(p), change.origin) for p in change.payload["pids"]])
+        elif change.op == "island.put":
+            self._conn.execute("INSERT INTO islands VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
+                               " http=excluded.http, root=excluded.root, updated=excluded.updated",
+                               (change.origin, str(change.payload.get("http", "")),
+                                str(change.payload.get("root", "")), change.ts))
         self._conn.execute(
             "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?)",
             (change.origin, change.seq, change.op, change.key, json.dumps(change.payload, default=str), change.ts),
         )
+
+    def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        """A statement on the replication layer's local tables (no change logged)."""
+        return self._conn.execute(sql, args)
+
+    def put_island(self, name: str, http: str, root: str) -> int:
+        self._conn.execute("INSERT INTO islands VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
+                           " http=excluded.http, root=excluded.root, updated=excluded.updated",
+                           (name, http, root, time.time()))
+        return self._log("island.put", name, {"http": http, "root": root})
+
+    def put_replicas(self, dataset: str, pids: list[str], sizes: list[int]) -> int:
+        """Replica files now held by this island, placed and verified."""
+        now = time.time()
+        island = self._store.island
+        self._conn.executemany("INSERT OR REPLACE INTO replicas VALUES (?, ?, ?, ?)",
+                               [(dataset, p, island, now) for p in pids])
+        self._conn.executemany("INSERT OR REPLACE INTO local_files VALUES (?, ?, ?, ?, ?)",
+                               [(dataset, p, n, now, now) for p, n in zip(pids, sizes)])
+        return self._log("replica.put", dataset, {"pids": pids})
+
+    def delete_replicas(self, dataset: str, pids: list[str]) -> int:
+        island = self._store.island
+        self._conn.executemany("DELETE FROM replicas WHERE dataset=? AND pid=? AND island=?",
+                               [(dataset, p, island) for p in pids])
+        self._conn.executemany("DELETE FROM local_files WHERE dataset=? AND pid=?", [(dataset, p) for p in pids])
+        self._conn.executemany("DELETE FROM transfers WHERE dataset=? AND pid=?", [(dataset, p) for p in pids])
+        return self._log("replica.delete", dataset, {"pids": pids})
 
     def delete_dataset(self, name: str) -> int:
         if not self._conn.execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone():

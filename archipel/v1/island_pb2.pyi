@@ -27,6 +27,124 @@ ENGINE_AUTO: Engine
 ENGINE_ARROW: Engine
 ENGINE_SPARK: Engine
 
+class ReplicateRequest(_message.Message):
+    __slots__ = ("dataset", "to_island", "has_cone", "ra", "dec", "radius", "moc", "lifetime_seconds", "protocol", "detach", "route_path")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    TO_ISLAND_FIELD_NUMBER: _ClassVar[int]
+    HAS_CONE_FIELD_NUMBER: _ClassVar[int]
+    RA_FIELD_NUMBER: _ClassVar[int]
+    DEC_FIELD_NUMBER: _ClassVar[int]
+    RADIUS_FIELD_NUMBER: _ClassVar[int]
+    MOC_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_PATH_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    to_island: str
+    has_cone: bool
+    ra: float
+    dec: float
+    radius: float
+    moc: bytes
+    lifetime_seconds: float
+    protocol: str
+    detach: bool
+    route_path: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset: _Optional[str] = ..., to_island: _Optional[str] = ..., has_cone: _Optional[bool] = ..., ra: _Optional[float] = ..., dec: _Optional[float] = ..., radius: _Optional[float] = ..., moc: _Optional[bytes] = ..., lifetime_seconds: _Optional[float] = ..., protocol: _Optional[str] = ..., detach: _Optional[bool] = ..., route_path: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReplicationRule(_message.Message):
+    __slots__ = ("id", "dataset", "island", "region", "protocol", "created", "expires", "state", "files_total", "files_done", "files_failed", "bytes_total", "bytes_done", "errors")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FILES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FILES_DONE_FIELD_NUMBER: _ClassVar[int]
+    FILES_FAILED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    dataset: str
+    island: str
+    region: str
+    protocol: str
+    created: float
+    expires: float
+    state: str
+    files_total: int
+    files_done: int
+    files_failed: int
+    bytes_total: int
+    bytes_done: int
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., island: _Optional[str] = ..., region: _Optional[str] = ..., protocol: _Optional[str] = ..., created: _Optional[float] = ..., expires: _Optional[float] = ..., state: _Optional[str] = ..., files_total: _Optional[int] = ..., files_done: _Optional[int] = ..., files_failed: _Optional[int] = ..., bytes_total: _Optional[int] = ..., bytes_done: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReplicationProgress(_message.Message):
+    __slots__ = ("rule", "elapsed_seconds")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    rule: ReplicationRule
+    elapsed_seconds: float
+    def __init__(self, rule: _Optional[_Union[ReplicationRule, _Mapping]] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+
+class ListRulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRulesResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[ReplicationRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[ReplicationRule, _Mapping]]] = ...) -> None: ...
+
+class DeleteRuleRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetCacheRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CacheDataset(_message.Message):
+    __slots__ = ("dataset", "files", "bytes")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    files: int
+    bytes: int
+    def __init__(self, dataset: _Optional[str] = ..., files: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class CacheUsage(_message.Message):
+    __slots__ = ("island", "quota_bytes", "used_bytes", "pinned_bytes", "cached_bytes", "files", "pinned_files", "datasets", "errors")
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PINNED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CACHED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FILES_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    island: str
+    quota_bytes: int
+    used_bytes: int
+    pinned_bytes: int
+    cached_bytes: int
+    files: int
+    pinned_files: int
+    datasets: _containers.RepeatedCompositeFieldContainer[CacheDataset]
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, island: _Optional[str] = ..., quota_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., pinned_bytes: _Optional[int] = ..., cached_bytes: _Optional[int] = ..., files: _Optional[int] = ..., pinned_files: _Optional[int] = ..., datasets: _Optional[_Iterable[_Union[CacheDataset, _Mapping]]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class DeleteDatasetRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -76,7 +194,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IslandInfo(_message.Message):
-    __slots__ = ("name", "version", "protocol_version", "grpc_address", "http_url", "spark_ready", "spark_master", "spark_error", "datasets", "catalog_sequence", "running_queries", "spark_active_jobs")
+    __slots__ = ("name", "version", "protocol_version", "grpc_address", "http_url", "spark_ready", "spark_master", "spark_error", "datasets", "catalog_sequence", "running_queries", "spark_active_jobs", "root_url", "workers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +207,8 @@ class IslandInfo(_message.Message):
     CATALOG_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     RUNNING_QUERIES_FIELD_NUMBER: _ClassVar[int]
     SPARK_ACTIVE_JOBS_FIELD_NUMBER: _ClassVar[int]
+    ROOT_URL_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     protocol_version: int
@@ -101,7 +221,9 @@ class IslandInfo(_message.Message):
     catalog_sequence: int
     running_queries: int
     spark_active_jobs: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., grpc_address: _Optional[str] = ..., http_url: _Optional[str] = ..., spark_ready: _Optional[bool] = ..., spark_master: _Optional[str] = ..., spark_error: _Optional[str] = ..., datasets: _Optional[int] = ..., catalog_sequence: _Optional[int] = ..., running_queries: _Optional[int] = ..., spark_active_jobs: _Optional[int] = ...) -> None: ...
+    root_url: str
+    workers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., grpc_address: _Optional[str] = ..., http_url: _Optional[str] = ..., spark_ready: _Optional[bool] = ..., spark_master: _Optional[str] = ..., spark_error: _Optional[str] = ..., datasets: _Optional[int] = ..., catalog_sequence: _Optional[int] = ..., running_queries: _Optional[int] = ..., spark_active_jobs: _Optional[int] = ..., root_url: _Optional[str] = ..., workers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ("pattern", "with_partitions")

@@ -92,6 +92,26 @@ class IslandStub:
                 request_serializer=archipel_dot_v1_dot_island__pb2.AddPeerRequest.SerializeToString,
                 response_deserializer=archipel_dot_v1_dot_island__pb2.PeerState.FromString,
                 _registered_method=True)
+        self.Replicate = channel.unary_stream(
+                '/archipel.v1.Island/Replicate',
+                request_serializer=archipel_dot_v1_dot_island__pb2.ReplicateRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.ReplicationProgress.FromString,
+                _registered_method=True)
+        self.ListRules = channel.unary_unary(
+                '/archipel.v1.Island/ListRules',
+                request_serializer=archipel_dot_v1_dot_island__pb2.ListRulesRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.ListRulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteRule = channel.unary_unary(
+                '/archipel.v1.Island/DeleteRule',
+                request_serializer=archipel_dot_v1_dot_island__pb2.DeleteRuleRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.ReplicationRule.FromString,
+                _registered_method=True)
+        self.GetCache = channel.unary_unary(
+                '/archipel.v1.Island/GetCache',
+                request_serializer=archipel_dot_v1_dot_island__pb2.GetCacheRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.CacheUsage.FromString,
+                _registered_method=True)
 
 
 class IslandServicer:
@@ -177,6 +197,35 @@ class IslandServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Replicate(self, request, context):
+        """Creates a replication rule on an island (this one, or the one named) and streams the
+        progress of its copies until every partition is held or the rule is stuck.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRules(self, request, context):
+        """The rules of an island with their state, counts and bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRule(self, request, context):
+        """Drops a rule; what it pinned stays as evictable cache.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCache(self, request, context):
+        """The island's replica cache: quota, usage, pinned and cached bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IslandServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +283,26 @@ def add_IslandServicer_to_server(servicer, server):
                     servicer.AddPeer,
                     request_deserializer=archipel_dot_v1_dot_island__pb2.AddPeerRequest.FromString,
                     response_serializer=archipel_dot_v1_dot_island__pb2.PeerState.SerializeToString,
+            ),
+            'Replicate': grpc.unary_stream_rpc_method_handler(
+                    servicer.Replicate,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.ReplicateRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.ReplicationProgress.SerializeToString,
+            ),
+            'ListRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRules,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.ListRulesRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.ListRulesResponse.SerializeToString,
+            ),
+            'DeleteRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRule,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.DeleteRuleRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.ReplicationRule.SerializeToString,
+            ),
+            'GetCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCache,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.GetCacheRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.CacheUsage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -536,6 +605,114 @@ class Island:
             '/archipel.v1.Island/AddPeer',
             archipel_dot_v1_dot_island__pb2.AddPeerRequest.SerializeToString,
             archipel_dot_v1_dot_island__pb2.PeerState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Replicate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/archipel.v1.Island/Replicate',
+            archipel_dot_v1_dot_island__pb2.ReplicateRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.ReplicationProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/ListRules',
+            archipel_dot_v1_dot_island__pb2.ListRulesRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.ListRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/DeleteRule',
+            archipel_dot_v1_dot_island__pb2.DeleteRuleRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.ReplicationRule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/GetCache',
+            archipel_dot_v1_dot_island__pb2.GetCacheRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.CacheUsage.FromString,
             options,
             channel_credentials,
             insecure,

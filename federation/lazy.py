@@ -1,0 +1,97 @@
+"""Lazy replication, the policy: which of a query's remote partitions to copy here before the
+query runs locally. Partitions already held here as replicas are read here (so a laptop keeps
+answering with every peer down); ``route='replicate'`` copies what is missing; ``auto`` copies it
+when that moves fewer bytes than the result would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import sqlglot
+from sqlglot import exp
+
+from federation.planner import QueryPlan, TableScan
+from metacatalog.model import Partition
+
+__all__ = ["Localization", "localize", "estimate_result_bytes"]
+
+# Arrow in memory is bigger than the Parquet it came from (encoding, compression).
+ARROW_EXPANSION = 2.0
+
+
+@dataclass
+class Localization:
+    plan: QueryPlan
+    to_copy: list[tuple[TableScan, list[Partition]]]  # original scans and what they lack here
+    reason: str = ""
+    original_tables: list[TableScan] = field(default_factory=list)  # the scans as planned
+
+    @property
+    def bytes_to_copy(self) -> int:
+        return sum(p.num_bytes for _, parts in self.to_copy for p in parts)
+
+
+def estimate_result_bytes(plan: QueryPlan) -> int:
+    """A rough size of the query's result: tiny for a global aggregate, bounded by a LIMIT,
+    else the bytes the query reads, as Arrow."""
+    scanned = int(sum(t.bytes_read for t in plan.tables) * ARROW_EXPANSION)
+    try:
+        tree = sqlglot.parse_one(plan.sql, read="spark")
+    except Exception:
+        return scanned
+    select = tree if isinstance(tree, exp.Select) else tree.find(exp.Select)
+    if select is None:
+        return scanned
+    if select.args.get("group") is None and any(e.find(exp.AggFunc) for e in select.expressions):
+        return 1024
+    limit = select.args.get("limit")
+    if limit is not None and isinstance(limit.expression, exp.Literal):
+        rows = sum(max(1, sum(p.num_rows for p in t.partitions)) for t in plan.tables)
+        per_row = scanned / rows if rows else 0
+        return min(scanned, int(int(limit.expression.this) * per_row))
+    return scanned
+
+
+def localize(plan: QueryPlan, here: str, route: str, held: Callable[[str], set[str]],
+             replica_root: Callable[[str], str], auto_max_bytes: int) -> Localization:
+    """The plan with remote tables read here where this island holds (or will copy) the
+    partitions they need, and the copies to make first."""
+    tables: list[TableScan] = []
+    to_copy: list[tuple[TableScan, list[Partition]]] = []
+    for scan in plan.tables:
+        ds = scan.dataset
+        if ds.origin == here:
+            tables.append(scan)
+            continue
+        have = held(ds.name)
+        missing = [p for p in scan.partitions if p.pid not in have]
+        if missing and route != "replicate":
+            tables.append(scan)
+            continue
+        if missing:
+            to_copy.append((scan, missing))
+        tables.append(replace(scan, dataset=replace(ds, origin=here, root=replica_root(ds.name))))
+    local = replace(plan, tables=tables)
+    original = list(plan.tables)
+    if route == "replicate":
+        return Localization(local, to_copy, "route='replicate': missing partitions are copied here first", original)
+    if route != "auto" or auto_max_bytes <= 0:
+        return Localization(local, [], "", original)
+    # auto: every remote table lacking partitions is either copied or left to the router.
+    candidates = [(s, [p for p in s.partitions if p.pid not in held(s.dataset.name)])
+                  for s in plan.tables if s.dataset.origin != here]
+    candidates = [(s, m) for s, m in candidates if m]
+    if not candidates:
+        return Localization(local, [], "every partition needed is held here", original)
+    need = sum(p.num_bytes for _, m in candidates for p in m)
+    result = estimate_result_bytes(plan)
+    if need <= auto_max_bytes and need < result:
+        copied = {s.view for s, _ in candidates}
+        tables = [replace(s, dataset=replace(s.dataset, origin=here, root=replica_root(s.dataset.name)))
+                  if s.view in copied else t for s, t in zip(plan.tables, local.tables)]
+        return Localization(replace(plan, tables=tables), candidates,
+                            f"auto: copying {need} bytes of partitions is less than the ~{result} byte result",
+                            original)
+    return Localization(local, [], f"auto: the ~{result} byte result moves less than {need} bytes of partitions",
+                        original)

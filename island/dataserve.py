@@ -1,0 +1,204 @@
+"""Serving an island's partition files to other islands: over HTTP (Range requests, through
+aiohttp's file responses) from this process, and over XRootD from an ``xrootd`` child.
+
+Both serve the same tree, ``DIR/export/<dataset>/<partition path>``, in which each dataset is a
+symlink to the folder holding its files here (its ingest root at its origin, the replica
+folder elsewhere). HTTP serves only files the catalog names as partitions of a dataset held here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+from archipel.errors import FailedPrecondition
+from metacatalog.store import CatalogStore
+
+__all__ = ["HttpDataServer", "XrootdServer", "sync_exports", "free_port"]
+
+logger = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def sync_exports(store: CatalogStore, export: Path, replicas: Path, here: str) -> None:
+    """Points ``export/<dataset>`` at the folder holding each dataset's files here."""
+    export.mkdir(parents=True, exist_ok=True)
+    wanted: dict[str, Path] = {}
+    for ds in store.datasets():
+        if ds.origin == here:
+            wanted[ds.name] = Path(ds.root)
+    for dataset, _ in store.local_files():
+        wanted.setdefault(dataset, replicas / dataset)
+    for entry in export.iterdir():
+        if entry.name not in wanted and entry.is_symlink():
+            entry.unlink()
+    for name, target in wanted.items():
+        link = export / name
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        tmp = export / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target, target_is_directory=True)
+        os.replace(tmp, link)
+
+
+class HttpDataServer:
+    """GET/HEAD ``/data/<dataset>/<partition path>`` with Range support, in a thread of its own."""
+
+    def __init__(self, store: CatalogStore, export: Path, host: str, port: int) -> None:
+        self.store = store
+        self.export = export
+        self.host = host
+        self.port = port or free_port(host)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="http-data", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/data"
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise FailedPrecondition(f"cannot serve HTTP on {self.host}:{self.port}: {self._error}")
+
+    def _run(self) -> None:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            dataset = request.match_info["dataset"]
+            pid = request.match_info["pid"]
+            row = self.store.query("SELECT 1 FROM partitions WHERE dataset=? AND pid=?", (dataset, pid))
+            if not row or ".." in pid.split("/"):
+                raise web.HTTPNotFound(text=f"no partition {pid!r} of {dataset!r} here\n")
+            path = self.export / dataset / pid
+            if not path.is_file():
+                raise web.HTTPNotFound(text=f"partition {pid!r} of {dataset!r} is not held here\n")
+            return web.FileResponse(path, chunk_size=1 << 20)
+
+        app = web.Application()
+        app.router.add_route("GET", "/data/{dataset}/{pid:.+}", handle)
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        runner = web.AppRunner(app, access_log=None)
+        try:
+            self._loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            self._loop.run_until_complete(site.start())
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.run_until_complete(runner.cleanup())
+            self._loop.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+class XrootdServer:
+    """An ``xrootd`` child exporting the island's export tree read-only, adler32 enabled."""
+
+    def __init__(self, root: Path, export: Path, host: str, port: int, user: str, name: str) -> None:
+        self.dir = root / "xrootd"
+        self.export = export
+        self.host = host
+        self.port = port or free_port(host)
+        self.user = user
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("xrootd") is not None
+
+    @property
+    def base_url(self) -> str:
+        return f"root://{self.host}:{self.port}/"
+
+    def _readable_by_user(self) -> str:
+        """Why the xrootd user cannot read the export tree, or ""."""
+        try:
+            pw = pwd.getpwnam(self.user)
+        except KeyError:
+            return f"user {self.user!r} does not exist"
+        for folder in [self.export, *self.export.parents]:
+            st = folder.stat()
+            if st.st_uid == pw.pw_uid:
+                continue
+            if not st.st_mode & 0o001 and not (st.st_gid == pw.pw_gid and st.st_mode & 0o010):
+                return f"{folder} is not searchable by user {self.user!r} (mode {oct(st.st_mode & 0o777)})"
+        return ""
+
+    def start(self) -> None:
+        why = self._readable_by_user()
+        if why:
+            raise FailedPrecondition(f"xrootd drops to user {self.user!r}, which cannot reach the data: {why}")
+        admin = self.dir / "admin"
+        admin.mkdir(parents=True, exist_ok=True)
+        pw = pwd.getpwnam(self.user)
+        for p in (self.dir, admin):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        cfg = self.dir / "xrootd.cfg"
+        cfg.write_text("\n".join([
+            "# written by the island at each start; edits are lost",
+            f"xrd.port {self.port}",
+            "xrd.network nodnr",
+            "all.export / r/o",
+            f"oss.localroot {self.export}",
+            "xrootd.chksum adler32",
+            f"all.adminpath {admin}",
+            f"all.pidpath {admin}",
+        ]) + "\n")
+        log = open(self.dir / "xrootd.log", "ab")
+        cmd = ["xrootd", "-c", str(cfg), "-n", self.name, "-I", "v4"]
+        if os.geteuid() == 0:
+            cmd += ["-R", self.user]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # the island's process group
+        log.close()
+        self._wait_listening()
+
+    def _wait_listening(self, timeout: float = 20.0) -> None:
+        import time
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                tail = (self.dir / "xrootd.log").read_text(errors="replace")[-800:]
+                raise FailedPrecondition(f"xrootd exited with {self.proc.returncode}: {tail}")
+            with socket.socket() as s:
+                if s.connect_ex((self.host, self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise FailedPrecondition(f"xrootd did not listen on port {self.port} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)

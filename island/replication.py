@@ -1,0 +1,193 @@
+"""An island's replication parts wired together: data serving (HTTP here, XRootD as a child),
+the Celery workers, the mover, the rules and the cache, and one thread that keeps rules,
+exports and the cache in step with the catalog as it changes."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+
+from archipel.errors import FailedPrecondition, ResourceExhausted
+from federation.peers import Archipelago
+from federation.rules import RuleBook
+from island.config import IslandConfig
+from island.dataserve import HttpDataServer, XrootdServer, sync_exports
+from island.workers import WorkerPool
+from metacatalog.model import Partition
+from metacatalog.store import CatalogStore
+from replication import cache, jobs
+from replication.celery_app import make_app
+from replication.mover import REPLICAS_DIR, Mover
+from replication.wakeup import WakeupListener
+
+__all__ = ["Replication"]
+
+logger = logging.getLogger(__name__)
+
+
+class Replication:
+    def __init__(self, cfg: IslandConfig, store: CatalogStore, archipelago: Archipelago) -> None:
+        r = cfg.replication
+        self.cfg = cfg
+        self.store = store
+        self.here = cfg.island.name
+        self.archipelago = archipelago
+        self.export = cfg.root / "export"
+        self.replicas = cfg.data_path / REPLICAS_DIR
+        self.queue_dir = cfg.root / "queue"
+        self.app = make_app(r.broker, self.queue_dir, self.here)
+        self.mover = Mover(store, self.app, self.here, cfg.data_path, r.protocols, retries=r.retries,
+                           block_bytes=r.block_bytes, bandwidth=r.bandwidth_bytes, down=self._down)
+        self.rules = RuleBook(store, self.mover, self.here, r.cache_bytes)
+        self.http = HttpDataServer(store, self.export, cfg.island.host, cfg.island.http_port)
+        self.xrootd: XrootdServer | None = None
+        self.xrootd_error = ""
+        if r.xrootd == "on" or (r.xrootd == "auto" and XrootdServer.available()):
+            self.xrootd = XrootdServer(cfg.root, self.export, cfg.island.host, r.xrootd_port, r.xrootd_user,
+                                       self.here)
+        self.wakeup_path = cfg.root / "wakeup.sock"
+        self.wakeup = WakeupListener(self.wakeup_path, store.bump)
+        env = {
+            "ARCHIPEL_CATALOG": str(cfg.catalog_path), "ARCHIPEL_ISLAND_NAME": self.here,
+            "ARCHIPEL_QUEUE_DIR": str(self.queue_dir), "ARCHIPEL_BROKER": r.broker,
+            "ARCHIPEL_WAKEUP": str(self.wakeup_path), "XRD_CPUSEPGWRTRD": "0",
+        }
+        self.workers = WorkerPool(self.here, r.workers, r.concurrency, env, cfg.root / "logs", self._worker_died)
+        self._in_use: Counter[tuple[str, str]] = Counter()
+        self._in_use_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep_in_step, name="replication", daemon=True)
+
+    # -- life ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.replicas.mkdir(parents=True, exist_ok=True)
+        for leftover in self.replicas.rglob(".*.part"):  # a crash mid-copy: never recorded, never visible
+            leftover.unlink(missing_ok=True)
+        sync_exports(self.store, self.export, self.replicas, self.here)
+        self.http.start()
+        root_url = ""
+        if self.xrootd is not None:
+            try:
+                self.xrootd.start()
+                root_url = self.xrootd.base_url
+            except FailedPrecondition as exc:
+                if self.cfg.replication.xrootd == "on":
+                    self.http.stop()
+                    raise
+                self.xrootd_error = exc.message
+                logger.warning("root:// not served: %s", exc.message)
+                self.xrootd = None
+        self._announce(self.http.base_url, root_url)
+        self.wakeup.start()
+        if not self.cfg.replication.broker:
+            shutil.rmtree(self.queue_dir, ignore_errors=True)  # the catalog's unfinished jobs are sent again below
+            self.app = make_app("", self.queue_dir, self.here)
+            self.mover.app = self.app
+        for name in self.workers.names():
+            jobs.release_worker(self.store, name)
+        self.workers.start()
+        sent = self.mover.resend_unfinished()
+        if sent:
+            logger.info("%d unfinished transfers sent again", sent)
+        self._thread.start()
+
+    def _announce(self, http: str, root: str) -> None:
+        if self.store.islands().get(self.here) != (http, root):
+            with self.store.transaction() as w:
+                w.put_island(self.here, http, root)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.store.bump()
+        self._thread.join(5)
+        self.workers.stop()
+        if self.xrootd is not None:
+            self.xrootd.stop()
+        self.http.stop()
+        self.wakeup.stop()
+
+    def _worker_died(self, name: str) -> None:
+        released = jobs.release_worker(self.store, name)
+        sent = self.mover.resend_unfinished()
+        logger.warning("worker %s died: %d claims handed back, %d jobs sent again", name, released, sent)
+
+    def _down(self) -> set[str]:
+        return {s.island for s in self.archipelago.statuses() if s.state == "down" and s.island}
+
+    # -- catalog changes -----------------------------------------------------------------
+    def _keep_in_step(self) -> None:
+        gen = -1
+        exported: frozenset[str] = frozenset()
+        while not self._stop.is_set():
+            try:
+                self.rules.refresh()
+                self._drop_orphans()
+                with self._in_use_lock:
+                    keep = set(self._in_use)
+                cache.evict(self.store, self.replicas, self.cfg.replication.cache_bytes, keep)
+                held = frozenset(d for d, _ in self.store.local_files()) | frozenset(
+                    f"{d.name}@{d.root}" for d in self.store.datasets() if d.origin == self.here)
+                if held != exported:
+                    sync_exports(self.store, self.export, self.replicas, self.here)
+                    exported = held
+            except Exception:
+                logger.exception("keeping replication in step with the catalog failed")
+            wait = min(self.rules.next_expiry() + 0.01, 300.0)
+            gen = self.store.wait_changed(gen if gen >= 0 else self.store.generation, wait)
+
+    def _drop_orphans(self) -> None:
+        """Replicas of datasets deleted at their origin go with them."""
+        known = set(self.store.dataset_names())
+        gone: dict[str, list[str]] = {}
+        for d, p in self.store.local_files():
+            if d not in known:
+                gone.setdefault(d, []).append(p)
+        if not gone:
+            return
+        with self.store.transaction() as w:
+            for d, pids in gone.items():
+                w.delete_replicas(d, pids)
+        for d in gone:
+            shutil.rmtree(self.replicas / d, ignore_errors=True)
+
+    def resync_exports(self) -> None:
+        sync_exports(self.store, self.export, self.replicas, self.here)
+
+    # -- queries -------------------------------------------------------------------------
+    def held(self, dataset: str) -> set[str]:
+        return {p for _, p in self.store.local_files(dataset)}
+
+    @contextmanager
+    def using(self, files: list[tuple[str, str]]):
+        """Keeps replica files from eviction while a query reads them."""
+        with self._in_use_lock:
+            self._in_use.update(files)
+        try:
+            yield
+        finally:
+            with self._in_use_lock:
+                self._in_use.subtract(files)
+                self._in_use += Counter()
+
+    def fetch(self, wanted: list[tuple[object, list[Partition]]], deadline: float,
+              cancelled: threading.Event | None = None) -> None:
+        """Copies a query's missing partitions here and waits for them."""
+        need = sum(p.num_bytes for _, parts in wanted for p in parts)
+        usage = cache.usage(self.store, self.cfg.replication.cache_bytes)
+        if need > usage.quota - usage.pinned_bytes:
+            raise ResourceExhausted(
+                f"the query needs {need} bytes of partitions copied to {self.here}, more than its cache can hold "
+                f"beside pinned replicas ({usage.quota - usage.pinned_bytes} bytes of {usage.quota})")
+        for scan, parts in wanted:
+            self.mover.want(scan.dataset, parts)
+        for scan, parts in wanted:
+            self.mover.wait(scan.dataset.name, parts, deadline, cancelled)
+
+    def deadline(self, timeout: float) -> float:
+        return time.monotonic() + timeout
+
+

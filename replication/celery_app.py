@@ -1,0 +1,54 @@
+"""The island's Celery app: an embedded transport on local disk by default (no server to run),
+Redis when ``[replication] broker`` names one. One queue per island, so islands may share a
+Redis. Results are not kept: the catalog's ``transfers`` rows are the jobs' state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from celery import Celery
+
+__all__ = ["make_app", "queue_name", "COPY_TASK"]
+
+COPY_TASK = "archipel.copy_partition"
+
+
+def queue_name(island: str) -> str:
+    return f"archipel.{island}"
+
+
+def make_app(broker: str, queue_dir: str | Path, island: str) -> Celery:
+    """The app of island ``island``: Redis at ``broker``, or files in ``queue_dir`` when empty."""
+    app = Celery(f"archipel-{island}", set_as_current=False)
+    conf: dict = {
+        "task_default_queue": queue_name(island),
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": 3,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+    }
+    if broker:
+        conf["broker_url"] = broker
+        conf["broker_transport_options"] = {"visibility_timeout": 3600}
+    else:
+        folder = Path(queue_dir)
+        processed = folder / "processed"
+        processed.mkdir(parents=True, exist_ok=True)
+        conf["broker_url"] = "filesystem://"
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            # A taken message is renamed here (atomic within one folder), so two workers never
+            # take the same one.
+            "processed_folder": str(processed),
+            "store_processed": True,
+            "polling_interval": 0.05,
+        }
+    app.conf.update(conf)
+    return app

@@ -1,0 +1,154 @@
+"""The island's side of replication: which sources hold a partition, sending copy jobs to the
+Celery workers (each partition once), and waiting for them on the catalog's commit signal."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from archipel.errors import DeadlineExceeded, Unavailable
+from metacatalog.model import Dataset, Partition
+from metacatalog.store import CatalogStore
+from replication import jobs
+from replication.celery_app import COPY_TASK, queue_name
+
+__all__ = ["Mover", "partition_url", "order_sources", "REPLICAS_DIR"]
+
+logger = logging.getLogger(__name__)
+
+REPLICAS_DIR = "replicas"
+
+
+def partition_url(base: str, dataset: str, pid: str) -> str:
+    """The URL of a partition file on an island whose data URL base is ``base``."""
+    if base.startswith("root://"):
+        return f"{base.rstrip('/')}//{dataset}/{pid}"
+    return f"{base.rstrip('/')}/{quote(dataset)}/{quote(pid)}"
+
+
+def order_sources(holders: Iterable[str], origin: str, urls: dict[str, tuple[str, str]], protocols: list[str],
+                  down: set[str], here: str) -> list[tuple[str, str]]:
+    """(island, base URL) to try, best first: reachable islands before ones known to be down,
+    the origin before replicas, then the preferred protocols; this island is never a source."""
+    islands = sorted({h for h in holders if h != here}, key=lambda i: (i in down, i != origin, i))
+    out = []
+    for island in islands:
+        http, root = urls.get(island, ("", ""))
+        by_protocol = {"http": http, "root": root}
+        out.extend((island, by_protocol[p]) for p in protocols if by_protocol.get(p))
+    return out
+
+
+@dataclass(frozen=True)
+class Progress:
+    files_total: int
+    files_done: int
+    files_failed: int
+    bytes_total: int
+    bytes_done: int
+    errors: tuple[str, ...]
+
+    @property
+    def finished(self) -> bool:
+        return self.files_done + self.files_failed >= self.files_total
+
+
+class Mover:
+    """Sends copy jobs for an island and reports their progress."""
+
+    def __init__(self, store: CatalogStore, app, here: str, data_path: Path, protocols: list[str], *,
+                 retries: int = 3, block_bytes: int = 8 << 20, bandwidth: int = 0,
+                 down: Callable[[], set[str]] = set) -> None:
+        self.store = store
+        self.app = app
+        self.here = here
+        self.root = data_path / REPLICAS_DIR
+        self.protocols = protocols
+        self.retries = retries
+        self.block_bytes = block_bytes
+        self.bandwidth = bandwidth
+        self._down = down
+        self._send_lock = threading.Lock()
+
+    def replica_root(self, dataset: str) -> Path:
+        return self.root / dataset
+
+    def sources(self, ds: Dataset, pid: str, protocol: str = "") -> list[tuple[str, str]]:
+        holders = [ds.origin, *self.store.replica_islands(ds.name).get(pid, [])]
+        protocols = [protocol] if protocol else self.protocols
+        bases = order_sources(holders, ds.origin, self.store.islands(), protocols, self._down(), self.here)
+        return [(island, partition_url(base, ds.name, pid)) for island, base in bases]
+
+    def want(self, ds: Dataset, parts: Iterable[Partition], protocol: str = "") -> list[str]:
+        """Asks for the partitions not held here; returns the pids sent to the workers now."""
+        held = self.store.local_files(ds.name)
+        missing = [p for p in parts if (ds.name, p.pid) not in held]
+        if not missing:
+            return []
+        with self._send_lock:
+            send = set(jobs.request(self.store, ds.name, [p.pid for p in missing]))
+            for part in missing:
+                if part.pid in send:
+                    self._send(ds, part, protocol)
+        return sorted(send)
+
+    def _send(self, ds: Dataset, part: Partition, protocol: str = "") -> None:
+        job = {
+            "dataset": ds.name, "pid": part.pid, "size": part.num_bytes, "adler32": part.adler32,
+            "final": str(self.replica_root(ds.name) / part.pid), "sources": self.sources(ds, part.pid, protocol),
+            "retries": self.retries, "block_bytes": self.block_bytes, "bandwidth": self.bandwidth,
+        }
+        self.app.send_task(COPY_TASK, args=[job], queue=queue_name(self.here))
+
+    def resend_unfinished(self) -> int:
+        """Sends again every job not finished (after a worker died or the island restarted);
+        the claim in the catalog keeps a job that is still running from being copied twice."""
+        n = 0
+        for dataset, pid in jobs.unfinished(self.store):
+            try:
+                ds = self.store.dataset(dataset)
+            except Exception:
+                continue
+            part = next((p for p in ds.partitions if p.pid == pid), None)
+            if part is not None:
+                self._send(ds, part)
+                n += 1
+        return n
+
+    def progress(self, dataset: str, parts: list[Partition]) -> Progress:
+        held = self.store.local_files(dataset)
+        st = jobs.states(self.store, dataset, [p.pid for p in parts])
+        done = [p for p in parts if (dataset, p.pid) in held]
+        failed = [p for p in parts if (dataset, p.pid) not in held and p.pid in st and st[p.pid].state == "failed"]
+        moving = sum(st[p.pid].bytes_done for p in parts if (dataset, p.pid) not in held and p.pid in st
+                     and st[p.pid].state == "copying")
+        return Progress(
+            files_total=len(parts), files_done=len(done), files_failed=len(failed),
+            bytes_total=sum(p.num_bytes for p in parts), bytes_done=sum(p.num_bytes for p in done) + moving,
+            errors=tuple(sorted({f"{p.pid}: {st[p.pid].error}" for p in failed})[:5]),
+        )
+
+    def wait(self, dataset: str, parts: list[Partition], deadline: float,
+             cancelled: threading.Event | None = None) -> Progress:
+        """Blocks until every partition is held here or has failed; raises Unavailable naming
+        the failures, DeadlineExceeded at the deadline."""
+        gen = self.store.generation
+        while True:
+            prog = self.progress(dataset, parts)
+            if prog.finished:
+                if prog.files_failed:
+                    raise Unavailable(f"{prog.files_failed} of {prog.files_total} partitions of {dataset} could not "
+                                      f"be replicated: {'; '.join(prog.errors)}")
+                return prog
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceeded(f"replicating {dataset}: {prog.files_done} of {prog.files_total} partitions "
+                                       f"copied before the deadline")
+            if cancelled is not None and cancelled.is_set():
+                return prog
+            gen = self.store.wait_changed(gen, min(left, 1.0))

@@ -1,0 +1,119 @@
+"""The Celery worker of an island (``celery -A replication.worker worker``), started by the
+island as child processes. It learns its island from the environment the island sets:
+ARCHIPEL_CATALOG, ARCHIPEL_ISLAND_NAME, ARCHIPEL_QUEUE_DIR, ARCHIPEL_BROKER, ARCHIPEL_WAKEUP."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+import zlib
+from pathlib import Path
+from typing import Any
+
+from celery import current_task
+
+from metacatalog.store import CatalogStore
+from replication import jobs
+from replication.celery_app import COPY_TASK, make_app
+from replication.transfer import ChecksumMismatch, SourceFailed, copy_verified, partial_name, place
+from replication.wakeup import poke
+
+__all__ = ["app", "copy_partition"]
+
+logger = logging.getLogger("archipel.worker")
+
+# XRootD's client retries a dead server for minutes by default; a source that is down must
+# fail fast so the next source is tried.
+os.environ.setdefault("XRD_CONNECTIONWINDOW", "3")
+os.environ.setdefault("XRD_CONNECTIONRETRY", "1")
+os.environ.setdefault("XRD_REQUESTTIMEOUT", "30")
+os.environ.setdefault("XRD_STREAMTIMEOUT", "30")
+
+app = make_app(os.environ.get("ARCHIPEL_BROKER", ""), os.environ.get("ARCHIPEL_QUEUE_DIR", "queue"),
+               os.environ.get("ARCHIPEL_ISLAND_NAME", "island"))
+
+_store: CatalogStore | None = None
+_store_lock = threading.Lock()
+RENEW_EVERY = 2.0  # seconds between lease renewals (and progress updates) of one transfer
+
+
+def store() -> CatalogStore:
+    global _store
+    with _store_lock:
+        if _store is None:
+            _store = CatalogStore(os.environ["ARCHIPEL_CATALOG"], os.environ["ARCHIPEL_ISLAND_NAME"])
+        return _store
+
+
+def _worker_name() -> str:
+    req = getattr(current_task, "request", None)
+    return getattr(req, "hostname", None) or f"worker@{socket.gethostname()}"
+
+
+def _file_matches(path: Path, size: int, adler32: int) -> bool:
+    if not path.is_file() or path.stat().st_size != size:
+        return False
+    checksum = 1
+    with open(path, "rb") as f:
+        while block := f.read(8 << 20):
+            checksum = zlib.adler32(block, checksum)
+    return checksum == adler32
+
+
+def _error_key(island: str, exc: SourceFailed, pid: str) -> str:
+    return f"checksum mismatch of {pid}" if isinstance(exc, ChecksumMismatch) else "unreachable or unreadable"
+
+
+def copy_partition(job: dict[str, Any]) -> str:
+    """Copies one partition file from the first source that delivers it intact."""
+    st = store()
+    dataset, pid = job["dataset"], job["pid"]
+    worker = _worker_name()
+    wakeup = os.environ.get("ARCHIPEL_WAKEUP", "")
+    if not jobs.claim(st, dataset, pid, worker):
+        return "skipped: done or in flight elsewhere"
+    final = Path(job["final"])
+    size, adler32 = int(job["size"]), int(job["adler32"])
+    try:
+        if _file_matches(final, size, adler32):  # placed before a crash, not yet recorded
+            jobs.complete(st, dataset, pid, size, "local")
+            return "done (already in place)"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        errors: list[str] = []
+        retries = int(job.get("retries", 3))
+        for attempt in range(1, retries + 1):
+            for island, url in job["sources"]:
+                last = [time.monotonic()]
+
+                def progress(done: int, island: str = island) -> None:
+                    if time.monotonic() - last[0] >= RENEW_EVERY:
+                        last[0] = time.monotonic()
+                        jobs.renew(st, dataset, pid, worker, done, island)
+                        if wakeup:
+                            poke(wakeup)
+
+                tmp = partial_name(final, uuid.uuid4().hex[:10])
+                try:
+                    n = copy_verified(url, tmp, size, adler32, block_bytes=int(job.get("block_bytes", 8 << 20)),
+                                      bandwidth=int(job.get("bandwidth", 0)), on_progress=progress)
+                    place(tmp, final)
+                    jobs.complete(st, dataset, pid, n, island)
+                    return f"done from {island}"
+                except SourceFailed as exc:
+                    errors.append(f"{island}: {exc.message}")
+                    if jobs.report_error(st, island, _error_key(island, exc, pid)):
+                        logger.warning("source %s failed for %s/%s: %s", island, dataset, pid, exc.message)
+            if attempt < retries:
+                time.sleep(min(0.5 * 2**attempt, 8.0))
+        jobs.fail(st, dataset, pid, worker, "; ".join(errors[-len(job["sources"]) or None:]) or "no source", retries)
+        return "failed"
+    finally:
+        if wakeup:
+            poke(wakeup)
+
+
+app.task(name=COPY_TASK, acks_late=True, reject_on_worker_lost=True)(copy_partition)
