@@ -26,7 +26,17 @@ from archipel.arrowwire import (
 )
 from archipel.errors import ArchipelError, Internal, InvalidArgument
 from archipel.names import check_dataset_name
-from archipel.types import DatasetInfo, QueryPlan, QueryStats, default_address, query_request, rpc_error
+from archipel.replication import ReplicationJob, replicate_request
+from archipel.types import (
+    CacheInfo,
+    DatasetInfo,
+    QueryPlan,
+    QueryStats,
+    RuleInfo,
+    default_address,
+    query_request,
+    rpc_error,
+)
 from archipel.v1 import island_pb2 as pb
 from archipel.v1 import island_pb2_grpc as pb_grpc
 
@@ -173,7 +183,8 @@ class Client:
     # -- catalog ----------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         m = self._unary("GetInfo", pb.GetInfoRequest())
-        return {f.name: getattr(m, f.name) for f in m.DESCRIPTOR.fields}
+        return {f.name: (list(getattr(m, f.name)) if f.is_repeated else getattr(m, f.name))
+                for f in m.DESCRIPTOR.fields}
 
     def datasets(self, pattern: str = "") -> list[DatasetInfo]:
         """Every dataset of the archipelago (a glob ``pattern`` narrows the list)."""
@@ -269,6 +280,35 @@ class Client:
         resp = self._unary("Ingest", request, timeout=timeout if timeout is not None else 3600)
         self._names = None
         return [DatasetInfo.from_pb(d) for d in resp.datasets]
+
+
+    # -- replication ------------------------------------------------------------------------
+    def replicate(self, dataset: str, to: str | None = None, *, cone: tuple[float, float, float] | None = None,
+                  moc: Any = None, lifetime: float | None = None, protocol: str | None = None,
+                  detach: bool = False, timeout: float | None = None) -> ReplicationJob:
+        """Creates a rule keeping ``dataset`` (the partitions covering ``cone`` (ra, dec,
+        radius in degrees) or ``moc`` (a mocpy MOC, or FITS/JSON/ASCII MOC bytes), else all) on
+        island ``to`` (name or HOST:PORT; default: the island connected to), for ``lifetime``
+        seconds or for good. Returns the job: iterate it for progress, or ``wait()``."""
+        req = replicate_request(dataset, to, cone, moc, lifetime, protocol, detach)
+        stream = self._stub.Replicate(req, timeout=timeout)
+        return ReplicationJob(stream, self.address)
+
+    def rules(self) -> list[RuleInfo]:
+        """The replication rules of the island connected to, with their state."""
+        return [RuleInfo.from_pb(r) for r in self._unary("ListRules", pb.ListRulesRequest()).rules]
+
+    def delete_rule(self, rule_id: str) -> RuleInfo:
+        """Drops a rule; the replicas it pinned become evictable cache."""
+        return RuleInfo.from_pb(self._unary("DeleteRule", pb.DeleteRuleRequest(id=rule_id)))
+
+    def cache(self) -> CacheInfo:
+        """The island's replica cache: quota, used, pinned and cached bytes, per dataset."""
+        m = self._unary("GetCache", pb.GetCacheRequest())
+        return CacheInfo(island=m.island, quota_bytes=m.quota_bytes, used_bytes=m.used_bytes,
+                         pinned_bytes=m.pinned_bytes, cached_bytes=m.cached_bytes, files=m.files,
+                         pinned_files=m.pinned_files, datasets={d.dataset: (d.files, d.bytes) for d in m.datasets},
+                         errors=tuple(m.errors))
 
 
 def connect(address: str | None = None, timeout: float | None = 30.0) -> Client:

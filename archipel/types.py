@@ -150,3 +150,43 @@ def rpc_error(exc: grpc.RpcError, address: str) -> ArchipelError:
     if name == "CANCELLED" and not details:
         details = "the call was cancelled"
     return error_for_code(name, details or name)
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """A replication rule on an island, with the state of its copies."""
+
+    id: str
+    dataset: str
+    island: str
+    region: str
+    protocol: str
+    created: float
+    expires: float  # 0: never
+    state: str  # "replicating", "ok", "stuck", "expired"
+    files_total: int
+    files_done: int
+    files_failed: int
+    bytes_total: int
+    bytes_done: int
+    errors: tuple[str, ...]
+
+    @classmethod
+    def from_pb(cls, m: Any) -> RuleInfo:
+        return cls(id=m.id, dataset=m.dataset, island=m.island, region=m.region, protocol=m.protocol,
+                   created=m.created, expires=m.expires, state=m.state, files_total=m.files_total,
+                   files_done=m.files_done, files_failed=m.files_failed, bytes_total=m.bytes_total,
+                   bytes_done=m.bytes_done, errors=tuple(m.errors))
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    island: str
+    quota_bytes: int
+    used_bytes: int
+    pinned_bytes: int
+    cached_bytes: int
+    files: int
+    pinned_files: int
+    datasets: dict[str, tuple[int, int]]  # dataset -> (files, bytes)
+    errors: tuple[str, ...]

@@ -111,6 +111,8 @@ class Replication:
         self.wakeup.stop()
 
     def _worker_died(self, name: str) -> None:
+        for leftover in self.replicas.rglob(f".*.{name}.*.part"):  # its unfinished copies, never visible
+            leftover.unlink(missing_ok=True)
         released = jobs.release_worker(self.store, name)
         sent = self.mover.resend_unfinished()
         logger.warning("worker %s died: %d claims handed back, %d jobs sent again", name, released, sent)

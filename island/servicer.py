@@ -405,7 +405,8 @@ class IslandServicer:
             call = self.archipelago.channel(address).unary_stream(
                 "/archipel.v1.Island/Replicate", request_serializer=pb.ReplicateRequest.SerializeToString,
                 response_deserializer=lambda data: data)
-            stream = call(sub, timeout=context.time_remaining())
+            remaining = context.time_remaining()
+            stream = call(sub, timeout=remaining if remaining is not None and remaining < 1e7 else None)
             context.add_callback(stream.cancel)
             try:
                 yield from stream

@@ -63,6 +63,8 @@ def copy_verified(url: str, tmp: Path, size: int, adler32: int, *, block_bytes: 
     checksum = 1
     done = 0
     started = time.monotonic()
+    if bandwidth:  # small blocks keep a throttled rate smooth
+        block_bytes = max(4096, min(block_bytes, bandwidth // 10))
     try:
         try:
             src = open_url(url, timeout)

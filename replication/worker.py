@@ -38,7 +38,7 @@ app = make_app(os.environ.get("ARCHIPEL_BROKER", ""), os.environ.get("ARCHIPEL_Q
 
 _store: CatalogStore | None = None
 _store_lock = threading.Lock()
-RENEW_EVERY = 2.0  # seconds between lease renewals (and progress updates) of one transfer
+RENEW_EVERY = 1.0  # seconds between lease renewals (and progress updates) of one transfer
 
 
 def store() -> CatalogStore:
@@ -96,7 +96,7 @@ def copy_partition(job: dict[str, Any]) -> str:
                         if wakeup:
                             poke(wakeup)
 
-                tmp = partial_name(final, uuid.uuid4().hex[:10])
+                tmp = partial_name(final, f"{worker}.{uuid.uuid4().hex[:10]}")
                 try:
                     n = copy_verified(url, tmp, size, adler32, block_bytes=int(job.get("block_bytes", 8 << 20)),
                                       bandwidth=int(job.get("bandwidth", 0)), on_progress=progress)

@@ -1,0 +1,80 @@
+"""Replication from the client's side: the job a ``replicate(...)`` call returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from archipel.errors import InvalidArgument
+from archipel.names import check_dataset_name
+from archipel.types import RuleInfo, rpc_error
+from archipel.v1 import island_pb2 as pb
+
+__all__ = ["ReplicationJob", "replicate_request"]
+
+
+def replicate_request(dataset: str, to: str | None, cone: Any, moc: bytes | str | None, lifetime: float | None,
+                      protocol: str | None, detach: bool) -> pb.ReplicateRequest:
+    req = pb.ReplicateRequest(dataset=check_dataset_name(dataset), to_island=to or "",
+                              lifetime_seconds=float(lifetime or 0), protocol=protocol or "", detach=detach)
+    if cone is not None:
+        try:
+            ra, dec, radius = (float(x) for x in cone)
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"cone must be (ra, dec, radius) in degrees, not {cone!r}") from None
+        req.has_cone, req.ra, req.dec, req.radius = True, ra, dec, radius
+    if moc is not None:
+        if cone is not None:
+            raise InvalidArgument("give a cone or a MOC, not both")
+        if hasattr(moc, "to_string"):  # a mocpy MOC
+            moc = moc.to_string(format="ascii")
+        req.moc = moc.encode() if isinstance(moc, str) else bytes(moc)
+    return req
+
+
+class ReplicationJob:
+    """A rule being carried out. Iterate for progress (a RuleInfo each time files or bytes
+    move); ``wait()`` follows it to the end and returns the last state."""
+
+    def __init__(self, stream: Any, address: str) -> None:
+        self._stream = stream
+        self._address = address
+        self.rule: RuleInfo | None = None
+        self.elapsed = 0.0
+        # The first message arrives once the rule exists: a refused rule raises here, at once.
+        self._first: RuleInfo | None = self._next()
+
+    @property
+    def rule_id(self) -> str:
+        return self.rule.id if self.rule else ""
+
+    def _next(self) -> RuleInfo | None:
+        try:
+            msg = next(self._stream, None)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self._address) from None
+        if msg is None:
+            return None
+        self.rule = RuleInfo.from_pb(msg.rule)
+        self.elapsed = msg.elapsed_seconds
+        return self.rule
+
+    def __iter__(self) -> Iterator[RuleInfo]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        while (rule := self._next()) is not None:
+            yield rule
+
+    def wait(self) -> RuleInfo:
+        for _ in self:
+            pass
+        if self.rule is None:
+            raise InvalidArgument("the island sent no progress for this rule")
+        return self.rule
+
+    def cancel(self) -> None:
+        """Stops following the progress (the rule stays and its copies go on)."""
+        self._stream.cancel()
