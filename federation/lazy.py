@@ -43,8 +43,9 @@ def estimate_result_bytes(plan: QueryPlan) -> int:
     select = tree if isinstance(tree, exp.Select) else tree.find(exp.Select)
     if select is None:
         return scanned
-    if select.args.get("group") is None and any(e.find(exp.AggFunc) for e in select.expressions):
-        return 1024
+    if any(e.find(exp.AggFunc) for e in select.expressions):
+        # a global aggregate is a row; grouped ones are far smaller than what they read
+        return 1024 if select.args.get("group") is None else max(1024, scanned // 100)
     limit = select.args.get("limit")
     if limit is not None and isinstance(limit.expression, exp.Literal):
         rows = sum(max(1, sum(p.num_rows for p in t.partitions)) for t in plan.tables)

@@ -18,7 +18,7 @@ from archipel.errors import FailedPrecondition, InvalidArgument, NotFound, Resou
 from metacatalog.model import Dataset, Partition
 from metacatalog.sky import Cone, check_cone, parse_moc, partitions_in_cone, partitions_in_moc
 from metacatalog.store import CatalogStore
-from replication import cache
+from replication import cache, jobs
 from replication.mover import Mover, Progress
 
 __all__ = ["Region", "Rule", "RuleState", "RuleBook", "covered"]
@@ -196,7 +196,13 @@ class RuleBook:
                 with self.store.transaction() as w:
                     for p in new:
                         w.execute("INSERT OR IGNORE INTO rule_partitions VALUES (?, ?, ?)", (rule.id, ds.name, p.pid))
-                sent += len(self.mover.want(ds, new, rule.protocol))
+            # New partitions, and ones whose copy went stale (the dataset changed at its
+            # origin); a failed copy waits for the operator (the rule shows it stuck).
+            held = self.store.valid_replicas(ds.name)
+            st = jobs.states(self.store, ds.name)
+            todo = [p for p in parts if p.pid not in held and (p.pid not in st or st[p.pid].state == "done")]
+            if todo:
+                sent += len(self.mover.want(ds, todo, rule.protocol))
         return sent
 
     def next_expiry(self) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import threading
 import time
 from collections import Counter
@@ -15,7 +16,7 @@ from archipel.errors import FailedPrecondition, ResourceExhausted
 from federation.peers import Archipelago
 from federation.rules import RuleBook
 from island.config import IslandConfig
-from island.dataserve import HttpDataServer, XrootdServer, sync_exports
+from island.dataserve import HttpDataServer, XrootdServer, free_port, sync_exports
 from island.workers import WorkerPool
 from metacatalog.model import Partition
 from metacatalog.store import CatalogStore
@@ -27,6 +28,22 @@ from replication.wakeup import WakeupListener
 __all__ = ["Replication"]
 
 logger = logging.getLogger(__name__)
+
+
+def _kept_port(store: CatalogStore, key: str, host: str) -> int:
+    """The port chosen for ``key`` at an earlier start if it is free now, else a new one."""
+    kept = store.meta(key)
+    if kept.isdigit():
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, int(kept)))
+                return int(kept)
+            except OSError:
+                pass
+    port = free_port(host)
+    store.set_meta(key, str(port))
+    return port
 
 
 class Replication:
@@ -43,12 +60,15 @@ class Replication:
         self.mover = Mover(store, self.app, self.here, cfg.data_path, r.protocols, retries=r.retries,
                            block_bytes=r.block_bytes, bandwidth=r.bandwidth_bytes, down=self._down)
         self.rules = RuleBook(store, self.mover, self.here, r.cache_bytes)
-        self.http = HttpDataServer(store, self.export, cfg.island.host, cfg.island.http_port)
+        # Ports left to 0 are chosen once and kept (in the catalog), so the data URLs other
+        # islands recorded stay valid across restarts.
+        host = cfg.island.host
+        self.http = HttpDataServer(store, self.export, host, cfg.island.http_port or _kept_port(store, "http_port", host))
         self.xrootd: XrootdServer | None = None
         self.xrootd_error = ""
         if r.xrootd == "on" or (r.xrootd == "auto" and XrootdServer.available()):
-            self.xrootd = XrootdServer(cfg.root, self.export, cfg.island.host, r.xrootd_port, r.xrootd_user,
-                                       self.here)
+            self.xrootd = XrootdServer(cfg.root, self.export, host, r.xrootd_port or _kept_port(store, "xrootd_port", host),
+                                       r.xrootd_user, self.here)
         self.wakeup_path = cfg.root / "wakeup.sock"
         self.wakeup = WakeupListener(self.wakeup_path, store.bump)
         env = {
@@ -142,26 +162,27 @@ class Replication:
             gen = self.store.wait_changed(gen if gen >= 0 else self.store.generation, wait)
 
     def _drop_orphans(self) -> None:
-        """Replicas of datasets deleted at their origin go with them."""
-        known = set(self.store.dataset_names())
+        """Replicas of datasets deleted or changed at their origin go (records, then files)."""
         gone: dict[str, list[str]] = {}
-        for d, p in self.store.local_files():
-            if d not in known:
-                gone.setdefault(d, []).append(p)
+        for d, p in self.store.stale_replicas():
+            gone.setdefault(d, []).append(p)
         if not gone:
             return
         with self.store.transaction() as w:
             for d, pids in gone.items():
                 w.delete_replicas(d, pids)
-        for d in gone:
-            shutil.rmtree(self.replicas / d, ignore_errors=True)
+        for d, pids in gone.items():
+            for p in pids:
+                (self.replicas / d / p).unlink(missing_ok=True)
+        logger.info("dropped %d replica files no longer matching their dataset's partitions",
+                    sum(map(len, gone.values())))
 
     def resync_exports(self) -> None:
         sync_exports(self.store, self.export, self.replicas, self.here)
 
     # -- queries -------------------------------------------------------------------------
     def held(self, dataset: str) -> set[str]:
-        return {p for _, p in self.store.local_files(dataset)}
+        return self.store.valid_replicas(dataset)
 
     @contextmanager
     def using(self, files: list[tuple[str, str]]):

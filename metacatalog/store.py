@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS local_files (
     dataset TEXT NOT NULL,
     pid TEXT NOT NULL,
     num_bytes INTEGER NOT NULL,
+    adler32 INTEGER NOT NULL,
     created REAL NOT NULL,
     last_access REAL NOT NULL,
     PRIMARY KEY (dataset, pid)
@@ -219,6 +220,14 @@ class CatalogStore:
         """Rows of a read-only statement (the replication layer's views of its own tables)."""
         return self._conn().execute(sql, args).fetchall()
 
+    def meta(self, key: str, default: str = "") -> str:
+        row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write_lock:
+            self._conn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def islands(self) -> dict[str, tuple[str, str]]:
         """Every known island's data URLs: name -> (http base, root base)."""
         return {n: (h, r) for n, h, r in self._conn().execute("SELECT name, http, root FROM islands")}
@@ -229,6 +238,19 @@ class CatalogStore:
         if dataset is not None:
             sql, args = sql + " WHERE dataset=?", (dataset,)
         return {(d, p): int(n) for d, p, n in self._conn().execute(sql, args)}
+
+    def valid_replicas(self, dataset: str) -> set[str]:
+        """Pids of ``dataset`` held here whose file is the partition the catalog describes now
+        (a dataset replaced at its origin makes older copies stale)."""
+        return {p for (p,) in self._conn().execute(
+            "SELECT f.pid FROM local_files f JOIN partitions p ON p.dataset = f.dataset AND p.pid = f.pid"
+            " AND p.adler32 = f.adler32 AND p.num_bytes = f.num_bytes WHERE f.dataset=?", (dataset,))}
+
+    def stale_replicas(self) -> list[tuple[str, str]]:
+        """Replica files held here that no partition of the catalog matches any more."""
+        return [(d, p) for d, p in self._conn().execute(
+            "SELECT f.dataset, f.pid FROM local_files f LEFT JOIN partitions p ON p.dataset = f.dataset"
+            " AND p.pid = f.pid AND p.adler32 = f.adler32 AND p.num_bytes = f.num_bytes WHERE p.pid IS NULL")]
 
     def touch(self, dataset: str, pids: Iterable[str]) -> None:
         """Marks replica files as just used (least-recently-used eviction)."""
@@ -416,14 +438,14 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
                            (name, http, root, time.time()))
         return self._log("island.put", name, {"http": http, "root": root})
 
-    def put_replicas(self, dataset: str, pids: list[str], sizes: list[int]) -> int:
+    def put_replicas(self, dataset: str, pids: list[str], sizes: list[int], adlers: list[int]) -> int:
         """Replica files now held by this island, placed and verified."""
         now = time.time()
         island = self._store.island
         self._conn.executemany("INSERT OR REPLACE INTO replicas VALUES (?, ?, ?, ?)",
                                [(dataset, p, island, now) for p in pids])
-        self._conn.executemany("INSERT OR REPLACE INTO local_files VALUES (?, ?, ?, ?, ?)",
-                               [(dataset, p, n, now, now) for p, n in zip(pids, sizes)])
+        self._conn.executemany("INSERT OR REPLACE INTO local_files VALUES (?, ?, ?, ?, ?, ?)",
+                               [(dataset, p, n, a, now, now) for p, n, a in zip(pids, sizes, adlers)])
         return self._log("replica.put", dataset, {"pids": pids})
 
     def delete_replicas(self, dataset: str, pids: list[str]) -> int:

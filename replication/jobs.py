@@ -68,10 +68,10 @@ def renew(store: CatalogStore, dataset: str, pid: str, worker: str, bytes_done: 
                   " AND claimed_by=?", (now + LEASE_SECONDS, bytes_done, source, now, dataset, pid, worker))
 
 
-def complete(store: CatalogStore, dataset: str, pid: str, size: int, source: str) -> None:
+def complete(store: CatalogStore, dataset: str, pid: str, size: int, adler32: int, source: str) -> None:
     """The verified file is in place: the replica is recorded (and announced) with its row done."""
     with store.transaction() as w:
-        w.put_replicas(dataset, [pid], [size])
+        w.put_replicas(dataset, [pid], [size], [adler32])
         w.execute("UPDATE transfers SET state='done', bytes_done=?, source=?, error='', claimed_by='', updated=?"
                   " WHERE dataset=? AND pid=?", (size, source, time.time(), dataset, pid))
 

@@ -86,8 +86,8 @@ class Mover:
 
     def want(self, ds: Dataset, parts: Iterable[Partition], protocol: str = "") -> list[str]:
         """Asks for the partitions not held here; returns the pids sent to the workers now."""
-        held = self.store.local_files(ds.name)
-        missing = [p for p in parts if (ds.name, p.pid) not in held]
+        held = self.store.valid_replicas(ds.name)
+        missing = [p for p in parts if p.pid not in held]
         if not missing:
             return []
         with self._send_lock:
@@ -121,11 +121,11 @@ class Mover:
         return n
 
     def progress(self, dataset: str, parts: list[Partition]) -> Progress:
-        held = self.store.local_files(dataset)
+        held = self.store.valid_replicas(dataset)
         st = jobs.states(self.store, dataset, [p.pid for p in parts])
-        done = [p for p in parts if (dataset, p.pid) in held]
-        failed = [p for p in parts if (dataset, p.pid) not in held and p.pid in st and st[p.pid].state == "failed"]
-        moving = sum(st[p.pid].bytes_done for p in parts if (dataset, p.pid) not in held and p.pid in st
+        done = [p for p in parts if p.pid in held]
+        failed = [p for p in parts if p.pid not in held and p.pid in st and st[p.pid].state == "failed"]
+        moving = sum(st[p.pid].bytes_done for p in parts if p.pid not in held and p.pid in st
                      and st[p.pid].state == "copying")
         return Progress(
             files_total=len(parts), files_done=len(done), files_failed=len(failed),

@@ -80,7 +80,7 @@ def copy_partition(job: dict[str, Any]) -> str:
     size, adler32 = int(job["size"]), int(job["adler32"])
     try:
         if _file_matches(final, size, adler32):  # placed before a crash, not yet recorded
-            jobs.complete(st, dataset, pid, size, "local")
+            jobs.complete(st, dataset, pid, size, adler32, "local")
             return "done (already in place)"
         final.parent.mkdir(parents=True, exist_ok=True)
         errors: list[str] = []
@@ -101,7 +101,7 @@ def copy_partition(job: dict[str, Any]) -> str:
                     n = copy_verified(url, tmp, size, adler32, block_bytes=int(job.get("block_bytes", 8 << 20)),
                                       bandwidth=int(job.get("bandwidth", 0)), on_progress=progress)
                     place(tmp, final)
-                    jobs.complete(st, dataset, pid, n, island)
+                    jobs.complete(st, dataset, pid, n, adler32, island)
                     return f"done from {island}"
                 except SourceFailed as exc:
                     errors.append(f"{island}: {exc.message}")

@@ -353,6 +353,42 @@ def test_cached_replicas_are_evicted_lru_but_pinned_ones_stay(trio):
     assert recorded == set(_replica_files(c, "test.big"))
 
 
+def test_auto_copies_partitions_when_cheaper_than_the_result(trio):
+    a, _, c = trio
+    with c.client() as cc:
+        scan = cc.explain("SELECT * FROM test.big WHERE cone(ra, dec, 60, 10, 2)")
+        assert scan.datasets[0].placement.startswith("replicate:a"), scan
+        agg = cc.explain("SELECT count(*) FROM test.big WHERE cone(ra, dec, 60, 10, 2)")
+        assert agg.engine == "remote:a", agg  # a count moves fewer bytes than its partitions
+        grouped = cc.explain("SELECT CAST(ra AS INT) AS r, count(*) FROM test.big GROUP BY CAST(ra AS INT)")
+        assert grouped.engine == "remote:a", grouped
+
+
+def test_partitions_that_appear_under_a_rule_are_replicated(trio):
+    a, b, _ = trio
+    whole = _big_table().select(["id", "ra", "dec"])
+    small = whole.filter(pc.greater(whole["dec"], 60)).slice(0, 2_000)  # a few pixels round the pole
+    with a.client() as ca:
+        ca.publish("test.growing", small, ra="ra", dec="dec")
+    _wait_for(lambda: len(b.client().datasets("test.growing")) == 1, "B sees test.growing")
+    with b.client() as cb:
+        rule = cb.replicate("test.growing").wait()
+        assert rule.state == "ok"
+    first = {k: _adler(v) for k, v in _replica_files(b, "test.growing").items()}
+    # The dataset is remade at its origin with many more rows: new partitions, changed files.
+    with a.client() as ca:
+        ca.delete("test.growing")
+        ca.publish("test.growing", _big_table().slice(0, 90_000).select(["id", "ra", "dec"]), ra="ra", dec="dec")
+    parts = _partitions(a.client(), "test.growing")
+    assert len(parts) > len(first)
+    _wait_for(lambda: {k: _adler(v) for k, v in _replica_files(b, "test.growing").items()}
+              == {k: p.adler32 for k, p in parts.items()}, "B holds the new partitions", timeout=120)
+    with b.client() as cb:
+        _wait_for(lambda: next(r for r in cb.rules() if r.id == rule.id).state == "ok", "the rule is ok")
+        got = cb.sql("SELECT count(*) AS n FROM test.growing", route="local").read_all()["n"][0].as_py()
+    assert got == 90_000
+
+
 # -- faults ----------------------------------------------------------------------------------
 def _copying_bytes(isl: IslandProcess, dataset: str) -> int:
     with _catalog(isl) as db:

@@ -16,6 +16,9 @@ from skydata import cone_truth, shared_join_truth
 from tables import assert_same_answer
 
 NO_SPARK = "[spark]\nstart = false\n"
+# These islands route without copying partitions (route='auto' never replicates here), so
+# push-down and gather are what is tested; test_replication covers auto replication.
+NO_AUTO_COPY = "[replication]\nauto_max_bytes = 0\n"
 
 
 def _wait(cond, timeout=60.0):
@@ -28,10 +31,12 @@ def _wait(cond, timeout=60.0):
 @pytest.fixture(scope="module")
 def archipelago(tmp_path_factory, sky):
     tmp = tmp_path_factory.mktemp("routing")
-    a = IslandProcess(tmp / "a", "ra")  # with Spark, for joins
+    a = IslandProcess(tmp / "a", "ra", extra_config=NO_AUTO_COPY)  # with Spark, for joins
     a.start()
-    b = IslandProcess(tmp / "b", "rb", extra_config=NO_SPARK + f'[federation]\npeers = ["{a.address}"]\n').start()
-    c = IslandProcess(tmp / "c", "rc", extra_config=NO_SPARK + f'[federation]\npeers = ["{a.address}"]\n').start()
+    b = IslandProcess(tmp / "b", "rb", extra_config=NO_SPARK + NO_AUTO_COPY +
+                      f'[federation]\npeers = ["{a.address}"]\n').start()
+    c = IslandProcess(tmp / "c", "rc", extra_config=NO_SPARK + NO_AUTO_COPY +
+                      f'[federation]\npeers = ["{a.address}"]\n').start()
     with b.client() as cb, c.client() as cc:
         cb.ingest(str(SHARED_HATS / "small_sky_o1_collection"), "b.objects")
         cc.ingest(str(SHARED_HATS / "small_sky_source"), "c.sources")

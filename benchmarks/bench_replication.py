@@ -1,0 +1,152 @@
+"""Replication throughput: a 1 GiB dataset in 64 partition files copied by a rule from island
+SRC to island DST through the Celery workers, over root:// and over http://, adler32 verified
+in the same pass; against the raw rate of the same bytes in the same run: a plain pyxrootd read
+loop, xrdcp (XRD_CPUSEPGWRTRD=0), curl, and cp as the ceiling. Also the time from a rule's
+creation to its first verified replica.
+
+    .venv/bin/python benchmarks/bench_replication.py [--files 64] [--file-mb 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from common import DATA, run_python
+
+from islands import IslandProcess
+
+PYXROOTD = """
+import json, sys, time, zlib
+from XRootD import client
+from XRootD.client.flags import OpenFlags
+urls, out = sys.argv[1].split(","), sys.argv[2]
+t0 = time.perf_counter(); total = 0
+for i, url in enumerate(urls):
+    f = client.File()
+    st, _ = f.open(url, OpenFlags.READ)
+    assert st.ok, st.message
+    off = 0
+    with open(f"{out}/{i}", "wb") as w:
+        while True:
+            st, data = f.read(off, 8 << 20)
+            assert st.ok, st.message
+            if not data:
+                break
+            w.write(data); off += len(data)
+    f.close(); total += off
+print(json.dumps({"bytes": total, "seconds": time.perf_counter() - t0}))
+"""
+
+
+def make_files(folder: Path, files: int, file_mb: int) -> Path:
+    if (folder / "_done").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    rows = file_mb * 1024 * 1024 // 80
+    for i in range(files):
+        t = pa.table({f"x{j}": rng.normal(size=rows) for j in range(10)})
+        pq.write_table(t, folder / f"part-{i:03d}.parquet", compression="none")
+    (folder / "_done").touch()
+    return folder
+
+
+def timed(cmd: list[str], env: dict | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, default=64)
+    parser.add_argument("--file-mb", type=int, default=16)
+    args = parser.parse_args()
+    DATA.mkdir(parents=True, exist_ok=True)
+    os.chmod(DATA, 0o755)
+    folder = make_files(DATA / f"repl-input-{args.files}x{args.file_mb}", args.files, args.file_mb)
+    for p in [folder, *folder.parents]:
+        if not p.stat().st_mode & 0o001:
+            sys.exit(f"{p} is not searchable by other users: xrootd (which drops to its own user) cannot serve it")
+    base = DATA / "repl-islands"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir()
+    os.chmod(base, 0o755)
+    common = "[spark]\nstart = false\n"
+    src = IslandProcess(base / "src", "src", extra_config=common).start()
+    dst = {}
+    try:
+        with src.client() as c:
+            c.ingest(str(folder), "bench.files")
+            ds = c.describe("bench.files")
+            info = c.info()
+        size = sum(p.num_bytes for p in ds.partitions)
+        print(f"# {len(ds.partitions)} files, {size / 2**30:.2f} GiB; 2 cores, loopback; "
+              f"{time.strftime('%Y-%m-%d')}", flush=True)
+        for proto in ("root", "http"):
+            dst[proto] = IslandProcess(base / f"dst-{proto}", f"dst{proto}", extra_config=common +
+                                       f'[federation]\npeers = ["{src.address}"]\n'
+                                       f"[replication]\nconcurrency = 4\ncache_bytes = {4 * size}\n").start()
+        for isl in dst.values():
+            while not isl.client().datasets("bench.files"):
+                time.sleep(0.1)
+        files = [Path(ds.root) / p.path for p in ds.partitions]
+        root_urls = [f"{info['root_url'].rstrip('/')}//bench.files/{p.path}" for p in ds.partitions]
+        http_urls = [f"{info['http_url']}/bench.files/{p.path}" for p in ds.partitions]
+        results: dict[str, float] = {}
+        with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+            out = Path(tmp)
+            results["cp"] = size / timed(["cp", *map(str, files), str(out)])
+            shutil.rmtree(out); out.mkdir()
+            env = {**os.environ, "XRD_CPUSEPGWRTRD": "0"}
+            results["xrdcp"] = size / timed(["xrdcp", "-f", "-s", "--parallel", "4", *root_urls, str(out)], env=env)
+            shutil.rmtree(out); out.mkdir()
+            r = run_python(PYXROOTD, ",".join(root_urls), str(out))
+            results["pyxrootd"] = r["bytes"] / r["seconds"]
+            shutil.rmtree(out); out.mkdir()
+            curl = ["curl", "-s", "--parallel", "--parallel-max", "4"]
+            for i, u in enumerate(http_urls):
+                curl += [u, "-o", str(out / f"{i}")]
+            results["curl"] = size / timed(curl)
+        for proto, isl in dst.items():
+            with isl.client() as c:
+                t0 = time.perf_counter()
+                first = None
+                for r in c.replicate("bench.files", protocol=proto):
+                    if first is None and r.files_done:
+                        first = time.perf_counter() - t0
+                total = time.perf_counter() - t0
+                assert r.state == "ok", r
+            results[f"archipel-{proto}"] = size / total
+            results[f"first-{proto}"] = first or total
+        gb = 1e9
+        print(f"cp (ceiling)            {results['cp'] / gb:6.2f} GB/s")
+        print(f"xrdcp --parallel 4      {results['xrdcp'] / gb:6.2f} GB/s")
+        print(f"pyxrootd read loop      {results['pyxrootd'] / gb:6.2f} GB/s")
+        print(f"curl --parallel 4       {results['curl'] / gb:6.2f} GB/s")
+        raw_root = max(results["xrdcp"], results["pyxrootd"])
+        print(f"archipel root:// rule   {results['archipel-root'] / gb:6.2f} GB/s  ratio {results['archipel-root'] / raw_root:.2f} "
+              f"of the faster root:// baseline, {results['archipel-root'] / results['cp']:.2f} of cp")
+        print(f"archipel http:// rule   {results['archipel-http'] / gb:6.2f} GB/s  ratio {results['archipel-http'] / results['curl']:.2f} "
+              f"of curl, {results['archipel-http'] / results['cp']:.2f} of cp")
+        print(f"rule to first verified replica: root {results['first-root'] * 1000:.0f} ms, "
+              f"http {results['first-http'] * 1000:.0f} ms")
+    finally:
+        for isl in (*dst.values(), src):
+            isl.stop()
+
+
+if __name__ == "__main__":
+    main()
