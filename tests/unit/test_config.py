@@ -39,3 +39,24 @@ def test_malformed_config(tmp_path, text, message):
     (tmp_path / "archipel.toml").write_text(text)
     with pytest.raises(InvalidArgument, match=message):
         load_config(tmp_path, environ={})
+
+
+@pytest.mark.parametrize("text,words", [
+    ('[replication]\nbroker = "amqp://x"\n', "broker"),
+    ('[replication]\nxrootd = "maybe"\n', "xrootd"),
+    ('[replication]\nprotocols = ["ftp"]\n', "protocols"),
+    ('[replication]\nworkers = 0\n', "workers"),
+    ('[replication]\ncache_bytes = -1\n', "cache_bytes"),
+    ('[replication]\nxrootd_port = 70000\n', "xrootd_port"),
+    ('[replication]\nretries = "many"\n', "retries"),
+])
+def test_bad_replication_config_is_refused(tmp_path, text, words):
+    (tmp_path / "archipel.toml").write_text('[island]\nname = "x"\n' + text)
+    with pytest.raises(InvalidArgument, match=words):
+        load_config(tmp_path, environ={})
+
+
+def test_replication_config_from_file_and_environment(tmp_path):
+    (tmp_path / "archipel.toml").write_text('[island]\nname = "x"\n[replication]\nbroker = "redis://127.0.0.1:6379/0"\n')
+    cfg = load_config(tmp_path, environ={"ARCHIPEL_REPLICATION_CACHE_BYTES": "1000"})
+    assert cfg.replication.broker.startswith("redis://") and cfg.replication.cache_bytes == 1000

@@ -33,3 +33,14 @@ def test_refusals():
         place(plan_on("b", "c"), "a", "remote", [])
     with pytest.raises(InvalidArgument):
         place(plan_on("a"), "a", "sideways", [])
+
+
+def test_failover_to_an_island_holding_replicas_when_the_origin_is_down():
+    plan = plan_on("b")
+    held = {"b", "c", "d"}
+    p = place(plan, "a", "auto", [], holders=lambda scan: held, down={"b"})
+    assert p.kind == "pushdown" and p.island == "c" and "b is down" in p.reason
+    # nobody else holds it all: the origin is still named (and its unavailability reported)
+    assert place(plan, "a", "auto", [], holders=lambda scan: {"b"}, down={"b"}).island == "b"
+    # islands down themselves are not chosen
+    assert place(plan, "a", "auto", [], holders=lambda scan: {"b", "c"}, down={"b", "c"}).island == "b"

@@ -1,0 +1,153 @@
+"""The pure parts of replication: sources, eviction, coverage, lazy-replication policy, and the
+catalog's transfer records (a real SQLite store, no servers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from archipel.errors import InvalidArgument
+from federation.lazy import estimate_result_bytes, localize
+from federation.planner import QueryPlan, TableScan
+from federation.rules import Region, covered
+from federation.sync import change_from_wire
+from metacatalog.model import Dataset, Partition
+from metacatalog.sky import Cone, parse_moc, partitions_in_moc
+from metacatalog.store import CatalogStore
+from replication import cache, jobs
+from replication.mover import order_sources, partition_url
+
+
+def _part(order: int, pixel: int, nbytes: int = 100) -> Partition:
+    return Partition(path=f"dataset/Norder={order}/Dir=0/Npix={pixel}.parquet", num_rows=10, num_bytes=nbytes,
+                     adler32=pixel + 1, order=order, pixel=pixel)
+
+
+def _sky(origin: str = "a", parts=None) -> Dataset:
+    parts = parts if parts is not None else [_part(0, i) for i in range(12)]
+    return Dataset(name="s.cat", origin=origin, kind="catalog", root="/data/s", arrow_schema=b"", num_rows=120,
+                   num_bytes=sum(p.num_bytes for p in parts), ra_column="ra", dec_column="dec",
+                   partitions=tuple(parts))
+
+
+def test_sources_best_first():
+    urls = {"a": ("http://a/data", "root://a:1/"), "b": ("http://b/data", ""), "c": ("http://c/data", "root://c:1/")}
+    got = order_sources(["c", "a", "b", "me"], "a", urls, ["root", "http"], down=set(), here="me")
+    assert got == [("a", "root://a:1/"), ("a", "http://a/data"), ("b", "http://b/data"),
+                   ("c", "root://c:1/"), ("c", "http://c/data")]
+    got = order_sources(["c", "a"], "a", urls, ["http"], down={"a"}, here="me")
+    assert got == [("c", "http://c/data"), ("a", "http://a/data")]  # a down: tried last
+    assert partition_url("root://h:1/", "s.cat", "d/x.parquet") == "root://h:1//s.cat/d/x.parquet"
+    assert partition_url("http://h:2/data", "s.cat", "d/N=1 x.parquet") == "http://h:2/data/s.cat/d/N%3D1%20x.parquet"
+
+
+def test_eviction_is_lru_and_spares_pinned_and_in_use_files():
+    files = [(("d", "p1"), 40, 1.0), (("d", "p2"), 40, 2.0), (("d", "p3"), 40, 3.0), (("d", "p4"), 40, 4.0)]
+    assert cache.choose_evictions(files, set(), quota=200) == []
+    assert cache.choose_evictions(files, set(), quota=100) == [("d", "p1"), ("d", "p2")]
+    assert cache.choose_evictions(files, {("d", "p1")}, quota=100) == [("d", "p2"), ("d", "p3")]
+    assert cache.choose_evictions(files, {("d", "p1")}, quota=100, keep={("d", "p2")}) == [("d", "p3"), ("d", "p4")]
+    # everything pinned: nothing evicted even over the quota
+    pins = {k for k, _, _ in files}
+    assert cache.choose_evictions(files, pins, quota=10) == []
+
+
+def test_coverage_of_cones_and_mocs():
+    ds = _sky()
+    assert len(covered(ds, Region())) == 12
+    north = covered(ds, Region.make(cone=(0, 90, 1)))
+    assert {p.pixel for p in north} == {0, 1, 2, 3}  # the four order-0 cells meeting at the pole
+    assert {p.pixel for p in covered(ds, Region.make(moc="0/5 1/40"))} == {5, 10}
+    with pytest.raises(InvalidArgument, match="negative"):
+        Region.make(cone=(0, 0, -1))
+    with pytest.raises(InvalidArgument, match="not both"):
+        Region.make(cone=(0, 0, 1), moc="0/1")
+    plain = Dataset(name="t.t", origin="a", kind="table", root="/", arrow_schema=b"", num_rows=0, num_bytes=0,
+                    partitions=(Partition("f.parquet", 1, 1, 1),))
+    with pytest.raises(InvalidArgument, match="not partitioned on the sky"):
+        covered(plain, Region.make(cone=(0, 0, 1)))
+    moc = parse_moc("2/0-3")
+    assert partitions_in_moc([(0, 0), (1, 0), (1, 1), (2, 4), (3, 15), (3, 16)], moc) == [
+        True, True, False, False, True, False]
+    region = Region.make(cone=(10, 20, 3))
+    assert Region.from_json(region.to_json()) == region
+
+
+def _plan(ds: Dataset, sql: str = "SELECT * FROM s.cat", parts=None) -> QueryPlan:
+    scan = TableScan(view="v0", dataset=ds, partitions=list(parts if parts is not None else ds.partitions))
+    return QueryPlan(sql=sql, tables=[scan], engine="arrow", engine_reason="", spark_sql="", duckdb_sql="")
+
+
+def test_lazy_policy():
+    ds = _sky("b", [_part(0, i, nbytes=100_000) for i in range(12)])
+    scan_plan = _plan(ds, parts=ds.partitions[:2])
+    root = lambda d: f"/replicas/{d}"  # noqa: E731
+    # replicas held here are read here, whatever the route
+    loc = localize(scan_plan, "a", "auto", lambda d: {p.pid for p in ds.partitions}, root, 0)
+    assert loc.plan.tables[0].dataset.origin == "a" and loc.plan.tables[0].dataset.root == "/replicas/s.cat"
+    assert loc.to_copy == []
+    # replicate copies what is missing
+    loc = localize(scan_plan, "a", "replicate", lambda d: {ds.partitions[0].pid}, root, 0)
+    assert [p.pid for p in loc.to_copy[0][1]] == [ds.partitions[1].pid]
+    # auto: a scan's result outweighs its partitions; a count does not
+    loc = localize(scan_plan, "a", "auto", lambda d: set(), root, 10**6)
+    assert loc.to_copy and loc.plan.tables[0].dataset.origin == "a"
+    count = _plan(ds, "SELECT count(*) FROM s.cat", ds.partitions[:2])
+    loc = localize(count, "a", "auto", lambda d: set(), root, 10**6)
+    assert not loc.to_copy and loc.plan.tables[0].dataset.origin == "b"
+    assert estimate_result_bytes(count) == 1024
+    assert estimate_result_bytes(_plan(ds, "SELECT * FROM s.cat LIMIT 1")) < estimate_result_bytes(_plan(ds))
+    # auto with copying off, or over the cap, leaves it to the router
+    assert not localize(scan_plan, "a", "auto", lambda d: set(), root, 0).to_copy
+    assert not localize(scan_plan, "a", "auto", lambda d: set(), root, 10).to_copy
+    assert not localize(scan_plan, "a", "remote", lambda d: set(), root, 10**6).to_copy
+
+
+def test_transfer_records_copy_once_and_survive_a_dead_worker(tmp_path):
+    store = CatalogStore(tmp_path / "c.sqlite", "me")
+    ds = _sky("b")
+    with store.transaction() as w:
+        w.apply_remote(change_from_wire("b", 1, "dataset.put", ds.name, _payload(ds), 0.0), ds)
+    pids = [p.pid for p in ds.partitions[:3]]
+    assert jobs.request(store, ds.name, pids) == pids
+    assert jobs.request(store, ds.name, pids) == []  # in flight: no second message
+    assert jobs.claim(store, ds.name, pids[0], "w1@me")
+    assert not jobs.claim(store, ds.name, pids[0], "w2@me")  # held by a live lease
+    assert jobs.release_worker(store, "w1@me") == 1  # w1 died
+    assert jobs.claim(store, ds.name, pids[0], "w2@me")
+    p0 = ds.partitions[0]
+    jobs.complete(store, ds.name, pids[0], p0.num_bytes, p0.adler32, "b")
+    assert store.valid_replicas(ds.name) == {pids[0]}
+    assert store.changes()[-1].op == "replica.put"
+    jobs.fail(store, ds.name, pids[1], "w2@me", "b: cannot open", 3)
+    assert jobs.states(store, ds.name)[pids[1]].state == "failed"
+    assert jobs.request(store, ds.name, [pids[1]]) == [pids[1]]  # asked again: sent again
+    assert jobs.report_error(store, "b", "unreachable") and not jobs.report_error(store, "b", "unreachable")
+    # the partition changes at the origin: the replica is stale, not valid
+    changed = Partition(p0.path, p0.num_rows, p0.num_bytes, p0.adler32 + 7, p0.order, p0.pixel)
+    ds2 = Dataset(**{**ds.__dict__, "partitions": (changed, *ds.partitions[1:])})
+    with store.transaction() as w:
+        w.apply_remote(change_from_wire("b", 2, "dataset.put", ds.name, _payload(ds2), 0.0), ds2)
+    assert store.valid_replicas(ds.name) == set() and store.stale_replicas() == [(ds.name, pids[0])]
+
+
+def _payload(ds: Dataset) -> str:
+    import json
+    from dataclasses import asdict
+
+    d = asdict(ds)
+    d["arrow_schema"] = ds.arrow_schema.hex()
+    return json.dumps(d)
+
+
+def test_peer_changes_of_replicas_and_islands_are_checked():
+    ok = change_from_wire("b", 3, "replica.put", "s.cat", '{"pids": ["dataset/x.parquet"]}', 0.0)
+    assert ok.payload["pids"] == ["dataset/x.parquet"]
+    for payload in ('{"pids": ["../../etc/passwd"]}', '{"pids": "x"}', '{"pids": ["/abs"]}', "{}"):
+        with pytest.raises(InvalidArgument):
+            change_from_wire("b", 3, "replica.put", "s.cat", payload, 0.0)
+    assert change_from_wire("b", 1, "island.put", "b", '{"http": "http://h:1/data", "root": ""}', 0.0)
+    with pytest.raises(InvalidArgument, match="not its own"):
+        change_from_wire("b", 1, "island.put", "c", '{"http": "http://h:1/data"}', 0.0)
+    with pytest.raises(InvalidArgument, match="malformed"):
+        change_from_wire("b", 1, "island.put", "b", '{"http": "file:///etc/passwd"}', 0.0)
+    assert Cone(0, 0, 1)
