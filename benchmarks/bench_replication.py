@@ -102,7 +102,7 @@ def main() -> None:
         for isl in dst.values():
             while not isl.client().datasets("bench.files"):
                 time.sleep(0.1)
-        files = [Path(ds.root) / p.path for p in ds.partitions]
+        files = [folder / p.path for p in ds.partitions]
         root_urls = [f"{info['root_url'].rstrip('/')}//bench.files/{p.path}" for p in ds.partitions]
         http_urls = [f"{info['http_url']}/bench.files/{p.path}" for p in ds.partitions]
         results: dict[str, float] = {}

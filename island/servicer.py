@@ -250,6 +250,7 @@ class IslandServicer:
                                          q.max_rows, q.max_bytes)
                 return
             plan, route, placement, loc = self._plan(request)
+            rq.raise_if_cancelled()
             origins = self._origins(loc)
             if loc is not None and loc.to_copy:
                 self.replication.fetch(loc.to_copy, time.monotonic() + timeout, rq.cancelled)

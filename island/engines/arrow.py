@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as pds
 
 from archipel.arrowwire import read_schema
-from archipel.errors import InvalidArgument
+from archipel.errors import Cancelled, InvalidArgument
 from federation.planner import QueryPlan
 from island.engines.base import Execution, normalize_batch, normalize_schema, scan_paths
 
@@ -105,18 +105,41 @@ class ArrowEngine:
 
         roots = {str(Path(scan.dataset.root)) for scan in plan.tables}
         con = self._database(roots).cursor()
-        on_cancel(con.interrupt)
-        for scan in plan.tables:
-            paths = scan_paths(scan)
-            if paths:
-                con.execute(f'CREATE TEMP VIEW "{scan.view}" AS SELECT * FROM '
-                            f"read_parquet({_sql_list(paths)}, hive_partitioning = false)")
-            else:
-                con.register(scan.view, read_schema(scan.dataset.arrow_schema).empty_table())
-        try:
-            reader = con.sql(plan.duckdb_sql).to_arrow_reader(BATCH_ROWS)
-        except duckdb.Error as exc:
+        closed = threading.Event()
+
+        def interrupt() -> None:
+            # DuckDB's interrupt stops only the statement active at that instant, and a cancel
+            # may come between statements or before the query starts: keep interrupting until
+            # the cursor is closed.
+            def loop() -> None:
+                while not closed.is_set():
+                    try:
+                        con.interrupt()
+                    except Exception:  # closed meanwhile
+                        return
+                    closed.wait(0.05)
+
+            threading.Thread(target=loop, name="interrupt", daemon=True).start()
+
+        def close() -> None:
+            closed.set()
             con.close()
+
+        on_cancel(interrupt)
+        try:
+            for scan in plan.tables:
+                paths = scan_paths(scan)
+                if paths:
+                    con.execute(f'CREATE TEMP VIEW "{scan.view}" AS SELECT * FROM '
+                                f"read_parquet({_sql_list(paths)}, hive_partitioning = false)")
+                else:
+                    con.register(scan.view, read_schema(scan.dataset.arrow_schema).empty_table())
+            reader = con.sql(plan.duckdb_sql).to_arrow_reader(BATCH_ROWS)
+        except duckdb.InterruptException:
+            close()
+            raise Cancelled("the query was cancelled") from None
+        except duckdb.Error as exc:
+            close()
             raise InvalidArgument(f"query failed: {str(exc).splitlines()[0]}") from None
         schema = normalize_schema(reader.schema)
 
@@ -126,10 +149,10 @@ class ArrowEngine:
                     if batch.num_rows:
                         yield normalize_batch(batch, schema)
             except duckdb.InterruptException:
-                return
+                raise Cancelled("the query was cancelled") from None
             except duckdb.Error as exc:
                 raise InvalidArgument(f"query failed: {str(exc).splitlines()[0]}") from None
             finally:
-                con.close()
+                close()
 
-        return Execution(schema=schema, batches=batches(), close=con.close)
+        return Execution(schema=schema, batches=batches(), close=close)

@@ -460,6 +460,11 @@ def test_source_down_another_replica_is_used_offline_queries_go_on(trio):
     try:
         _wait_for(lambda: any(p["island"] == "a" and p["state"] == "down" for p in c.client().peers()),
                   "C sees A down")
+        # Failover: the origin is down, B holds replicas of every partition: the query runs there.
+        with c.client() as cc:
+            sql = "SELECT count(*) AS n FROM test.big"
+            assert cc.explain(sql).engine == "remote:b"
+            assert cc.sql(sql).read_all()["n"][0].as_py() == BIG_ROWS
         # A partition held by B (and not by C): copied from B.
         held_c = set(_replica_files(c, "test.big"))
         victim = sorted(set(parts) - held_c)[0]
