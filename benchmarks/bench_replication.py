@@ -27,12 +27,14 @@ from common import DATA, run_python
 from islands import IslandProcess
 
 PYXROOTD = """
-import json, sys, time, zlib
+import json, sys, time
+from concurrent.futures import ThreadPoolExecutor
 from XRootD import client
 from XRootD.client.flags import OpenFlags
 urls, out = sys.argv[1].split(","), sys.argv[2]
-t0 = time.perf_counter(); total = 0
-for i, url in enumerate(urls):
+
+def copy(item):
+    i, url = item
     f = client.File()
     st, _ = f.open(url, OpenFlags.READ)
     assert st.ok, st.message
@@ -44,7 +46,12 @@ for i, url in enumerate(urls):
             if not data:
                 break
             w.write(data); off += len(data)
-    f.close(); total += off
+    f.close()
+    return off
+
+t0 = time.perf_counter()
+with ThreadPoolExecutor(4) as pool:  # the parallelism of an island's worker
+    total = sum(pool.map(copy, enumerate(urls)))
 print(json.dumps({"bytes": total, "seconds": time.perf_counter() - t0}))
 """
 
@@ -63,9 +70,11 @@ def make_files(folder: Path, files: int, file_mb: int) -> Path:
     return folder
 
 
-def timed(cmd: list[str], env: dict | None = None) -> float:
+def timed(cmd: list[str], env: dict | None = None, sync: bool = False) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    if sync:
+        os.sync()
     return time.perf_counter() - t0
 
 
@@ -96,9 +105,12 @@ def main() -> None:
         print(f"# {len(ds.partitions)} files, {size / 2**30:.2f} GiB; 2 cores, loopback; "
               f"{time.strftime('%Y-%m-%d')}", flush=True)
         for proto in ("root", "http"):
-            dst[proto] = IslandProcess(base / f"dst-{proto}", f"dst{proto}", extra_config=common +
-                                       f'[federation]\npeers = ["{src.address}"]\n'
-                                       f"[replication]\nconcurrency = 4\ncache_bytes = {4 * size}\n").start()
+            for durable in (True, False):
+                key = f"{proto}-{'fsync' if durable else 'nofsync'}"
+                dst[key] = IslandProcess(base / f"dst-{key}", f"dst{proto}{int(durable)}", extra_config=common +
+                                         f'[federation]\npeers = ["{src.address}"]\n'
+                                         f"[replication]\ncache_bytes = {4 * size}\n"
+                                         f"fsync = {'true' if durable else 'false'}\n").start()
         for isl in dst.values():
             while not isl.client().datasets("bench.files"):
                 time.sleep(0.1)
@@ -106,21 +118,37 @@ def main() -> None:
         root_urls = [f"{info['root_url'].rstrip('/')}//bench.files/{p.path}" for p in ds.partitions]
         http_urls = [f"{info['http_url']}/bench.files/{p.path}" for p in ds.partitions]
         results: dict[str, float] = {}
+        for f in files:  # every reader starts from the page cache
+            f.read_bytes()
         with tempfile.TemporaryDirectory(dir=DATA) as tmp:
             out = Path(tmp)
-            results["cp"] = size / timed(["cp", *map(str, files), str(out)])
-            shutil.rmtree(out); out.mkdir()
             env = {**os.environ, "XRD_CPUSEPGWRTRD": "0"}
-            results["xrdcp"] = size / timed(["xrdcp", "-f", "-s", "--parallel", "4", *root_urls, str(out)], env=env)
-            shutil.rmtree(out); out.mkdir()
-            r = run_python(PYXROOTD, ",".join(root_urls), str(out))
-            results["pyxrootd"] = r["bytes"] / r["seconds"]
-            shutil.rmtree(out); out.mkdir()
             curl = ["curl", "-s", "--parallel", "--parallel-max", "4"]
             for i, u in enumerate(http_urls):
                 curl += [u, "-o", str(out / f"{i}")]
-            results["curl"] = size / timed(curl)
-        for proto, isl in dst.items():
+
+            def pyxrootd() -> float:
+                r = run_python(PYXROOTD, ",".join(root_urls), str(out))
+                return r["seconds"]
+
+            baselines = {
+                "cp": lambda: timed(["cp", *map(str, files), str(out)]),
+                "cp+sync": lambda: timed(["cp", *map(str, files), str(out)], sync=True),
+                "xrdcp": lambda: timed(["xrdcp", "-f", "-s", "--parallel", "4", *root_urls, str(out)], env=env),
+                "pyxrootd": pyxrootd,
+                "curl": lambda: timed(curl),
+            }
+            for name, run in baselines.items():  # best of 3: the machine is shared and noisy
+                best = float("inf")
+                for _ in range(3):
+                    shutil.rmtree(out)
+                    out.mkdir()
+                    os.sync()
+                    best = min(best, run())
+                results[name] = size / best
+            os.sync()
+        for key, isl in dst.items():
+            proto = key.split("-")[0]
             with isl.client() as c:
                 t0 = time.perf_counter()
                 first = None
@@ -129,20 +157,23 @@ def main() -> None:
                         first = time.perf_counter() - t0
                 total = time.perf_counter() - t0
                 assert r.state == "ok", r
-            results[f"archipel-{proto}"] = size / total
-            results[f"first-{proto}"] = first or total
+            os.sync()
+            results[f"archipel-{key}"] = size / total
+            results[f"first-{key}"] = first or total
         gb = 1e9
-        print(f"cp (ceiling)            {results['cp'] / gb:6.2f} GB/s")
-        print(f"xrdcp --parallel 4      {results['xrdcp'] / gb:6.2f} GB/s")
-        print(f"pyxrootd read loop      {results['pyxrootd'] / gb:6.2f} GB/s")
-        print(f"curl --parallel 4       {results['curl'] / gb:6.2f} GB/s")
-        raw_root = max(results["xrdcp"], results["pyxrootd"])
-        print(f"archipel root:// rule   {results['archipel-root'] / gb:6.2f} GB/s  ratio {results['archipel-root'] / raw_root:.2f} "
-              f"of the faster root:// baseline, {results['archipel-root'] / results['cp']:.2f} of cp")
-        print(f"archipel http:// rule   {results['archipel-http'] / gb:6.2f} GB/s  ratio {results['archipel-http'] / results['curl']:.2f} "
-              f"of curl, {results['archipel-http'] / results['cp']:.2f} of cp")
-        print(f"rule to first verified replica: root {results['first-root'] * 1000:.0f} ms, "
-              f"http {results['first-http'] * 1000:.0f} ms")
+        for name in ("cp", "cp+sync", "xrdcp", "pyxrootd", "curl"):
+            print(f"{name:28} {results[name] / gb:6.2f} GB/s")
+        for key in dst:
+            proto = key.split("-")[0]
+            rate = results[f"archipel-{key}"]
+            if proto == "root":
+                vs = (f"{rate / results['pyxrootd']:.2f} of pyxrootd, {rate / results['xrdcp']:.2f} of xrdcp, "
+                      f"{rate / results['cp']:.2f} of cp")
+            else:
+                vs = f"{rate / results['curl']:.2f} of curl, {rate / results['cp']:.2f} of cp"
+            print(f"archipel rule {key:14} {rate / gb:6.2f} GB/s  ({vs})")
+        print("rule to first verified replica: " + ", ".join(
+            f"{key} {results['first-' + key] * 1000:.0f} ms" for key in dst))
     finally:
         for isl in (*dst.values(), src):
             isl.stop()

@@ -29,6 +29,8 @@ __all__ = ["Replication"]
 
 logger = logging.getLogger(__name__)
 
+STEP_DELAY = 0.2  # seconds the catalog-change pass waits to take a burst of changes at once
+
 
 def _kept_port(store: CatalogStore, key: str, host: str) -> int:
     """The port chosen for ``key`` at an earlier start if it is free now, else a new one."""
@@ -58,7 +60,8 @@ class Replication:
         self.queue_dir = cfg.root / "queue"
         self.app = make_app(r.broker, self.queue_dir, self.here)
         self.mover = Mover(store, self.app, self.here, cfg.data_path, r.protocols, retries=r.retries,
-                           block_bytes=r.block_bytes, bandwidth=r.bandwidth_bytes, down=self._down)
+                           block_bytes=r.block_bytes, bandwidth=r.bandwidth_bytes, fsync=r.fsync,
+                           down=self._down)
         self.rules = RuleBook(store, self.mover, self.here, r.cache_bytes)
         # Ports left to 0 are chosen once and kept (in the catalog), so the data URLs other
         # islands recorded stay valid across restarts.
@@ -160,6 +163,9 @@ class Replication:
                 logger.exception("keeping replication in step with the catalog failed")
             wait = min(self.rules.next_expiry() + 0.01, 300.0)
             gen = self.store.wait_changed(gen if gen >= 0 else self.store.generation, wait)
+            # A burst of changes (a rule's copies landing) is handled in one pass.
+            self._stop.wait(STEP_DELAY)
+            gen = self.store.generation
 
     def _drop_orphans(self) -> None:
         """Replicas of datasets deleted or changed at their origin go (records, then files)."""

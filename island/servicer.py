@@ -47,6 +47,7 @@ __all__ = ["IslandServicer", "PROTOCOL_VERSION"]
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
+PROGRESS_INTERVAL = 0.1  # seconds between two progress messages of a replication job
 _COMPRESSIONS = ("", "lz4", "zstd")
 
 
@@ -435,6 +436,8 @@ class IslandServicer:
             if request.detach or st.state in ("ok", "stuck", "expired") or not context.is_active():
                 return
             gen = self.store.wait_changed(gen, 5.0)
+            time.sleep(PROGRESS_INTERVAL)  # at most a few progress messages a second
+            gen = self.store.generation
 
     @rpc
     def ListRules(self, request, context):

@@ -25,7 +25,8 @@ def make_app(broker: str, queue_dir: str | Path, island: str) -> Celery:
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
+        # Reserved messages per thread: a thread never waits a broker poll between two files.
+        "worker_prefetch_multiplier": 4,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "broker_connection_retry_on_startup": True,

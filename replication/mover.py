@@ -62,7 +62,7 @@ class Mover:
     """Sends copy jobs for an island and reports their progress."""
 
     def __init__(self, store: CatalogStore, app, here: str, data_path: Path, protocols: list[str], *,
-                 retries: int = 3, block_bytes: int = 8 << 20, bandwidth: int = 0,
+                 retries: int = 3, block_bytes: int = 8 << 20, bandwidth: int = 0, fsync: bool = True,
                  down: Callable[[], set[str]] = set) -> None:
         self.store = store
         self.app = app
@@ -72,6 +72,7 @@ class Mover:
         self.retries = retries
         self.block_bytes = block_bytes
         self.bandwidth = bandwidth
+        self.fsync = fsync
         self._down = down
         self._send_lock = threading.Lock()
 
@@ -102,6 +103,7 @@ class Mover:
             "dataset": ds.name, "pid": part.pid, "size": part.num_bytes, "adler32": part.adler32,
             "final": str(self.replica_root(ds.name) / part.pid), "sources": self.sources(ds, part.pid, protocol),
             "retries": self.retries, "block_bytes": self.block_bytes, "bandwidth": self.bandwidth,
+            "fsync": self.fsync,
         }
         self.app.send_task(COPY_TASK, args=[job], queue=queue_name(self.here))
 

@@ -99,8 +99,9 @@ def copy_partition(job: dict[str, Any]) -> str:
                 tmp = partial_name(final, f"{worker}.{uuid.uuid4().hex[:10]}")
                 try:
                     n = copy_verified(url, tmp, size, adler32, block_bytes=int(job.get("block_bytes", 8 << 20)),
-                                      bandwidth=int(job.get("bandwidth", 0)), on_progress=progress)
-                    place(tmp, final)
+                                      bandwidth=int(job.get("bandwidth", 0)), on_progress=progress,
+                                      fsync=bool(job.get("fsync", True)))
+                    place(tmp, final, fsync=bool(job.get("fsync", True)))
                     jobs.complete(st, dataset, pid, n, adler32, island)
                     return f"done from {island}"
                 except SourceFailed as exc:
