@@ -219,6 +219,12 @@ class Client:
         return [{"island": p.island, "address": p.address, "state": p.state, "last_seq": p.last_seq,
                  "error": p.error} for p in resp.peers]
 
+    def remove_peer(self, peer: str) -> dict[str, Any]:
+        """Stops following a peer (HOST:PORT or island name); introductions do not bring it back
+        until it is added again. Its changes may still arrive relayed by other peers."""
+        p = self._unary("RemovePeer", pb.RemovePeerRequest(peer=peer))
+        return {"island": p.island, "address": p.address, "state": p.state, "last_seq": p.last_seq, "error": p.error}
+
     def add_peer(self, address: str) -> dict[str, Any]:
         """Joins the island at HOST:PORT (and through it, the islands it knows)."""
         p = self._unary("AddPeer", pb.AddPeerRequest(address=address))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import grpc
 
 from archipel.arrowwire import MAX_MESSAGE_BYTES
-from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, Unavailable
+from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from archipel.v1 import peer_pb2 as ppb
 from archipel.v1 import peer_pb2_grpc as ppb_grpc
 from federation.sync import change_from_wire, dataset_from_payload, decide
@@ -110,6 +110,8 @@ class PeerLink:
                     self.state, self.error = "self", "this is the island itself"
                     arch.forget(self)
                     return
+                if self._stop.is_set():
+                    return
                 self.island = resp.island
                 self.target_seq = resp.sequence
                 arch.store.add_peer(self.address, resp.island)
@@ -168,10 +170,11 @@ class PeerLink:
 class Archipelago:
     """The peers this island follows."""
 
-    def __init__(self, store: CatalogStore, island: str, address: str) -> None:
+    def __init__(self, store: CatalogStore, island: str, address: str, max_peers: int = 0) -> None:
         self.store = store
         self.island = island
         self.address = address
+        self.max_peers = max_peers  # islands followed at most through introductions (0: all)
         self._links: dict[str, PeerLink] = {}
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
@@ -187,11 +190,15 @@ class Archipelago:
             return channel
 
     def start(self, addresses: list[str]) -> None:
-        for address in [*addresses, *(a for a, _ in self.store.peers())]:
+        for address in addresses:
+            self.learn(address, "", chosen=True)
+        for address, _ in self.store.peers():
             self.learn(address, "")
 
-    def learn(self, address: str, island: str) -> None:
-        """Follows an island heard of (from config, the catalog or an introduction)."""
+    def learn(self, address: str, island: str, chosen: bool = False) -> None:
+        """Follows an island heard of (from config, the catalog or an introduction). An
+        introduced island is not followed when it was removed, or when ``max_peers`` are
+        followed already (the islands followed relay the rest); ``chosen`` ones always are."""
         try:
             address = check_address(address)
         except InvalidArgument as exc:
@@ -199,13 +206,37 @@ class Archipelago:
             return
         if address == self.address or island == self.island:
             return
+        if not chosen:
+            addresses, islands = self.store.forgotten_peers()
+            if address in addresses or (island and island in islands):
+                return
         with self._lock:
             if self._stopped or address in self._links:
                 return
             if island and any(link.island == island for link in self._links.values()):
                 return
+            if not chosen and self.max_peers and len(self._links) >= self.max_peers:
+                return
             link = self._links[address] = PeerLink(self, address, island)
         link.start()
+
+    def remove(self, who: str) -> PeerStatus:
+        """Stops following the peer at address (or named) ``who``; NotFound when none is."""
+        with self._lock:
+            link = self._links.get(who) or next((li for li in self._links.values() if li.island == who), None)
+            if link is not None:
+                self._links.pop(link.address, None)
+        if link is None:
+            stored = [(a, i) for a, i in self.store.peers() if who in (a, i)]
+            if not stored:
+                raise NotFound(f"island {self.island} does not follow {who!r} (see `archipel peers`)")
+            address, island = stored[0]
+            self.store.remove_peer(address, island)
+            return PeerStatus(island, address, "removed", 0, "")
+        link.stop()
+        self.store.remove_peer(link.address, link.island)
+        status = link.status()
+        return PeerStatus(status.island, status.address, "removed", status.last_seq, "")
 
     def forget(self, link: PeerLink) -> None:
         with self._lock:
@@ -218,8 +249,8 @@ class Archipelago:
         resp = hello(address, self.island, self.address)
         if resp.island == self.island:
             raise InvalidArgument(f"{address} is this island ({self.island}) itself")
-        self.store.add_peer(address, resp.island)
-        self.learn(address, resp.island)
+        self.store.add_peer(address, resp.island, explicit=True)
+        self.learn(address, resp.island, chosen=True)
         for p in resp.peers:
             self.learn(p.address, p.island)
         with self._lock:

@@ -67,6 +67,10 @@ class IngestSection:
 class FederationSection:
     # HOST:PORT of islands to join at start; more are learned from their introductions.
     peers: list[str] = field(default_factory=list)
+    # Islands followed at most through introductions (0: every island heard of). Islands
+    # configured here or added with `archipel peers add` are always followed; the others
+    # reach this island through the ones it follows (changes are relayed).
+    max_peers: int = 0
 
 
 @dataclass
@@ -195,6 +199,8 @@ def _validate(cfg: IslandConfig, source: str) -> None:
         raise InvalidArgument(f"{source}: [query] chunk_bytes must be at least 1024")
     if cfg.query.timeout_seconds <= 0:
         raise InvalidArgument(f"{source}: [query] timeout_seconds must be positive")
+    if cfg.federation.max_peers < 0:
+        raise InvalidArgument(f"{source}: [federation] max_peers must not be negative")
     for peer in cfg.federation.peers:
         host, _, port = peer.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:

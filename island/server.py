@@ -76,7 +76,7 @@ class Island:
         self.ingester = Ingester(self.store, cfg.data_path, partition_rows=cfg.ingest.partition_rows,
                                  max_order=cfg.ingest.max_order, allowed_roots=cfg.ingest.allowed_roots)
         self.stopping = threading.Event()
-        self.archipelago = Archipelago(self.store, cfg.island.name, cfg.address)
+        self.archipelago = Archipelago(self.store, cfg.island.name, cfg.address, cfg.federation.max_peers)
         self.replication = Replication(cfg, self.store, self.archipelago)
         self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago, self.replication)
         self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping)

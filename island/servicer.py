@@ -313,15 +313,27 @@ class IslandServicer:
         return _peer_state(self.archipelago.add(request.address))
 
     @rpc
+    def RemovePeer(self, request, context):
+        if not request.peer or len(request.peer) > 300:
+            raise InvalidArgument("name the peer to remove: HOST:PORT or island name")
+        return _peer_state(self.archipelago.remove(request.peer))
+
+    @rpc
     def Cancel(self, request, context):
         return pb.CancelResponse(cancelled=self.queries.cancel(request.query_id))
 
     # -- writes ---------------------------------------------------------------------------
+    def _exports_changed(self) -> None:
+        """A dataset of this island's appeared or went: served over HTTP and XRootD at once."""
+        if self.replication is not None:
+            self.replication.resync_exports()
+
     @rpc
     def Ingest(self, request, context):
         items = [IngestItem(i.path, i.dataset, i.ra_column, i.dec_column) for i in request.items]
         with self._ingest_lock:
             datasets = self.ingester.ingest(items)
+        self._exports_changed()
         return pb.IngestResponse(datasets=[dataset_to_pb(d, self.cfg.island.name) for d in datasets])
 
     @rpc
@@ -329,6 +341,7 @@ class IslandServicer:
         name = check_dataset_name(request.name)
         with self._ingest_lock:
             removed = self.ingester.delete(name)
+        self._exports_changed()
         return pb.DeleteDatasetResponse(deleted=True, files_removed=removed)
 
     @rpc
@@ -369,6 +382,7 @@ class IslandServicer:
 
         with self._ingest_lock:
             ds = self.ingester.publish(name, batches(), schema, header.ra_column, header.dec_column)
+        self._exports_changed()
         return pb.PublishResponse(dataset=dataset_to_pb(ds, self.cfg.island.name))
 
     # -- replication ----------------------------------------------------------------------

@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS peers (
     island TEXT NOT NULL DEFAULT '',
     added REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS forgotten_peers (
+    address TEXT PRIMARY KEY,
+    island TEXT NOT NULL DEFAULT '',
+    removed REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS islands (
     name TEXT PRIMARY KEY,
     http TEXT NOT NULL DEFAULT '',
@@ -281,8 +286,23 @@ class CatalogStore:
     def peers(self) -> list[tuple[str, str]]:
         return [(a, i) for a, i in self._conn().execute("SELECT address, island FROM peers ORDER BY added")]
 
-    def add_peer(self, address: str, island: str = "") -> None:
+    def remove_peer(self, address: str, island: str) -> None:
+        """Stops following a peer: introductions do not bring it back until it is added again."""
         with self._write_lock:
+            conn = self._conn()
+            conn.execute("DELETE FROM peers WHERE address=?", (address,))
+            conn.execute("INSERT OR REPLACE INTO forgotten_peers VALUES (?, ?, ?)", (address, island, time.time()))
+
+    def forgotten_peers(self) -> tuple[set[str], set[str]]:
+        """Addresses and island names of removed peers."""
+        rows = self._conn().execute("SELECT address, island FROM forgotten_peers").fetchall()
+        return {a for a, _ in rows}, {i for _, i in rows if i}
+
+    def add_peer(self, address: str, island: str = "", explicit: bool = False) -> None:
+        with self._write_lock:
+            if explicit:
+                self._conn().execute("DELETE FROM forgotten_peers WHERE address=? OR (island=? AND island != '')",
+                                     (address, island))
             self._conn().execute(
                 "INSERT INTO peers VALUES (?, ?, ?) ON CONFLICT(address) DO UPDATE SET"
                 " island = CASE WHEN excluded.island != '' THEN excluded.island ELSE peers.island END",

@@ -66,6 +66,12 @@ def cmd_peers(args: argparse.Namespace) -> int:
             p = c.add_peer(args.address)
             print(f"following {p['island']} at {p['address']} ({p['state']})")
             return 0
+        if args.action == "remove":
+            if not args.address:
+                raise InvalidArgument("peers remove needs HOST:PORT or an island name")
+            p = c.remove_peer(args.address)
+            print(f"no longer following {p['island'] or '?'} at {p['address']}")
+            return 0
         peers = c.peers()
     if not peers:
         print("no peers")
@@ -318,9 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_island_serve)
 
-    p = sub.add_parser("peers", help="list the islands this one follows, or add one", parents=[common])
-    p.add_argument("action", nargs="?", choices=["list", "add"], default="list")
-    p.add_argument("address", nargs="?", metavar="HOST:PORT")
+    p = sub.add_parser("peers", help="list the islands this one follows, add or remove one", parents=[common])
+    p.add_argument("action", nargs="?", choices=["list", "add", "remove"], default="list")
+    p.add_argument("address", nargs="?", metavar="HOST:PORT|ISLAND")
     p.set_defaults(func=cmd_peers)
 
     p = sub.add_parser("datasets", help="list the datasets of the archipelago", parents=[common])

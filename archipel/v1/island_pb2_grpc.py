@@ -92,6 +92,11 @@ class IslandStub:
                 request_serializer=archipel_dot_v1_dot_island__pb2.AddPeerRequest.SerializeToString,
                 response_deserializer=archipel_dot_v1_dot_island__pb2.PeerState.FromString,
                 _registered_method=True)
+        self.RemovePeer = channel.unary_unary(
+                '/archipel.v1.Island/RemovePeer',
+                request_serializer=archipel_dot_v1_dot_island__pb2.RemovePeerRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.PeerState.FromString,
+                _registered_method=True)
         self.Replicate = channel.unary_stream(
                 '/archipel.v1.Island/Replicate',
                 request_serializer=archipel_dot_v1_dot_island__pb2.ReplicateRequest.SerializeToString,
@@ -197,6 +202,13 @@ class IslandServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemovePeer(self, request, context):
+        """Stops following an island (by address or name); introductions do not bring it back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Replicate(self, request, context):
         """Creates a replication rule on an island (this one, or the one named) and streams the
         progress of its copies until every partition is held or the rule is stuck.
@@ -282,6 +294,11 @@ def add_IslandServicer_to_server(servicer, server):
             'AddPeer': grpc.unary_unary_rpc_method_handler(
                     servicer.AddPeer,
                     request_deserializer=archipel_dot_v1_dot_island__pb2.AddPeerRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.PeerState.SerializeToString,
+            ),
+            'RemovePeer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemovePeer,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.RemovePeerRequest.FromString,
                     response_serializer=archipel_dot_v1_dot_island__pb2.PeerState.SerializeToString,
             ),
             'Replicate': grpc.unary_stream_rpc_method_handler(
@@ -604,6 +621,33 @@ class Island:
             target,
             '/archipel.v1.Island/AddPeer',
             archipel_dot_v1_dot_island__pb2.AddPeerRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.PeerState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemovePeer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/RemovePeer',
+            archipel_dot_v1_dot_island__pb2.RemovePeerRequest.SerializeToString,
             archipel_dot_v1_dot_island__pb2.PeerState.FromString,
             options,
             channel_credentials,

@@ -217,3 +217,46 @@ def test_five_islands_in_a_chain_converge(tmp_path):
     finally:
         for isl in islands:
             isl.stop()
+
+
+def test_peers_remove_and_a_cap_on_followed_peers(tmp_path):
+    from islands import cli
+
+    x = IslandProcess(tmp_path / "x", "x", extra_config=NO_SPARK).start()
+    join = NO_SPARK + f'[federation]\npeers = ["{x.address}"]\n'
+    y = IslandProcess(tmp_path / "y", "y", extra_config=join).start()
+    z = IslandProcess(tmp_path / "z", "z", extra_config=join).start()
+    w = IslandProcess(tmp_path / "w", "w", extra_config=join + "max_peers = 1\n").start()
+    try:
+        with x.client() as cx:
+            wait_for(lambda: {p["island"] for p in cx.peers()} == {"y", "z", "w"})
+            # removed by name: no longer followed, and introductions do not bring it back
+            out = cli("peers", "remove", "y", env={"ARCHIPEL_ISLAND": x.address})
+            assert "no longer following y" in out.stdout
+            assert "y" not in {p["island"] for p in cx.peers()}
+            with pytest.raises(archipel.NotFound, match="does not follow"):
+                cx.remove_peer("nobody")
+            with pytest.raises(archipel.InvalidArgument):
+                cx.remove_peer("")
+        with y.client() as cy:
+            cy.publish("y.after", pa.table({"i": [1]}))
+        with x.client() as cx:  # y's changes still arrive, relayed by z
+            wait_for(lambda: "y.after" in {d.name for d in cx.datasets()})
+            time.sleep(1.0)
+            assert "y" not in {p["island"] for p in cx.peers()}
+        x.stop()
+        x.start()
+        with x.client() as cx:
+            wait_for(lambda: {p["island"] for p in cx.peers()} >= {"z", "w"})
+            time.sleep(1.0)
+            assert "y" not in {p["island"] for p in cx.peers()}, "a removed peer came back after a restart"
+            cx.add_peer(y.address)  # added again explicitly: followed again
+            wait_for(lambda: any(p["island"] == "y" and p["state"] == "connected" for p in cx.peers()))
+        # w follows one island only (its cap), yet sees everyone's data through it
+        with w.client() as cw:
+            assert [p["island"] for p in cw.peers()] == ["x"]
+            wait_for(lambda: "y.after" in {d.name for d in cw.datasets()})
+            assert [p["island"] for p in cw.peers()] == ["x"]
+    finally:
+        for isl in (w, z, y, x):
+            isl.stop()

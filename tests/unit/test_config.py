@@ -49,6 +49,7 @@ def test_malformed_config(tmp_path, text, message):
     ('[replication]\ncache_bytes = -1\n', "cache_bytes"),
     ('[replication]\nxrootd_port = 70000\n', "xrootd_port"),
     ('[replication]\nretries = "many"\n', "retries"),
+    ('[federation]\nmax_peers = -1\n', "max_peers"),
 ])
 def test_bad_replication_config_is_refused(tmp_path, text, words):
     (tmp_path / "archipel.toml").write_text('[island]\nname = "x"\n' + text)
