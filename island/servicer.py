@@ -219,6 +219,20 @@ class IslandServicer:
         origins = self._origins(loc)
         return plan_to_pb(plan, route, self.cfg.island.name, placement, self._notes(plan, loc, origins))
 
+    def _still_missing(self, plan: QueryPlan, loc: Localization) -> list:
+        """(original scan, partitions) a localized plan reads here but that are not held now."""
+        out = []
+        originals = {s.view: s for s in loc.original_tables}
+        for scan in plan.tables:
+            original = originals.get(scan.view)
+            if original is None or original.dataset.origin == scan.dataset.origin:
+                continue
+            have = self.replication.held(scan.dataset.name)
+            missing = [p for p in scan.partitions if p.pid not in have]
+            if missing:
+                out.append((original, missing))
+        return out
+
     @staticmethod
     def _origins(loc: Localization | None) -> dict[str, str]:
         if loc is None:
@@ -253,9 +267,17 @@ class IslandServicer:
             plan, route, placement, loc = self._plan(request)
             rq.raise_if_cancelled()
             origins = self._origins(loc)
-            if loc is not None and loc.to_copy:
-                self.replication.fetch(loc.to_copy, time.monotonic() + timeout, rq.cancelled)
-                rq.raise_if_cancelled()
+            # Replica files the plan reads are kept from eviction from now on; any evicted
+            # between planning and now is copied again with the missing ones.
+            replica_files = [(t.dataset.name, p.pid) for t in plan.tables if origins.get(t.view, t.dataset.origin)
+                             != t.dataset.origin for p in t.partitions]
+            if replica_files:
+                held.enter_context(self.replication.using(replica_files))
+            if loc is not None:
+                fetch = self._still_missing(plan, loc)
+                if fetch:
+                    self.replication.fetch(fetch, time.monotonic() + timeout, rq.cancelled)
+                    rq.raise_if_cancelled()
             if placement.kind == "pushdown":
                 yield from forward_query(self.archipelago, placement.island, request, self.cfg.island.name, rq,
                                          timeout, q.max_rows, q.max_bytes)
@@ -264,12 +286,8 @@ class IslandServicer:
                 plan.tables = [fetch_scan(self.archipelago, t, request, self.cfg.island.name, rq, timeout, spool)
                                if t.dataset.origin != self.cfg.island.name else t for t in plan.tables]
             engine = self.spark if plan.engine == "spark" else self.arrow
-            replica_files = [(t.dataset.name, p.pid) for t in plan.tables if origins.get(t.view, t.dataset.origin)
-                             != t.dataset.origin for p in t.partitions]
-            if replica_files:
-                for name in {d for d, _ in replica_files}:
-                    self.store.touch(name, [p for d, p in replica_files if d == name])
-                held.enter_context(self.replication.using(replica_files))
+            for name in {d for d, _ in replica_files}:
+                self.store.touch(name, [p for d, p in replica_files if d == name])
             execution = engine.execute(plan, rq.id, rq.on_cancel, timeout)
             rq.raise_if_cancelled()
             limit_rows = lowest_limit(request.max_rows, q.max_rows)
