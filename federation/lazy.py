@@ -5,6 +5,7 @@ when that moves fewer bytes than the result would."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -32,10 +33,19 @@ class Localization:
         return sum(p.num_bytes for _, parts in self.to_copy for p in parts)
 
 
+def _sky_share(scan: TableScan) -> float:
+    """The share of a scan's partitions' sky that its cones cover (1 without cones)."""
+    if not scan.cones or not scan.partitions or not all(p.has_pixel for p in scan.partitions):
+        return 1.0
+    area = sum(4 * math.pi / (12 * 4**p.order) for p in scan.partitions)
+    cone = min(2 * math.pi * (1 - math.cos(math.radians(c.radius))) for c in scan.cones)
+    return min(1.0, cone / area) if area else 1.0
+
+
 def estimate_result_bytes(plan: QueryPlan) -> int:
     """A rough size of the query's result: tiny for a global aggregate, bounded by a LIMIT,
-    else the bytes the query reads, as Arrow."""
-    scanned = int(sum(t.bytes_read for t in plan.tables) * ARROW_EXPANSION)
+    else the bytes the query reads (the share of them inside its cones), as Arrow."""
+    scanned = int(sum(t.bytes_read * _sky_share(t) for t in plan.tables) * ARROW_EXPANSION)
     try:
         tree = sqlglot.parse_one(plan.sql, read="spark")
     except Exception:

@@ -149,8 +149,12 @@ class IslandServicer:
             rep = self.replication
             # Partitions held here as replicas are read here; 'replicate' (and 'auto' when it
             # moves fewer bytes) copies the missing ones first.
+            cap = 0
+            if route == "auto" and not request.route_path and self.cfg.replication.auto_max_bytes:
+                usage = cache.usage(self.store, self.cfg.replication.cache_bytes)
+                cap = max(0, min(self.cfg.replication.auto_max_bytes, usage.quota - usage.pinned_bytes))
             loc = localize(plan, self.cfg.island.name, route, rep.held, lambda d: str(rep.mover.replica_root(d)),
-                           self.cfg.replication.auto_max_bytes if not request.route_path else 0)
+                           cap)
             plan = loc.plan
         placement = place(plan, self.cfg.island.name, route, list(request.route_path), holders=self._holders,
                           down=self._down())

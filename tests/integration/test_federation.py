@@ -94,7 +94,8 @@ def test_kill_and_restart_mid_sync_loses_and_doubles_nothing(trio):
         assert cc.delete("c.t3") is True  # removed at its origin while a is down
     a.start()
     with a.client() as ca:
-        wait_for(lambda: "c.late" in {d.name for d in ca.datasets()})
+        wait_for(lambda: catalog(a) == catalog(c))  # caught up: the removal follows c.late in c's log
+        assert "c.late" in {d.name for d in ca.datasets()}
         assert "c.t3" not in {d.name for d in ca.datasets()}, "no ghost of a removed dataset"
         assert ca.info()["catalog_sequence"] == 1  # a wrote nothing of its own but its data URLs, once
         with pytest.raises(archipel.FailedPrecondition, match="held by island c"):

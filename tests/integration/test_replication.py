@@ -356,12 +356,19 @@ def test_cached_replicas_are_evicted_lru_but_pinned_ones_stay(trio):
 def test_auto_copies_partitions_when_cheaper_than_the_result(trio):
     a, _, c = trio
     with c.client() as cc:
-        scan = cc.explain("SELECT * FROM test.big WHERE cone(ra, dec, 60, 10, 2)")
+        scan = cc.explain("SELECT * FROM sky.order1")  # the result outweighs the partitions
         assert scan.datasets[0].placement.startswith("replicate:a"), scan
-        agg = cc.explain("SELECT count(*) FROM test.big WHERE cone(ra, dec, 60, 10, 2)")
+        agg = cc.explain("SELECT count(*) FROM test.big")
         assert agg.engine == "remote:a", agg  # a count moves fewer bytes than its partitions
         grouped = cc.explain("SELECT CAST(ra AS INT) AS r, count(*) FROM test.big GROUP BY CAST(ra AS INT)")
         assert grouped.engine == "remote:a", grouped
+        cone = cc.explain("SELECT * FROM test.big WHERE cone(ra, dec, 60, 10, 0.5)")
+        assert cone.engine == "remote:a", cone  # a small cone's rows are a sliver of its pixel
+        whole = cc.explain("SELECT * FROM test.big")  # more than C's cache quota: never copied
+        assert whole.engine == "remote:a", whole
+        rows = cc.sql("SELECT * FROM sky.order1 ORDER BY id").read_all()
+    assert rows.num_rows == 131
+    assert set(_replica_files(c, "sky.order1")) == set(_partitions(a.client(), "sky.order1"))
 
 
 def test_partitions_that_appear_under_a_rule_are_replicated(trio):
@@ -456,6 +463,9 @@ def test_source_down_another_replica_is_used_offline_queries_go_on(trio):
     parts = _partitions(a.client(), "test.big")
     truth = a.client().sql(f"SELECT id FROM sky.order1 WHERE cone(ra, dec, {CONE[0]}, {CONE[1]}, 3) ORDER BY id",
                            route="local").read_all()
+    with a.client() as ca:  # a dataset no other island holds any of
+        ca.publish("test.only_a", _big_table().slice(0, 1000).select(["id", "ra", "dec"]), ra="ra", dec="dec")
+    _wait_for(lambda: len(c.client().datasets("test.only_a")) == 1, "C sees test.only_a")
     a.kill()
     try:
         _wait_for(lambda: any(p["island"] == "a" and p["state"] == "down" for p in c.client().peers()),
@@ -476,11 +486,9 @@ def test_source_down_another_replica_is_used_offline_queries_go_on(trio):
             assert db.execute("SELECT source FROM transfers WHERE dataset='test.big' AND pid=?",
                               (victim,)).fetchone()[0] == "b"
         # A partition only A holds: a clear error, naming the source.
-        only_a = sorted(set(_partitions(c.client(), "sky.order1")) - set(_replica_files(b, "sky.order1"))
-                        - set(_replica_files(c, "sky.order1")))[0]
-        q = _partitions(c.client(), "sky.order1")[only_a]
+        q = next(iter(_partitions(c.client(), "test.only_a").values()))
         with c.client() as cc:
-            stuck = cc.replicate("sky.order1", moc=f"{q.order}/{q.pixel}".encode()).wait()
+            stuck = cc.replicate("test.only_a", moc=f"{q.order}/{q.pixel}".encode()).wait()
         assert stuck.state == "stuck" and stuck.files_failed == 1
         assert "a: cannot open" in " ".join(stuck.errors), stuck.errors
         # Offline: B answers queries over the region it holds, with every other island down.
