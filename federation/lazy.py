@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import sqlglot
 from sqlglot import exp
 
-from federation.planner import QueryPlan, TableScan
+from federation.planner import QueryPlan, QueryShape, TableScan
 from metacatalog.model import Partition
 
 __all__ = ["Localization", "localize", "estimate_result_bytes"]
@@ -40,6 +40,23 @@ def _sky_share(scan: TableScan) -> float:
     area = sum(4 * math.pi / (12 * 4**p.order) for p in scan.partitions)
     cone = min(2 * math.pi * (1 - math.cos(math.radians(c.radius))) for c in scan.cones)
     return min(1.0, cone / area) if area else 1.0
+
+
+def may_copy(shape: QueryShape, max_order: Callable[[str], int | None]) -> bool:
+    """Whether ``auto`` might copy a query's partitions, from its shape alone (no planning): a
+    copy pays only when the result is over half the bytes read, which an aggregate never is,
+    nor a cone covering less than half of even the smallest pixel of the dataset (the bytes
+    its pixels hold are at least that pixel's)."""
+    if shape.aggregate:
+        return False
+    if shape.smallest_cone is None:
+        return True
+    cone = 2 * math.pi * (1 - math.cos(math.radians(min(shape.smallest_cone, 180.0))))
+    for name in shape.names:
+        order = max_order(name)
+        if order is None or cone > 0.5 * 4 * math.pi / (12 * 4**order):
+            return True
+    return False
 
 
 def estimate_result_bytes(plan: QueryPlan) -> int:

@@ -216,9 +216,19 @@ def _dataset_name(table: exp.Table) -> str:
     return ".".join(parts)
 
 
-def referenced_datasets(sql: str) -> set[str] | None:
-    """The catalog names a query reads (CTE names left out), from a parse alone; None when the
-    query cannot be parsed (full planning then reports why)."""
+@dataclass(frozen=True)
+class QueryShape:
+    """What a parse alone tells of a query: the datasets it names, whether its result is an
+    aggregate, and the radius of its smallest literal cone (None without one)."""
+
+    names: set[str]
+    aggregate: bool
+    smallest_cone: float | None
+
+
+def query_shape(sql: str) -> QueryShape | None:
+    """The shape of a query from one parse; None when it cannot be parsed or names something
+    other than datasets (full planning then says why)."""
     try:
         statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
     except (ParseError, TokenError):
@@ -226,6 +236,32 @@ def referenced_datasets(sql: str) -> set[str] | None:
     if len(statements) != 1:
         return None
     tree = statements[0]
+    names = _names(tree)
+    if names is None:
+        return None
+    select = tree if isinstance(tree, exp.Select) else tree.find(exp.Select)
+    aggregate = select is not None and any(e.find(exp.AggFunc) for e in select.expressions)
+    radii = []
+    for node in tree.walk():
+        try:
+            args = _cone_args(node)
+        except InvalidArgument:
+            return None
+        if args is not None:
+            r = _literal_number(args[4])
+            if r is not None:
+                radii.append(r)
+    return QueryShape(names, aggregate, min(radii) if radii else None)
+
+
+def referenced_datasets(sql: str) -> set[str] | None:
+    """The catalog names a query reads (CTE names left out), from a parse alone; None when the
+    query cannot be parsed (full planning then reports why)."""
+    shape = query_shape(sql)
+    return shape.names if shape is not None else None
+
+
+def _names(tree: exp.Expression) -> set[str] | None:
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     names = set()
     for table in tree.find_all(exp.Table):

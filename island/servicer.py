@@ -28,12 +28,12 @@ from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, 
 from archipel.names import check_dataset_name
 from archipel.v1 import island_pb2 as pb
 from federation.peers import Archipelago
-from federation.planner import QueryPlan, plan_query, referenced_datasets
+from federation.planner import QueryPlan, plan_query, query_shape
 from federation.router import MAX_HOPS, Placement, place
 from island.routing import fetch_scan, forward_query, lowest_limit
 from island.config import IslandConfig
 from island.convert import ENGINES, ROUTES, dataset_to_pb, plan_to_pb
-from federation.lazy import Localization, localize
+from federation.lazy import Localization, localize, may_copy
 from federation.rules import Region, RuleState
 from island.engines import ArrowEngine, SparkEngine
 from island.ingest import Ingester, IngestItem
@@ -194,11 +194,13 @@ class IslandServicer:
         route = ROUTES.get(request.route)
         if route not in ("auto", "remote"):
             return ""
-        if route == "auto" and self.replication is not None and self.cfg.replication.auto_max_bytes:
-            return ""  # whether to copy the partitions instead depends on the plan
-        names = referenced_datasets(request.sql)
-        if not names:
+        shape = query_shape(request.sql)
+        if shape is None or not shape.names:
             return ""
+        names = shape.names
+        if (route == "auto" and self.replication is not None and self.cfg.replication.auto_max_bytes
+                and may_copy(shape, self.store.max_order)):
+            return ""  # copying the partitions may pay: that depends on the plan
         origins = set()
         for name in names:
             try:

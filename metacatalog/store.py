@@ -355,6 +355,11 @@ class CatalogStore:
     def datasets(self, pattern: str = "", with_partitions: bool = False) -> list[Dataset]:
         return [self.dataset(n, with_partitions) for n in self.dataset_names(pattern)]
 
+    def max_order(self, dataset: str) -> int | None:
+        """The deepest HEALPix order of a dataset's partitions (None: not partitioned on the sky)."""
+        row = self._conn().execute("SELECT MAX(norder) FROM partitions WHERE dataset=?", (dataset,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def partition_counts(self) -> dict[str, int]:
         return dict(self._conn().execute("SELECT dataset, COUNT(*) FROM partitions GROUP BY dataset").fetchall())
 

@@ -151,3 +151,18 @@ def test_peer_changes_of_replicas_and_islands_are_checked():
     with pytest.raises(InvalidArgument, match="malformed"):
         change_from_wire("b", 1, "island.put", "b", '{"http": "file:///etc/passwd"}', 0.0)
     assert Cone(0, 0, 1)
+
+
+def test_may_copy_from_the_shape_alone():
+    from federation.lazy import may_copy
+    from federation.planner import query_shape
+
+    orders = {"s.cat": 2, "t.t": None}.get
+    assert not may_copy(query_shape("SELECT count(*) FROM s.cat"), orders)
+    assert not may_copy(query_shape("SELECT * FROM s.cat WHERE cone(ra, dec, 10, 20, 0.5)"), orders)
+    assert may_copy(query_shape("SELECT * FROM s.cat WHERE cone(ra, dec, 10, 20, 30)"), orders)
+    assert may_copy(query_shape("SELECT * FROM s.cat"), orders)
+    assert may_copy(query_shape("SELECT * FROM t.t WHERE cone(ra, dec, 10, 20, 0.5)"), orders)
+    shape = query_shape("WITH x AS (SELECT * FROM s.cat) SELECT * FROM x JOIN t.t ON x.id = t.id")
+    assert shape.names == {"s.cat", "t.t"} and not shape.aggregate and shape.smallest_cone is None
+    assert query_shape("SELECT * FROM") is None
