@@ -63,9 +63,9 @@ def as_table(data: Any) -> pa.Table:
     raise InvalidArgument(f"publish needs a pyarrow Table, RecordBatch, pandas DataFrame or dict, not {type(data).__name__}")
 
 
-def publish_messages(name: str, table: pa.Table, ra: str, dec: str) -> Iterator[pb.PublishRequest]:
+def publish_messages(name: str, table: pa.Table, ra: str, dec: str, mode: str = "create") -> Iterator[pb.PublishRequest]:
     schema = dense_schema(table.schema)
-    yield pb.PublishRequest(header=pb.PublishHeader(dataset=name, ra_column=ra, dec_column=dec, mode="create"))
+    yield pb.PublishRequest(header=pb.PublishHeader(dataset=name, ra_column=ra, dec_column=dec, mode=mode))
     yield pb.PublishRequest(arrow_schema=serialize_schema(schema))
     batches = (to_dense(b, schema) for b in table.to_batches(max_chunksize=65_536))
     for body, more, _rows in encode_batches(batches, DEFAULT_CHUNK_BYTES):
@@ -252,13 +252,16 @@ class Client:
 
     # -- writes -----------------------------------------------------------------------------
     def publish(self, name: str, table: Any, ra: str | None = None, dec: str | None = None,
-                timeout: float | None = None) -> DatasetInfo:
+                timeout: float | None = None, mode: str = "create") -> DatasetInfo:
         """Writes a new data product to the island: a HATS catalog when it has sky columns
-        (``ra``/``dec``, or recognised names), else a plain table."""
+        (``ra``/``dec``, or recognised names), else a plain table. ``mode="append"`` adds the
+        rows to an existing dataset at its origin island instead, as new partition files."""
         check_dataset_name(name)
+        if mode not in ("create", "append"):
+            raise InvalidArgument(f"mode must be 'create' or 'append', not {mode!r}")
         table = as_table(table)
         try:
-            resp = self._publish(publish_messages(name, table, ra or "", dec or ""), timeout=timeout)
+            resp = self._publish(publish_messages(name, table, ra or "", dec or "", mode), timeout=timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.address) from None
         self._names = None

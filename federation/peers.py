@@ -189,6 +189,15 @@ class Archipelago:
                 channel = self._channels[address] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
             return channel
 
+    def reset_channel(self, address: str) -> grpc.Channel:
+        """A fresh channel to ``address``: a cached one that saw the peer down waits out its
+        reconnect backoff even after the peer is back."""
+        with self._lock:
+            old = self._channels.pop(address, None)
+        if old is not None:
+            old.close()
+        return self.channel(address)
+
     def start(self, addresses: list[str]) -> None:
         for address in addresses:
             self.learn(address, "", chosen=True)

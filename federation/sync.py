@@ -19,7 +19,7 @@ from metacatalog.model import Change, Dataset, Partition
 
 __all__ = ["Decision", "decide", "dataset_from_payload", "change_from_wire", "OPS"]
 
-OPS = ("dataset.put", "dataset.delete", "replica.put", "replica.delete", "island.put")
+OPS = ("dataset.put", "dataset.delete", "dataset.append", "replica.put", "replica.delete", "island.put")
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,15 @@ def change_from_wire(origin: str, seq: int, op: str, key: str, payload_json: str
         if not isinstance(pids, list) or not all(isinstance(p, str) and p and ".." not in p.split("/")
                                                  and not p.startswith("/") for p in pids):
             raise InvalidArgument(f"change {origin}:{seq} has malformed replica pids")
+    if op == "dataset.append":
+        try:
+            parts = [_partition(p) for p in payload["partitions"]]
+            int(payload["num_rows"]), int(payload["num_bytes"]), float(payload.get("sky_fraction", 0.0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"change {origin}:{seq} is a malformed append: {exc!r}") from None
+        if not parts or any(".." in p.path.split("/") or p.path.startswith("/") for p in parts):
+            raise InvalidArgument(f"change {origin}:{seq} appends no partition or a hostile path")
+        payload = {**payload, "parsed_partitions": parts}
     if op == "dataset.put":
         ds = dataset_from_payload(payload, origin)
         if ds.name != key:

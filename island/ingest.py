@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from archipel.names import check_dataset_name
 from island.storage.files import parquet_partition, read_parquet_schema
 from island.storage.hats_read import Found, scan_hats_catalog, parquet_files, scan_path, sky_columns
 from island.storage.hats_write import write_hats_catalog
-from metacatalog.model import Dataset
+from metacatalog.model import Dataset, Partition
 from metacatalog.sky import moc_from_pixels
 from metacatalog.store import CatalogStore
 
@@ -184,6 +185,55 @@ class Ingester:
             shutil.rmtree(owned, ignore_errors=True)
             return True
         return False
+
+    def append(self, name: str, batches, schema: pa.Schema | None = None) -> tuple[Dataset, list[Partition]]:
+        """Adds rows to a dataset this island owns, as new partition files (no file readers use
+        is rewritten); one catalog transaction that peers receive as a ``dataset.append``."""
+        from island.storage.hats_append import conform, write_sky_append, write_table_append
+
+        ds = self.store.dataset(check_dataset_name(name))
+        if ds.origin != self.store.island:
+            raise FailedPrecondition(f"dataset {name!r} is held by island {ds.origin}; append to it there")
+        root = Path(ds.root).resolve()
+        if not (root.parent == (self.data_dir / "datasets").resolve() and root.name == name):
+            raise FailedPrecondition(f"dataset {name!r} is registered in place at {ds.root}, outside the island's "
+                                     "data folder; only datasets the island wrote (publish, partitioned ingest) "
+                                     "take appends")
+        if ds.kind not in ("catalog", "object", "source", "table"):
+            raise FailedPrecondition(f"dataset {name!r} is a {ds.kind}; appends go to catalogs and tables")
+        if isinstance(batches, pa.Table):
+            table = batches
+        else:
+            batches = list(batches)
+            if not batches and schema is None:
+                raise InvalidArgument("append received no rows")
+            table = pa.Table.from_batches(batches, schema=schema)
+        if table.num_rows == 0:
+            raise InvalidArgument("append received no rows")
+        table = conform(table, ds)
+        token = uuid.uuid4().hex[:12]
+        stage = self.staging / f"append-{token}"
+        stage.mkdir(parents=True)
+        placed: list[Path] = []
+        try:
+            files = write_sky_append(table, ds, stage, token) if ds.is_sky else write_table_append(table, stage, token)
+            parts = []
+            for rel, order, pixel in files:
+                part = parquet_partition(stage / rel, stage, order, pixel)
+                parts.append(part)
+            for rel, _, _ in files:
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(stage / rel, root / rel)
+                placed.append(root / rel)
+            with self.store.transaction() as tx:
+                updated = tx.append_partitions(name, parts)
+        except BaseException:
+            for f in placed:
+                f.unlink(missing_ok=True)
+            raise
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return updated, parts
 
     def publish(self, name: str, batches, schema: pa.Schema, ra: str = "", dec: str = "") -> Dataset:
         """Writes streamed batches to a staged Parquet file and ingests it as a new dataset."""

@@ -59,17 +59,28 @@ def forward_query(archipelago: Archipelago, island: str, request: pb.QueryReques
     (no decoding, no buffering); cancelling ``rq`` cancels the call there. The entry island's
     own limits travel with the query (the tighter of the client's and the island's)."""
     address = archipelago.address_of(island)
-    call = archipelago.channel(address).unary_stream(
-        QUERY_METHOD, request_serializer=pb.QueryRequest.SerializeToString, response_deserializer=lambda data: data)
     sub = _sub_request(request, here, rq.id)
     sub.max_rows = lowest_limit(sub.max_rows, max_rows)
     sub.max_bytes = lowest_limit(sub.max_bytes, max_bytes)
-    stream = call(sub, timeout=timeout)
-    rq.on_cancel(stream.cancel)
-    try:
-        yield from stream
-    except grpc.RpcError as exc:
-        _raise_remote(exc, island, address, rq)
+    for attempt in (1, 2):
+        channel = archipelago.channel(address) if attempt == 1 else archipelago.reset_channel(address)
+        call = channel.unary_stream(QUERY_METHOD, request_serializer=pb.QueryRequest.SerializeToString,
+                                    response_deserializer=lambda data: data)
+        stream = call(sub, timeout=timeout)
+        rq.on_cancel(stream.cancel)
+        started = False
+        try:
+            for msg in stream:
+                started = True
+                yield msg
+            return
+        except grpc.RpcError as exc:
+            # A kept channel may still be backing off from when the peer was down: one retry
+            # on a fresh channel before anything was received.
+            if attempt == 1 and not started and exc.code() == grpc.StatusCode.UNAVAILABLE \
+                    and not rq.cancelled.is_set():
+                continue
+            _raise_remote(exc, island, address, rq)
 
 
 def fetch_scan(archipelago: Archipelago, scan: TableScan, request: pb.QueryRequest, here: str,

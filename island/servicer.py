@@ -375,8 +375,8 @@ class IslandServicer:
         if first is None or isinstance(first, RawChunk) or first.WhichOneof("part") != "header":
             raise InvalidArgument("publish must start with a header naming the dataset")
         header = first.header
-        if header.mode not in ("", "create"):
-            raise InvalidArgument(f"publish mode {header.mode!r} is not supported yet (use 'create')")
+        if header.mode not in ("", "create", "append"):
+            raise InvalidArgument(f"publish mode must be 'create' or 'append', not {header.mode!r}")
         name = check_dataset_name(header.dataset)
         second = next(it, None)
         if second is None or isinstance(second, RawChunk) or second.WhichOneof("part") != "arrow_schema":
@@ -405,7 +405,10 @@ class IslandServicer:
                 raise InvalidArgument(f"publish: malformed Arrow data: {exc}") from None
 
         with self._ingest_lock:
-            ds = self.ingester.publish(name, batches(), schema, header.ra_column, header.dec_column)
+            if header.mode == "append":
+                ds, _ = self.ingester.append(name, batches(), schema)
+            else:
+                ds = self.ingester.publish(name, batches(), schema, header.ra_column, header.dec_column)
         self._exports_changed()
         return pb.PublishResponse(dataset=dataset_to_pb(ds, self.cfg.island.name))
 

@@ -422,6 +422,30 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
         if log:
             self._log("partitions.put", dataset, {"partitions": [r[1] for r in rows]})
 
+    def append_partitions(self, name: str, parts: list[Partition]) -> Dataset:
+        """New partition files of a dataset this island owns, with its totals and coverage
+        brought up to date; one ``dataset.append`` change."""
+        from metacatalog.sky import moc_from_pixels
+
+        self.put_partitions(name, parts, log=False)
+        pixels = [(o, p) for o, p in self._conn.execute(
+            "SELECT norder, npix FROM partitions WHERE dataset=? AND norder IS NOT NULL", (name,))]
+        moc, frac = moc_from_pixels(pixels)
+        rows, nbytes = self._conn.execute(
+            "SELECT COALESCE(SUM(num_rows), 0), COALESCE(SUM(num_bytes), 0) FROM partitions WHERE dataset=?",
+            (name,)).fetchone()
+        self._conn.execute("UPDATE datasets SET num_rows=?, num_bytes=?, moc=?, sky_fraction=? WHERE name=?",
+                           (rows, nbytes, moc, frac, name))
+        self._log("dataset.append", name, {"partitions": [asdict(p) for p in parts], "num_rows": rows,
+                                            "num_bytes": nbytes, "moc": moc, "sky_fraction": frac})
+        return self._store_dataset(name)
+
+    def _store_dataset(self, name: str) -> Dataset:
+        row = self._conn.execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown dataset {name!r}")
+        return self._store.dataset(name)
+
     def apply_remote(self, change: Change, dataset: Dataset | None) -> None:
         """Records a peer's change (already decided "apply") and what it says, atomically."""
         if change.op == "dataset.put":
@@ -437,6 +461,15 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
             self._conn.execute("DELETE FROM replicas WHERE dataset=? AND dataset IN"
                                " (SELECT name FROM datasets WHERE origin=?)", (change.key, change.origin))
             self._conn.execute("DELETE FROM datasets WHERE name=? AND origin=?", (change.key, change.origin))
+        elif change.op == "dataset.append":
+            row = self._conn.execute("SELECT origin FROM datasets WHERE name=?", (change.key,)).fetchone()
+            if row is None or row[0] != change.origin:
+                raise AlreadyExists(f"an append to {change.key!r} came from {change.origin!r}, which does not own it")
+            self.put_partitions(change.key, change.payload["parsed_partitions"], log=False)
+            p = change.payload
+            self._conn.execute("UPDATE datasets SET num_rows=?, num_bytes=?, moc=?, sky_fraction=? WHERE name=?",
+                               (int(p["num_rows"]), int(p["num_bytes"]), str(p.get("moc", "")),
+                                float(p.get("sky_fraction", 0.0)), change.key))
         elif change.op == "replica.put":
             self._conn.executemany("INSERT OR REPLACE INTO replicas VALUES (?, ?, ?, ?)",
                                    [(change.key, str(p), change.origin, change.ts) for p in change.payload["pids"]])
@@ -448,9 +481,10 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
                                " http=excluded.http, root=excluded.root, updated=excluded.updated",
                                (change.origin, str(change.payload.get("http", "")),
                                 str(change.payload.get("root", "")), change.ts))
+        payload = {k: v for k, v in change.payload.items() if k != "parsed_partitions"}
         self._conn.execute(
             "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?)",
-            (change.origin, change.seq, change.op, change.key, json.dumps(change.payload, default=str), change.ts),
+            (change.origin, change.seq, change.op, change.key, json.dumps(payload, default=str), change.ts),
         )
 
     def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:

@@ -189,6 +189,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_append(args: argparse.Namespace) -> int:
+    from archipel.cli.output import Progress
+
+    table = _read_local(args.path)
+    with _client(args) as c, Progress(f"appending {args.path}") as progress:
+        progress.detail = f"{table.num_rows} rows"
+        before = c.describe(args.dataset).num_rows
+        d = c.publish(args.dataset, table, mode="append")
+    print(f"appended {d.num_rows - before} rows to {d.name}: {d.num_rows} rows in {d.num_partitions} partitions")
+    return 0
+
+
 def _read_local(path: str):
     import pyarrow as pa
 
@@ -369,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ra")
     p.add_argument("--dec")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("append", help="add the rows of a local Parquet/CSV/Arrow file to a dataset (at its origin)",
+                       parents=[common])
+    p.add_argument("dataset")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_append)
 
     p = sub.add_parser("replicate", help="keep a dataset (or a sky region of it) on an island", parents=[common])
     p.add_argument("dataset")

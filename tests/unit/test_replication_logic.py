@@ -166,3 +166,32 @@ def test_may_copy_from_the_shape_alone():
     shape = query_shape("WITH x AS (SELECT * FROM s.cat) SELECT * FROM x JOIN t.t ON x.id = t.id")
     assert shape.names == {"s.cat", "t.t"} and not shape.aggregate and shape.smallest_cone is None
     assert query_shape("SELECT * FROM") is None
+
+
+def test_appends_from_peers_are_checked_and_applied(tmp_path):
+    import json
+
+    store = CatalogStore(tmp_path / "c.sqlite", "me")
+    ds = _sky("b", [_part(0, 1)])
+    with store.transaction() as w:
+        w.apply_remote(change_from_wire("b", 1, "dataset.put", ds.name, _payload(ds), 0.0), ds)
+    new = {"path": "dataset/Norder=0/Dir=0/Npix=1/append-x.parquet", "num_rows": 5, "num_bytes": 50,
+           "adler32": 9, "order": 0, "pixel": 1, "stats": {}}
+    payload = json.dumps({"partitions": [new], "num_rows": 15, "num_bytes": 150, "moc": "0/1", "sky_fraction": 0.08})
+    change = change_from_wire("b", 2, "dataset.append", ds.name, payload, 0.0)
+    with store.transaction() as w:
+        w.apply_remote(change, None)
+    got = store.dataset(ds.name)
+    assert got.num_rows == 15 and len(got.partitions) == 2
+    assert "parsed_partitions" not in store.changes("b")[-1].payload  # stored as received
+    for bad in ('{"partitions": [], "num_rows": 1, "num_bytes": 1}',
+                '{"partitions": [{"path": "../../x", "num_rows": 1, "num_bytes": 1, "adler32": 1}], '
+                '"num_rows": 1, "num_bytes": 1}', '{"num_rows": 1}'):
+        with pytest.raises(InvalidArgument):
+            change_from_wire("b", 3, "dataset.append", ds.name, bad, 0.0)
+    # an append from an island that does not own the dataset is refused
+    forged = change_from_wire("c", 1, "dataset.append", ds.name, payload, 0.0)
+    with pytest.raises(Exception, match="does not own"):
+        with store.transaction() as w:
+            w.apply_remote(forged, None)
+    assert store.dataset(ds.name).num_rows == 15
