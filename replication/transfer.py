@@ -40,7 +40,9 @@ def open_url(url: str, timeout: float = 30.0):
     import fsspec
 
     if url.startswith("root://"):
-        return fsspec.open(url, "rb", timeout=int(timeout)).open()
+        # No read-ahead cache: the copy reads each byte once, in large blocks (the cache only
+        # added a copy of every block; about 20 % faster without it here).
+        return fsspec.open(url, "rb", timeout=int(timeout), cache_type="none").open()
     if url.startswith(("http://", "https://")):
         fs = fsspec.filesystem("http", client_kwargs={"timeout": _aiohttp_timeout(timeout)})
         return fs.open(url, "rb", block_size=0)  # a stream: no read-ahead blocks, no Range juggling
