@@ -268,6 +268,31 @@ def test_rules_are_refused_with_a_message_and_nothing_changes(trio):
     assert bad.returncode != 0 and "cannot read the MOC" in bad.stderr
 
 
+def test_deleting_a_rule_unpins_its_replicas(trio):
+    a, _, c = trio
+    part = sorted(_partitions(a.client(), "test.big").values(), key=lambda p: p.path)[-1]
+    with c.client() as cc:
+        before = cc.cache()
+        rule = cc.replicate("test.big", moc=f"{part.order}/{part.pixel}".encode(), lifetime=3600).wait()
+        assert rule.state == "ok" and rule.expires > 0
+        pinned = cc.cache()
+        assert pinned.pinned_bytes == before.pinned_bytes + part.num_bytes
+    env = {"ARCHIPEL_ISLAND": c.address}
+    listed = cli("rules", env=env).stdout
+    assert rule.id in listed and "expires" in listed
+    out = cli("rules", "delete", rule.id, env=env)
+    assert "evictable" in out.stdout
+    with c.client() as cc:
+        after = cc.cache()
+        assert rule.id not in [r.id for r in cc.rules()]
+    assert after.pinned_bytes == before.pinned_bytes
+    assert part.path in _replica_files(c, "test.big")  # still here, as cache
+    shown = cli("cache", env=env).stdout
+    assert "pinned by rules" in shown and "test.big" in shown
+    bad = cli("rules", "delete", env=env, check=False)
+    assert bad.returncode != 0 and "needs a rule ID" in bad.stderr
+
+
 def test_quota_too_small_for_a_pinned_rule_evicts_nothing(trio):
     a, _, c = trio
     with c.client() as cc:
