@@ -28,10 +28,6 @@ class Localization:
     reason: str = ""
     original_tables: list[TableScan] = field(default_factory=list)  # the scans as planned
 
-    @property
-    def bytes_to_copy(self) -> int:
-        return sum(p.num_bytes for _, parts in self.to_copy for p in parts)
-
 
 def _sky_share(scan: TableScan) -> float:
     """The share of a scan's partitions' sky that its cones cover (1 without cones)."""

@@ -284,6 +284,10 @@ class Archipelago:
             links = [(li.island, li.address) for li in self._links.values() if li.island]
         return [(self.island, self.address), *links]
 
+    def down(self) -> set[str]:
+        """Names of the followed islands whose link is down."""
+        return {s.island for s in self.statuses() if s.state == "down" and s.island}
+
     def statuses(self) -> list[PeerStatus]:
         with self._lock:
             links = list(self._links.values())

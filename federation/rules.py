@@ -8,6 +8,7 @@ and asks the mover for what is missing.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -62,6 +63,12 @@ class Region:
         return "all"
 
 
+@functools.lru_cache(maxsize=64)
+def _moc(text: str):
+    """A rule's MOC, parsed once (rules are re-evaluated at every catalog change)."""
+    return parse_moc(text)
+
+
 def covered(ds: Dataset, region: Region) -> list[Partition]:
     """The partitions of ``ds`` that can hold rows in ``region`` (all of them for no region)."""
     if region.cone is None and not region.moc:
@@ -73,7 +80,7 @@ def covered(ds: Dataset, region: Region) -> list[Partition]:
     if region.cone is not None:
         mask = partitions_in_cone(pixels, region.cone)
     else:
-        mask = partitions_in_moc(pixels, parse_moc(region.moc))
+        mask = partitions_in_moc(pixels, _moc(region.moc))
     return [p for p, m in zip(sky, mask) if m]
 
 
@@ -137,15 +144,18 @@ class RuleBook:
         self.mover.want(ds, parts, protocol)
         return rule
 
-    def rules(self) -> list[Rule]:
-        return [Rule(r[0], r[1], Region.from_json(r[2]), r[3], r[4], r[5]) for r in self.store.query(
-            "SELECT id, dataset, region, protocol, created, expires FROM rules ORDER BY created")]
+    def rules(self, rule_id: str | None = None) -> list[Rule]:
+        sql, args = "SELECT id, dataset, region, protocol, created, expires FROM rules", ()
+        if rule_id is not None:
+            sql, args = sql + " WHERE id=?", (rule_id,)
+        return [Rule(r[0], r[1], Region.from_json(r[2]), r[3], r[4], r[5])
+                for r in self.store.query(sql + " ORDER BY created", args)]
 
     def rule(self, rule_id: str) -> Rule:
-        for r in self.rules():
-            if r.id == rule_id:
-                return r
-        raise NotFound(f"no rule {rule_id!r} on island {self.here}")
+        found = self.rules(rule_id)
+        if not found:
+            raise NotFound(f"no rule {rule_id!r} on island {self.here}")
+        return found[0]
 
     def delete(self, rule_id: str) -> Rule:
         """Drops a rule; what it pinned stays as cache, evictable like any query's replica."""

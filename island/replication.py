@@ -8,7 +8,6 @@ import logging
 import shutil
 import socket
 import threading
-import time
 from collections import Counter
 from contextlib import contextmanager
 
@@ -58,10 +57,12 @@ class Replication:
         self.export = cfg.root / "export"
         self.replicas = cfg.data_path / REPLICAS_DIR
         self.queue_dir = cfg.root / "queue"
+        if not r.broker:  # the catalog's unfinished jobs are sent again at start
+            shutil.rmtree(self.queue_dir, ignore_errors=True)
         self.app = make_app(r.broker, self.queue_dir, self.here)
         self.mover = Mover(store, self.app, self.here, cfg.data_path, r.protocols, retries=r.retries,
                            block_bytes=r.block_bytes, bandwidth=r.bandwidth_bytes, fsync=r.fsync,
-                           down=self._down)
+                           down=archipelago.down)
         self.rules = RuleBook(store, self.mover, self.here, r.cache_bytes)
         # Ports left to 0 are chosen once and kept (in the catalog), so the data URLs other
         # islands recorded stay valid across restarts.
@@ -106,10 +107,6 @@ class Replication:
                 self.xrootd = None
         self._announce(self.http.base_url, root_url)
         self.wakeup.start()
-        if not self.cfg.replication.broker:
-            shutil.rmtree(self.queue_dir, ignore_errors=True)  # the catalog's unfinished jobs are sent again below
-            self.app = make_app("", self.queue_dir, self.here)
-            self.mover.app = self.app
         for name in self.workers.names():
             jobs.release_worker(self.store, name)
         self.workers.start()
@@ -140,9 +137,6 @@ class Replication:
         sent = self.mover.resend_unfinished()
         logger.warning("worker %s died: %d claims handed back, %d jobs sent again", name, released, sent)
 
-    def _down(self) -> set[str]:
-        return {s.island for s in self.archipelago.statuses() if s.state == "down" and s.island}
-
     # -- catalog changes -----------------------------------------------------------------
     def _keep_in_step(self) -> None:
         gen = -1
@@ -154,8 +148,9 @@ class Replication:
                 with self._in_use_lock:
                     keep = set(self._in_use)
                 cache.evict(self.store, self.replicas, self.cfg.replication.cache_bytes, keep)
-                held = frozenset(d for d, _ in self.store.local_files()) | frozenset(
-                    f"{d.name}@{d.root}" for d in self.store.datasets() if d.origin == self.here)
+                # This island's own datasets are re-exported when ingest, publish or delete
+                # change them (resync_exports); replica datasets appear and go here.
+                held = frozenset(d for d, _ in self.store.local_files())
                 if held != exported:
                     sync_exports(self.store, self.export, self.replicas, self.here)
                     exported = held
@@ -215,8 +210,5 @@ class Replication:
             self.mover.want(scan.dataset, parts)
         for scan, parts in wanted:
             self.mover.wait(scan.dataset.name, parts, deadline, cancelled)
-
-    def deadline(self, timeout: float) -> float:
-        return time.monotonic() + timeout
 
 

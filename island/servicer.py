@@ -157,11 +157,8 @@ class IslandServicer:
                            cap)
             plan = loc.plan
         placement = place(plan, self.cfg.island.name, route, list(request.route_path), holders=self._holders,
-                          down=self._down())
+                          down=self.archipelago.down())
         return plan, route, placement, loc
-
-    def _down(self) -> set[str]:
-        return {s.island for s in self.archipelago.statuses() if s.state == "down" and s.island}
 
     def _holders(self, scan) -> set[str]:
         """Islands holding every partition ``scan`` reads: its origin, and islands with replicas."""
@@ -212,7 +209,7 @@ class IslandServicer:
         if len(origins) != 1 or self.cfg.island.name in origins:
             return ""
         (island,) = origins
-        if island in self._down():
+        if island in self.archipelago.down():
             return ""  # planning here may find another island holding replicas
         here = self.cfg.island.name
         if here in request.route_path or len(request.route_path) + 1 >= MAX_HOPS:

@@ -438,13 +438,7 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
                            (rows, nbytes, moc, frac, name))
         self._log("dataset.append", name, {"partitions": [asdict(p) for p in parts], "num_rows": rows,
                                             "num_bytes": nbytes, "moc": moc, "sky_fraction": frac})
-        return self._store_dataset(name)
-
-    def _store_dataset(self, name: str) -> Dataset:
-        row = self._conn.execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone()
-        if row is None:
-            raise NotFound(f"unknown dataset {name!r}")
-        return self._store.dataset(name)
+        return self._store.dataset(name)  # this thread's connection: sees the uncommitted rows
 
     def apply_remote(self, change: Change, dataset: Dataset | None) -> None:
         """Records a peer's change (already decided "apply") and what it says, atomically."""
@@ -477,10 +471,8 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
             self._conn.executemany("DELETE FROM replicas WHERE dataset=? AND pid=? AND island=?",
                                    [(change.key, str(p), change.origin) for p in change.payload["pids"]])
         elif change.op == "island.put":
-            self._conn.execute("INSERT INTO islands VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
-                               " http=excluded.http, root=excluded.root, updated=excluded.updated",
-                               (change.origin, str(change.payload.get("http", "")),
-                                str(change.payload.get("root", "")), change.ts))
+            self._upsert_island(change.origin, str(change.payload.get("http", "")),
+                                str(change.payload.get("root", "")), change.ts)
         payload = {k: v for k, v in change.payload.items() if k != "parsed_partitions"}
         self._conn.execute(
             "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?)",
@@ -491,10 +483,13 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
         """A statement on the replication layer's local tables (no change logged)."""
         return self._conn.execute(sql, args)
 
-    def put_island(self, name: str, http: str, root: str) -> int:
+    def _upsert_island(self, name: str, http: str, root: str, ts: float) -> None:
         self._conn.execute("INSERT INTO islands VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
                            " http=excluded.http, root=excluded.root, updated=excluded.updated",
-                           (name, http, root, time.time()))
+                           (name, http, root, ts))
+
+    def put_island(self, name: str, http: str, root: str) -> int:
+        self._upsert_island(name, http, root, time.time())
         return self._log("island.put", name, {"http": http, "root": root})
 
     def put_replicas(self, dataset: str, pids: list[str], sizes: list[int], adlers: list[int]) -> int:

@@ -68,6 +68,9 @@ def base():
     # xrootd drops to its own user, which must be able to reach the islands' folders.
     folder = Path(tempfile.mkdtemp(prefix="archipel-repl-"))
     folder.chmod(0o755)
+    # The sample catalog is copied here too: xrootd's user must reach every file it serves,
+    # wherever the repository (and ../shared) happens to be cloned.
+    shutil.copytree(SHARED_HATS / "small_sky_o1_collection", folder / "hats" / "small_sky_o1_collection")
     yield folder
     if not os.environ.get("ARCHIPEL_KEEP_TEST_DIRS"):
         shutil.rmtree(folder, ignore_errors=True)
@@ -86,7 +89,7 @@ def trio(base, redis_url):
     b.start()
     c.start()
     with a.client() as ca:
-        ca.ingest(str(SHARED_HATS / "small_sky_o1_collection"), "sky.order1")
+        ca.ingest(str(base / "hats" / "small_sky_o1_collection"), "sky.order1")
         ca.publish("test.big", _big_table(), ra="ra", dec="dec")
     for isl in (b, c):
         _wait_for(lambda isl=isl: len(isl.client().datasets("test.big")) == 1, f"{isl.name} sees test.big")
@@ -161,11 +164,11 @@ def test_every_island_serves_http_and_root_and_the_catalog_records_them(trio):
                       f"{other.name} records {isl.name}'s URLs")
 
 
-def test_http_serves_ranges_of_catalog_partitions_only(trio):
+def test_http_serves_ranges_of_catalog_partitions_only(trio, base):
     a, _, _ = trio
     info = a.client().info()
     part = next(iter(_partitions(a.client(), "sky.order1").values()))
-    local = SHARED_HATS / "small_sky_o1_collection" / "small_sky_order1" / part.path
+    local = base / "hats" / "small_sky_o1_collection" / "small_sky_order1" / part.path
     url = f"{info['http_url']}/sky.order1/{part.path}"
     req = urllib.request.Request(url, headers={"Range": "bytes=4-99"})
     with urllib.request.urlopen(req) as resp:
