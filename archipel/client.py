@@ -27,6 +27,7 @@ from archipel.arrowwire import (
 from archipel.errors import ArchipelError, Internal, InvalidArgument
 from archipel.names import check_dataset_name
 from archipel.replication import ReplicationJob, replicate_request
+from archipel.subscription import Subscription, SubscriptionInfo, subscription_spec
 from archipel.types import (
     CacheInfo,
     DatasetInfo,
@@ -318,6 +319,30 @@ class Client:
                          pinned_bytes=m.pinned_bytes, cached_bytes=m.cached_bytes, files=m.files,
                          pinned_files=m.pinned_files, datasets={d.dataset: (d.files, d.bytes) for d in m.datasets},
                          errors=tuple(m.errors))
+
+    # -- subscriptions ----------------------------------------------------------------------
+    def subscribe(self, dataset_pattern: str, where: str | None = None, *, cone: tuple[float, float, float] | None = None,
+                  moc: Any = None, columns: list[str] | None = None, mode: str = "events",
+                  start_at: str | int = "latest", name: str | None = None, reconnect: float = 60.0) -> Subscription:
+        """Subscribes to new data of the datasets matching ``dataset_pattern`` (fnmatch), anywhere
+        in the archipelago, with rows matching the SQL predicate ``where`` inside ``cone`` (ra,
+        dec, radius in degrees) or ``moc``. ``mode`` is "events" (what appeared), "rows" (the
+        matching rows, only ``columns``, as Arrow batches) or "replicate" (the matching
+        partitions kept on this island; ``start_at="earliest"`` takes existing data too).
+        ``start_at`` is "latest", "earliest" or a cursor. A ``name`` makes the subscription
+        durable: reconnecting with it resumes after the last item consumed. Bad input raises
+        here, before any event. Iterate the result; close it when done."""
+        spec = subscription_spec(dataset_pattern, where, cone, moc, columns, mode, start_at, name)
+        return Subscription(self._stub, self.address, spec, reconnect=reconnect)
+
+    def subscriptions(self) -> list[SubscriptionInfo]:
+        """The subscriptions of the island connected to, with their cursor and lag."""
+        resp = self._unary("ListSubscriptions", pb.ListSubscriptionsRequest())
+        return [SubscriptionInfo.from_pb(s) for s in resp.subscriptions]
+
+    def delete_subscription(self, name: str) -> SubscriptionInfo:
+        """Drops a named subscription (a replicate-mode one's replicas become evictable cache)."""
+        return SubscriptionInfo.from_pb(self._unary("DeleteSubscription", pb.DeleteSubscriptionRequest(name=name)))
 
 
 def connect(address: str | None = None, timeout: float | None = 30.0) -> Client:

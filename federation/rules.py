@@ -31,6 +31,9 @@ MAX_LIFETIME = 100 * 365 * 86400.0
 class Region:
     cone: Cone | None = None
     moc: str = ""  # ASCII MOC
+    # A rule of a replicate-mode subscription: it pins the partitions the subscription chose,
+    # not all those of its region.
+    subscription: str = ""
 
     @classmethod
     def make(cls, cone: tuple[float, float, float] | None = None, moc: bytes | str | None = None) -> Region:
@@ -48,14 +51,19 @@ class Region:
             d["cone"] = [self.cone.ra, self.cone.dec, self.cone.radius]
         if self.moc:
             d["moc"] = self.moc
+        if self.subscription:
+            d["subscription"] = self.subscription
         return json.dumps(d)
 
     @classmethod
     def from_json(cls, text: str) -> Region:
         d = json.loads(text or "{}")
-        return cls(cone=Cone(*d["cone"]) if "cone" in d else None, moc=d.get("moc", ""))
+        return cls(cone=Cone(*d["cone"]) if "cone" in d else None, moc=d.get("moc", ""),
+                   subscription=d.get("subscription", ""))
 
     def describe(self) -> str:
+        if self.subscription:
+            return f"subscription {self.subscription}"
         if self.cone is not None:
             return f"cone({self.cone.ra:g}, {self.cone.dec:g}, r={self.cone.radius:g})"
         if self.moc:
@@ -112,6 +120,26 @@ class RuleBook:
         self.mover = mover
         self.here = here
         self.quota = quota
+
+    def pin(self, rule_id: str, ds: Dataset, parts: list[Partition], subscription: str) -> int:
+        """Pins ``parts`` under a subscription's rule (made on first use) and asks for the copies
+        missing; refuses what would go over the quota. Returns the copies sent."""
+        pins = cache.pinned(self.store)
+        held = self.store.local_files()
+        pinned_bytes = sum(n for k, n in held.items() if k in pins)
+        new_bytes = sum(p.num_bytes for p in parts if (ds.name, p.pid) not in pins)
+        if pinned_bytes + new_bytes > self.quota:
+            raise ResourceExhausted(
+                f"subscription {subscription} needs {new_bytes} more bytes pinned on {self.here}, over the cache "
+                f"quota of {self.quota} bytes ([replication] cache_bytes) with {pinned_bytes} pinned already")
+        region = Region(subscription=subscription)
+        with self.store.transaction() as w:
+            w.execute("INSERT OR IGNORE INTO rules VALUES (?, ?, ?, ?, ?, ?)",
+                      (rule_id, ds.name, region.to_json(), "", time.time(), 0.0))
+            for p in parts:
+                w.execute("INSERT OR IGNORE INTO rule_partitions VALUES (?, ?, ?)", (rule_id, ds.name, p.pid))
+        have = self.store.valid_replicas(ds.name)
+        return len(self.mover.want(ds, [p for p in parts if p.pid not in have]))
 
     def create(self, dataset: str, region: Region, lifetime: float = 0.0, protocol: str = "") -> Rule:
         if not 0 <= lifetime <= MAX_LIFETIME:
@@ -200,7 +228,10 @@ class RuleBook:
             except NotFound:
                 continue
             have = {r[0] for r in self.store.query("SELECT pid FROM rule_partitions WHERE rule=?", (rule.id,))}
-            parts = covered(ds, rule.region)
+            if rule.region.subscription:  # its subscription chooses what it pins
+                parts = [p for p in ds.partitions if p.pid in have]
+            else:
+                parts = covered(ds, rule.region)
             new = [p for p in parts if p.pid not in have]
             if new:
                 with self.store.transaction() as w:

@@ -23,6 +23,8 @@ from island.ingest import Ingester
 from island.peer_servicer import PeerServicer
 from island.replication import Replication
 from island.servicer import IslandServicer
+from island.subscribe import ReplicateKeeper, RowSource
+from federation.subscriptions import SubscriptionBook
 from metacatalog.store import CatalogStore
 
 __all__ = ["Island", "serve"]
@@ -78,7 +80,12 @@ class Island:
         self.stopping = threading.Event()
         self.archipelago = Archipelago(self.store, cfg.island.name, cfg.address, cfg.federation.max_peers)
         self.replication = Replication(cfg, self.store, self.archipelago)
-        self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago, self.replication)
+        self.subscriptions = SubscriptionBook(self.store, cfg.island.name)
+        self.rows = RowSource(self.store, cfg.island.name, cfg.data_path, cfg.replication.protocols,
+                              self.archipelago.down)
+        self.keeper = ReplicateKeeper(self.subscriptions, self.replication.rules, self.rows)
+        self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago, self.replication,
+                                       self.subscriptions, self.rows)
         self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping)
         self.server: grpc.Server | None = None
 
@@ -105,6 +112,10 @@ class Island:
         except Exception:
             self.spark.stop()
             raise
+        dropped = self.subscriptions.drop_transient()  # their streams ended with the last run
+        if dropped:
+            logger.info("%d subscriptions of streams from before the restart dropped", dropped)
+        self.keeper.start()
         self.server.start()
         self.archipelago.start(self.cfg.federation.peers)
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
@@ -132,6 +143,7 @@ class Island:
             self.servicer.queries.cancel(qid, "cancelled: the island is stopping")
         if self.server is not None:
             self.server.stop(grace=3).wait(5)
+        self.keeper.stop()
         self.replication.stop()
         self.spark.stop()
         self.store.close()

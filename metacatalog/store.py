@@ -23,9 +23,10 @@ from metacatalog.model import Change, Dataset, Partition
 
 __all__ = ["CatalogStore", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
-# Version 1 lacked the replication tables; they are created on open, so it upgrades in place.
-_UPGRADABLE = {1}
+SCHEMA_VERSION = 3
+# Version 1 lacked the replication tables, version 2 the subscriptions and the changes' local
+# position; both upgrade in place on open.
+_UPGRADABLE = {1, 2}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -126,15 +127,40 @@ CREATE TABLE IF NOT EXISTS transfer_errors (
     last REAL NOT NULL,
     PRIMARY KEY (source, message)
 );
+CREATE TABLE IF NOT EXISTS subscriptions (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    cursor INTEGER NOT NULL DEFAULT 0,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    durable INTEGER NOT NULL DEFAULT 1,
+    created REAL NOT NULL,
+    last_ack REAL NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT ''
+);
+"""
+
+# ``pos`` numbers every change in the order this island committed it (its own and its peers'):
+# the cursor of subscriptions. Rows are never deleted, so a position is never reused.
+_CHANGES = """
 CREATE TABLE IF NOT EXISTS changes (
+    pos INTEGER PRIMARY KEY,
     origin TEXT NOT NULL,
     seq INTEGER NOT NULL,
     op TEXT NOT NULL,
     key TEXT NOT NULL,
     payload TEXT NOT NULL,
     ts REAL NOT NULL,
-    PRIMARY KEY (origin, seq)
+    UNIQUE (origin, seq)
 );
+"""
+
+_CHANGES_V2_UPGRADE = """
+ALTER TABLE changes RENAME TO changes_v2;
+""" + _CHANGES + """
+INSERT INTO changes (origin, seq, op, key, payload, ts)
+    SELECT origin, seq, op, key, payload, ts FROM changes_v2 ORDER BY rowid;
+DROP TABLE changes_v2;
 """
 
 
@@ -174,10 +200,14 @@ class CatalogStore:
         conn.executescript(_SCHEMA)
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
+            conn.executescript(_CHANGES)
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('island', ?)", (self.island,))
         elif int(row[0]) in _UPGRADABLE:
-            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(changes)")}
+            script = _CHANGES if not columns else _CHANGES_V2_UPGRADE if "pos" not in columns else ""
+            conn.executescript("BEGIN IMMEDIATE;" + script
+                               + f"UPDATE meta SET value='{SCHEMA_VERSION}' WHERE key='schema_version'; COMMIT;")
         elif int(row[0]) != SCHEMA_VERSION:
             raise FailedPrecondition(
                 f"catalog {self.path} has schema version {row[0]}, this island needs {SCHEMA_VERSION}"
@@ -283,6 +313,35 @@ class CatalogStore:
             out.extend(self.changes(origin, cursors.get(origin, 0), limit))
         return out
 
+    def position(self) -> int:
+        """The position of the last change committed here (0: none yet)."""
+        return int(self._conn().execute("SELECT COALESCE(MAX(pos), 0) FROM changes").fetchone()[0])
+
+    def changes_since(self, pos: int, ops: tuple[str, ...], limit: int = 1000) -> tuple[list[tuple[int, Change]], int]:
+        """Changes with one of ``ops`` committed here after position ``pos``, oldest first, and
+        the position scanned up to (past changes of other kinds, so a cursor can move on)."""
+        conn = self._conn()
+        marks = ",".join("?" * len(ops))
+        rows = conn.execute(
+            f"SELECT pos, origin, seq, op, key, payload, ts FROM changes WHERE pos>? AND op IN ({marks})"
+            " ORDER BY pos LIMIT ?", (pos, *ops, limit)).fetchall()
+        found = [(int(r[0]), Change(r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])) for r in rows]
+        scanned = found[-1][0] if len(found) == limit else self.position()
+        return found, max(scanned, pos)
+
+    def count_changes_since(self, pos: int, ops: tuple[str, ...]) -> tuple[int, float]:
+        """How many changes of ``ops`` came after ``pos``, and the time of the oldest (0: none)."""
+        marks = ",".join("?" * len(ops))
+        n, oldest = self._conn().execute(
+            f"SELECT COUNT(*), COALESCE(MIN(ts), 0) FROM changes WHERE pos>? AND op IN ({marks})", (pos, *ops)).fetchone()
+        return int(n), float(oldest)
+
+    def write_quietly(self, sql: str, args: tuple = ()) -> int:
+        """One statement on this island's own bookkeeping (a subscription's cursor), committed at
+        once, waking no one; returns the rows changed."""
+        with self._write_lock:
+            return self._conn().execute(sql, args).rowcount
+
     def peers(self) -> list[tuple[str, str]]:
         return [(a, i) for a, i in self._conn().execute("SELECT address, island FROM peers ORDER BY added")]
 
@@ -385,7 +444,7 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE origin=?", (origin,)
         ).fetchone()[0]
         self._conn.execute(
-            "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO changes (origin, seq, op, key, payload, ts) VALUES (?, ?, ?, ?, ?, ?)",
             (origin, seq, op, key, json.dumps(payload, default=str), time.time()),
         )
         return int(seq)
@@ -475,7 +534,7 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
                                 str(change.payload.get("root", "")), change.ts)
         payload = {k: v for k, v in change.payload.items() if k != "parsed_partitions"}
         self._conn.execute(
-            "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO changes (origin, seq, op, key, payload, ts) VALUES (?, ?, ?, ?, ?, ?)",
             (change.origin, change.seq, change.op, change.key, json.dumps(payload, default=str), change.ts),
         )
 

@@ -27,6 +27,132 @@ ENGINE_AUTO: Engine
 ENGINE_ARROW: Engine
 ENGINE_SPARK: Engine
 
+class SubscriptionSpec(_message.Message):
+    __slots__ = ("dataset_pattern", "where", "has_cone", "ra", "dec", "radius", "moc", "columns", "mode", "start_at", "name")
+    DATASET_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    HAS_CONE_FIELD_NUMBER: _ClassVar[int]
+    RA_FIELD_NUMBER: _ClassVar[int]
+    DEC_FIELD_NUMBER: _ClassVar[int]
+    RADIUS_FIELD_NUMBER: _ClassVar[int]
+    MOC_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    START_AT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    dataset_pattern: str
+    where: str
+    has_cone: bool
+    ra: float
+    dec: float
+    radius: float
+    moc: bytes
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    mode: str
+    start_at: str
+    name: str
+    def __init__(self, dataset_pattern: _Optional[str] = ..., where: _Optional[str] = ..., has_cone: _Optional[bool] = ..., ra: _Optional[float] = ..., dec: _Optional[float] = ..., radius: _Optional[float] = ..., moc: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., start_at: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("subscribe", "ack")
+    SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    subscribe: SubscriptionSpec
+    ack: int
+    def __init__(self, subscribe: _Optional[_Union[SubscriptionSpec, _Mapping]] = ..., ack: _Optional[int] = ...) -> None: ...
+
+class SubscriptionInfo(_message.Message):
+    __slots__ = ("name", "dataset_pattern", "where", "region", "columns", "mode", "cursor", "position", "lag_changes", "lag_seconds", "durable", "connected", "created", "island", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATASET_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    LAG_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dataset_pattern: str
+    where: str
+    region: str
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    mode: str
+    cursor: int
+    position: int
+    lag_changes: int
+    lag_seconds: float
+    durable: bool
+    connected: bool
+    created: float
+    island: str
+    error: str
+    def __init__(self, name: _Optional[str] = ..., dataset_pattern: _Optional[str] = ..., where: _Optional[str] = ..., region: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., cursor: _Optional[int] = ..., position: _Optional[int] = ..., lag_changes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., durable: _Optional[bool] = ..., connected: _Optional[bool] = ..., created: _Optional[float] = ..., island: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class HealpixPixel(_message.Message):
+    __slots__ = ("order", "pixel")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_FIELD_NUMBER: _ClassVar[int]
+    order: int
+    pixel: int
+    def __init__(self, order: _Optional[int] = ..., pixel: _Optional[int] = ...) -> None: ...
+
+class SubscriptionEvent(_message.Message):
+    __slots__ = ("cursor", "dataset", "island", "op", "partitions", "pixels", "rows", "timestamp", "arrow", "last", "replicated")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    PIXELS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    ARROW_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    REPLICATED_FIELD_NUMBER: _ClassVar[int]
+    cursor: int
+    dataset: str
+    island: str
+    op: str
+    partitions: _containers.RepeatedScalarFieldContainer[str]
+    pixels: _containers.RepeatedCompositeFieldContainer[HealpixPixel]
+    rows: int
+    timestamp: float
+    arrow: bytes
+    last: bool
+    replicated: bool
+    def __init__(self, cursor: _Optional[int] = ..., dataset: _Optional[str] = ..., island: _Optional[str] = ..., op: _Optional[str] = ..., partitions: _Optional[_Iterable[str]] = ..., pixels: _Optional[_Iterable[_Union[HealpixPixel, _Mapping]]] = ..., rows: _Optional[int] = ..., timestamp: _Optional[float] = ..., arrow: _Optional[bytes] = ..., last: _Optional[bool] = ..., replicated: _Optional[bool] = ...) -> None: ...
+
+class SubscriptionMessage(_message.Message):
+    __slots__ = ("started", "event")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    started: SubscriptionInfo
+    event: SubscriptionEvent
+    def __init__(self, started: _Optional[_Union[SubscriptionInfo, _Mapping]] = ..., event: _Optional[_Union[SubscriptionEvent, _Mapping]] = ...) -> None: ...
+
+class ListSubscriptionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSubscriptionsResponse(_message.Message):
+    __slots__ = ("subscriptions",)
+    SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    subscriptions: _containers.RepeatedCompositeFieldContainer[SubscriptionInfo]
+    def __init__(self, subscriptions: _Optional[_Iterable[_Union[SubscriptionInfo, _Mapping]]] = ...) -> None: ...
+
+class DeleteSubscriptionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class ReplicateRequest(_message.Message):
     __slots__ = ("dataset", "to_island", "has_cone", "ra", "dec", "radius", "moc", "lifetime_seconds", "protocol", "detach", "route_path")
     DATASET_FIELD_NUMBER: _ClassVar[int]

@@ -117,6 +117,21 @@ class IslandStub:
                 request_serializer=archipel_dot_v1_dot_island__pb2.GetCacheRequest.SerializeToString,
                 response_deserializer=archipel_dot_v1_dot_island__pb2.CacheUsage.FromString,
                 _registered_method=True)
+        self.Subscribe = channel.stream_stream(
+                '/archipel.v1.Island/Subscribe',
+                request_serializer=archipel_dot_v1_dot_island__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.SubscriptionMessage.FromString,
+                _registered_method=True)
+        self.ListSubscriptions = channel.unary_unary(
+                '/archipel.v1.Island/ListSubscriptions',
+                request_serializer=archipel_dot_v1_dot_island__pb2.ListSubscriptionsRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.ListSubscriptionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSubscription = channel.unary_unary(
+                '/archipel.v1.Island/DeleteSubscription',
+                request_serializer=archipel_dot_v1_dot_island__pb2.DeleteSubscriptionRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.SubscriptionInfo.FromString,
+                _registered_method=True)
 
 
 class IslandServicer:
@@ -238,6 +253,30 @@ class IslandServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Subscribe(self, request_iterator, context):
+        """Subscribes to new data: the first request describes the subscription (refused before any
+        message when it is malformed), later requests acknowledge what the client consumed. The
+        island streams a SubscriptionInfo, then events (with rows in "rows" mode) as matching data
+        appears anywhere in the archipelago.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSubscriptions(self, request, context):
+        """The island's subscriptions with their cursor and lag.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSubscription(self, request, context):
+        """Drops a named subscription; what a replicate-mode one pinned stays as evictable cache.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IslandServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -320,6 +359,21 @@ def add_IslandServicer_to_server(servicer, server):
                     servicer.GetCache,
                     request_deserializer=archipel_dot_v1_dot_island__pb2.GetCacheRequest.FromString,
                     response_serializer=archipel_dot_v1_dot_island__pb2.CacheUsage.SerializeToString,
+            ),
+            'Subscribe': grpc.stream_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.SubscribeRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.SubscriptionMessage.SerializeToString,
+            ),
+            'ListSubscriptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSubscriptions,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.ListSubscriptionsRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.ListSubscriptionsResponse.SerializeToString,
+            ),
+            'DeleteSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSubscription,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.DeleteSubscriptionRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.SubscriptionInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -757,6 +811,87 @@ class Island:
             '/archipel.v1.Island/GetCache',
             archipel_dot_v1_dot_island__pb2.GetCacheRequest.SerializeToString,
             archipel_dot_v1_dot_island__pb2.CacheUsage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/archipel.v1.Island/Subscribe',
+            archipel_dot_v1_dot_island__pb2.SubscribeRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.SubscriptionMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSubscriptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/ListSubscriptions',
+            archipel_dot_v1_dot_island__pb2.ListSubscriptionsRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.ListSubscriptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/DeleteSubscription',
+            archipel_dot_v1_dot_island__pb2.DeleteSubscriptionRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.SubscriptionInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,323 @@
+"""Subscriptions: "all new data with these characteristics, as it appears".
+
+A subscription is a filter (dataset pattern, sky region, SQL predicate, columns), a mode
+(events, rows, replicate) and a cursor: a position in this island's change stream, which holds
+every change the island committed, its own and its peers' (``changes.pos``). Matching is pure
+over the catalog: which changes after a cursor brought new partitions of a matching dataset that
+are still current and lie in the region. Reading and filtering rows is the island's business
+(island/subscribe.py); this module only writes the SQL it runs.
+
+Delivery is at least once: the cursor stored for a named subscription moves only when the
+client acknowledges what it consumed, so a reconnect or a restart redelivers at most what was
+in flight, and never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from archipel.errors import AlreadyExists, InvalidArgument, NotFound
+from federation.rules import Region, covered
+from metacatalog.model import Change, Dataset, Partition
+from metacatalog.store import CatalogStore
+
+__all__ = ["MODES", "OPS", "Filter", "Subscription", "Match", "SubscriptionBook", "row_query", "check_where"]
+
+MODES = ("events", "rows", "replicate")
+# The changes that bring new data: a new (or replaced) dataset, and an append.
+OPS = ("dataset.put", "dataset.append")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_PATTERN = re.compile(r"^[A-Za-z0-9_.\-*?\[\]!]{1,300}$")
+_COLUMN = re.compile(r"^[^`\x00]{1,256}$")
+MAX_WHERE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Filter:
+    pattern: str
+    where: str = ""  # normalized Spark SQL text of the predicate ("" for none)
+    region: Region = Region()
+    columns: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps({"pattern": self.pattern, "where": self.where, "region": self.region.to_json(),
+                           "columns": list(self.columns)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Filter:
+        d = json.loads(text)
+        return cls(d["pattern"], d.get("where", ""), Region.from_json(d.get("region", "{}")), tuple(d.get("columns", ())))
+
+    def reads_rows(self, mode: str) -> bool:
+        """Whether matching reads the rows: always for "rows"; for "events" with a predicate or
+        a region (an event counts the rows inside it); for "replicate" with a predicate only
+        (a region selects whole partitions, as a replication rule does)."""
+        if mode == "rows":
+            return True
+        if mode == "events":
+            return bool(self.where or self.region.cone is not None or self.region.moc)
+        return bool(self.where)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    name: str
+    filter: Filter
+    mode: str
+    cursor: int  # last position delivered and acknowledged
+    pinned: int  # replicate mode: last position whose partitions are pinned here
+    durable: bool
+    created: float
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Match:
+    """New partitions of one dataset that a change at ``pos`` brought, matching a filter."""
+
+    pos: int
+    change: Change
+    dataset: Dataset
+    partitions: list[Partition]
+
+    @property
+    def op(self) -> str:
+        return self.change.op.split(".", 1)[1]
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def check_where(where: str) -> str:
+    """The predicate parsed alone, as normalized Spark SQL: one boolean expression, no query."""
+    if not where or not where.strip():
+        return ""
+    if len(where) > MAX_WHERE:
+        raise InvalidArgument(f"the predicate is longer than {MAX_WHERE} characters")
+    try:
+        trees = [t for t in sqlglot.parse(where, read="spark") if t is not None]
+    except (ParseError, TokenError) as exc:
+        raise InvalidArgument(f"invalid predicate {where[:80]!r}: {str(exc).splitlines()[0]}") from None
+    if len(trees) != 1:
+        raise InvalidArgument(f"the predicate must be one SQL expression, not {len(trees)} statements")
+    tree = trees[0]
+    if isinstance(tree, (exp.Query, exp.DDL, exp.DML, exp.Command)) or tree.find(exp.Query, exp.Table) is not None:
+        raise InvalidArgument(f"the predicate must be a boolean expression over the dataset's columns, "
+                              f"not a query: {where[:80]!r}")
+    if isinstance(tree, (exp.Alias, exp.Star)):
+        raise InvalidArgument(f"the predicate {where[:80]!r} is not a boolean expression")
+    return tree.sql(dialect="spark")
+
+
+def row_query(ds: Dataset, f: Filter) -> str:
+    """The SQL selecting a subscription's rows (and columns) from one dataset."""
+    cols = ", ".join(_quote(c) for c in f.columns) or "*"
+    conds = [f"({f.where})"] if f.where else []
+    cone = f.region.cone
+    if cone is not None:
+        conds.append(f"cone({_quote(ds.ra_column)}, {_quote(ds.dec_column)}, {cone.ra!r}, {cone.dec!r}, {cone.radius!r})")
+    return f"SELECT {cols} FROM {_quote(ds.name)}" + (" WHERE " + " AND ".join(conds) if conds else "")
+
+
+def parse_start(start_at: str, position: int, here: str) -> int | None:
+    """The cursor a subscription starts after: None for "latest" (resume when it exists)."""
+    text = (start_at or "latest").strip()
+    if text == "latest":
+        return None
+    if text == "earliest":
+        return 0
+    if not text.isdigit() or len(text) > 19:
+        raise InvalidArgument(f"start_at must be 'latest', 'earliest' or a cursor (a non-negative integer), "
+                              f"not {start_at[:40]!r}")
+    cursor = int(text)
+    if cursor > position:
+        raise InvalidArgument(f"unknown cursor {cursor}: island {here}'s change stream ends at {position}")
+    return cursor
+
+
+class SubscriptionBook:
+    """The subscriptions of one island, kept in its catalog."""
+
+    def __init__(self, store: CatalogStore, here: str) -> None:
+        self.store = store
+        self.here = here
+
+    # -- creating ------------------------------------------------------------------------
+    def make_filter(self, pattern: str, where: str = "", cone: tuple[float, float, float] | None = None,
+                    moc: bytes | str | None = None, columns: list[str] | tuple[str, ...] = (), mode: str = "events",
+                    check_rows: Callable[[Dataset, Filter], None] | None = None) -> Filter:
+        """A validated filter. ``check_rows(ds, filter)`` binds the row query against a
+        dataset's schema (unknown columns, type errors) for every dataset matching now."""
+        if mode not in MODES:
+            raise InvalidArgument(f"mode must be one of {', '.join(MODES)}, not {mode[:40]!r}")
+        if not isinstance(pattern, str) or not _PATTERN.match(pattern):
+            raise InvalidArgument(f"invalid dataset pattern {str(pattern)[:80]!r}: use letters, digits, '_', '.', "
+                                  "'-' and the wildcards * ? [ ]")
+        columns = tuple(columns)
+        for c in columns:
+            if not isinstance(c, str) or not _COLUMN.match(c):
+                raise InvalidArgument(f"invalid column name {str(c)[:80]!r}")
+        if len(set(columns)) != len(columns):
+            raise InvalidArgument("a column is asked twice in columns")
+        f = Filter(pattern, check_where(where), Region.make(cone=cone, moc=moc or None), columns)
+        current = self.store.datasets(pattern, with_partitions=True)
+        if not current and not any(ch in pattern for ch in "*?["):
+            raise NotFound(f"unknown dataset {pattern!r} (a pattern with * matches datasets yet to come)")
+        for ds in current:
+            self.check_dataset(ds, f, check_rows)
+        return f
+
+    def check_dataset(self, ds: Dataset, f: Filter, check_rows: Callable[[Dataset, Filter], None] | None) -> None:
+        """Refuses a filter that cannot apply to ``ds`` (a region on a dataset not on the sky,
+        an unknown column, a predicate that does not bind)."""
+        from archipel.arrowwire import read_schema
+
+        if (f.region.cone is not None or f.region.moc) and not ds.is_sky:
+            raise InvalidArgument(f"{ds.name} is not partitioned on the sky: a cone or MOC cannot select its data")
+        names = read_schema(ds.arrow_schema).names
+        missing = [c for c in f.columns if c not in names]
+        if missing:
+            raise InvalidArgument(f"unknown column {missing[0]!r} in dataset {ds.name}; its columns are "
+                                  f"{', '.join(names[:40])}")
+        if check_rows is not None and (f.where or f.columns or f.region.cone is not None):
+            check_rows(ds, f)
+
+    def open(self, name: str, f: Filter, mode: str, start_at: str = "latest") -> Subscription:
+        """Creates a subscription, or resumes the named one (from its cursor, or the one given)."""
+        position = self.store.position()
+        start = parse_start(start_at, position, self.here)
+        if not name:
+            sub = Subscription(f"tmp-{uuid.uuid4().hex[:12]}", f, mode, position if start is None else start,
+                               position if start is None else start, False, time.time())
+            self._insert(sub)
+            return sub
+        if not _NAME.match(name):
+            raise InvalidArgument(f"invalid subscription name {name[:80]!r}: 1-128 letters, digits, '_', '.', '-'")
+        found = self.get(name, missing_ok=True)
+        if found is not None:
+            if (found.filter, found.mode) != (f, mode):
+                raise AlreadyExists(f"subscription {name!r} exists on {self.here} with another filter or mode "
+                                    f"({found.mode} of {found.filter.pattern!r}); delete it or use another name")
+            if start is not None and start != found.cursor:
+                self.store.write_quietly("UPDATE subscriptions SET cursor=? WHERE name=?", (start, name))
+                found = replace(found, cursor=start)
+            return found
+        begin = position if start is None else start
+        sub = Subscription(name, f, mode, begin, begin, True, time.time())
+        self._insert(sub)
+        return sub
+
+    def _insert(self, sub: Subscription) -> None:
+        with self.store.transaction() as w:
+            w.execute("INSERT INTO subscriptions (name, spec, mode, cursor, pinned, durable, created)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (sub.name, sub.filter.to_json(), sub.mode, sub.cursor,
+                                                         sub.pinned, int(sub.durable), sub.created))
+
+    # -- reading -------------------------------------------------------------------------
+    def subscriptions(self, mode: str | None = None) -> list[Subscription]:
+        sql = "SELECT name, spec, mode, cursor, pinned, durable, created, error FROM subscriptions"
+        rows = self.store.query(sql + (" WHERE mode=?" if mode else "") + " ORDER BY created", (mode,) if mode else ())
+        return [Subscription(r[0], Filter.from_json(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]), r[6], r[7])
+                for r in rows]
+
+    def get(self, name: str, missing_ok: bool = False) -> Subscription | None:
+        rows = self.store.query("SELECT name, spec, mode, cursor, pinned, durable, created, error FROM subscriptions"
+                                " WHERE name=?", (name,))
+        if not rows:
+            if missing_ok:
+                return None
+            raise NotFound(f"no subscription {name!r} on island {self.here}")
+        r = rows[0]
+        return Subscription(r[0], Filter.from_json(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]), r[6], r[7])
+
+    def matches(self, f: Filter, after: int, limit: int = 200) -> tuple[list[Match], int]:
+        """Matches of changes after position ``after``, in order, and the position scanned to.
+
+        A change's partitions count only while they are current (same file as the catalog's
+        now): data deleted or replaced since is skipped, and its replacement is matched at the
+        change that brought it."""
+        found, scanned = self.store.changes_since(after, OPS, limit)
+        out: list[Match] = []
+        for pos, change in found:
+            if not fnmatchcase(change.key, f.pattern):
+                continue
+            try:
+                ds = self.store.dataset(change.key)
+            except NotFound:
+                continue
+            current = {p.pid: p for p in ds.partitions}
+            parts = []
+            for p in change.payload.get("partitions", []):
+                cur = current.get(str(p.get("path")))
+                if cur is not None and cur.adler32 == int(p.get("adler32", -1)):
+                    parts.append(cur)
+            if parts and (f.region.cone is not None or f.region.moc):
+                if not ds.is_sky:
+                    continue
+                parts = covered(replace(ds, partitions=tuple(parts)), f.region)
+            if parts:
+                out.append(Match(pos, change, ds, parts))
+        return out, scanned
+
+    def lag(self, sub: Subscription) -> tuple[int, float]:
+        """Changes of matching datasets after the cursor, and the age in seconds of the oldest."""
+        found, _ = self.store.changes_since(sub.cursor, OPS, 100_000)
+        times = [c.ts for _, c in found if fnmatchcase(c.key, sub.filter.pattern)]
+        return len(times), (max(0.0, time.time() - min(times)) if times else 0.0)
+
+    # -- moving --------------------------------------------------------------------------
+    def ack(self, name: str, cursor: int) -> None:
+        """The client consumed everything up to ``cursor``: the subscription resumes after it.
+        A cursor never moves back, nor past the island's stream."""
+        cursor = min(int(cursor), self.store.position())
+        self.store.write_quietly("UPDATE subscriptions SET cursor=?, last_ack=? WHERE name=? AND cursor<?",
+                                 (cursor, time.time(), name, cursor))
+
+    def set_pinned(self, name: str, pos: int, error: str = "") -> None:
+        self.store.write_quietly("UPDATE subscriptions SET pinned=?, error=? WHERE name=? AND pinned<=?",
+                                 (pos, error, name, pos))
+
+    def set_error(self, name: str, error: str) -> None:
+        self.store.write_quietly("UPDATE subscriptions SET error=? WHERE name=?", (error[:1000], name))
+
+    def delete(self, name: str) -> Subscription:
+        sub = self.get(name)
+        with self.store.transaction() as w:
+            w.execute("DELETE FROM rule_partitions WHERE rule IN (SELECT id FROM rules WHERE id LIKE ?)",
+                      (rule_prefix(name) + "%",))
+            w.execute("DELETE FROM rules WHERE id LIKE ?", (rule_prefix(name) + "%",))
+            w.execute("DELETE FROM subscriptions WHERE name=?", (name,))
+        return sub
+
+    def drop_transient(self) -> int:
+        """Subscriptions of streams that ended with the island (not durable): gone at start."""
+        return self.store.write_quietly("DELETE FROM subscriptions WHERE durable=0")
+
+    def forget(self, name: str) -> None:
+        """Ends a transient subscription with its stream."""
+        self.store.write_quietly("DELETE FROM subscriptions WHERE name=? AND durable=0", (name,))
+
+
+def rule_prefix(subscription: str) -> str:
+    """Replicate-mode subscriptions pin through rules whose ids start with this."""
+    import hashlib
+
+    return "s" + hashlib.sha1(subscription.encode()).hexdigest()[:10] + "-"
+
+
+def rule_id(subscription: str, dataset: str) -> str:
+    import hashlib
+
+    return rule_prefix(subscription) + hashlib.sha1(dataset.encode()).hexdigest()[:10]
+
