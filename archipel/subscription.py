@@ -11,6 +11,7 @@ resuming after the last item consumed and dropping what it already gave.
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -160,6 +161,7 @@ class Subscription:
         self._spec = spec
         self._reconnect = max(0.0, float(reconnect))
         self._closed = False
+        self._reading = threading.Lock()
         self._pending = 0  # cursor of the last item given whose change is complete
         self.cursor = 0  # the last cursor consumed (acknowledged)
         self.info: SubscriptionInfo = self._open(spec)
@@ -219,6 +221,10 @@ class Subscription:
         return self
 
     def __next__(self) -> SubscriptionEvent | RowBatch:
+        with self._reading:
+            return self._next()
+
+    def _next(self) -> SubscriptionEvent | RowBatch:
         self.ack()
         while not self._closed:
             try:
@@ -231,6 +237,8 @@ class Subscription:
             if msg.WhichOneof("kind") != "event":
                 continue
             m = msg.event
+            if self._closed:  # closed meanwhile: not given, so not acknowledged
+                break
             if m.cursor <= self.cursor:  # given before a reconnect: at least once, but not twice here
                 continue
             event = SubscriptionEvent.from_pb(m)
@@ -257,12 +265,18 @@ class Subscription:
         self._closed = True
         self._requests.put(_END)  # half-close: the island ends the stream once it read the acks
         deadline = time.monotonic() + timeout
-        try:
-            for _ in self._stream:  # what was in flight is not acknowledged: it comes again
-                if time.monotonic() > deadline:
-                    break
-        except grpc.RpcError:
-            pass
+        if self._reading.acquire(blocking=False):  # nobody iterates: drain here
+            try:
+                for _ in self._stream:  # what was in flight is not acknowledged: it comes again
+                    if time.monotonic() > deadline:
+                        break
+            except grpc.RpcError:
+                pass
+            finally:
+                self._reading.release()
+        else:  # another thread iterates: it sees the end
+            while not self._stream.done() and time.monotonic() < deadline:
+                time.sleep(0.01)
         self._stream.cancel()
 
     def __enter__(self) -> Subscription:
