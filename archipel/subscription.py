@@ -249,11 +249,15 @@ class Subscription:
             return event
         raise StopIteration
 
-    def stop(self) -> None:
-        """Ends the stream from any thread: iteration stops once the island closes it. Items
-        given and not acknowledged come again on resuming."""
+    def stop(self, grace: float = 5.0) -> None:
+        """Ends the stream from any thread (or a signal handler): iteration stops once the
+        island closes it, or after ``grace`` seconds. Items given and not acknowledged come
+        again on resuming."""
         self._closed = True
         self._requests.put(_END)
+        timer = threading.Timer(grace, self._stream.cancel)
+        timer.daemon = True
+        timer.start()
 
     def close(self, timeout: float = 5.0) -> None:
         """Acknowledges the last item given and ends the stream (a named subscription stays).
@@ -270,7 +274,7 @@ class Subscription:
                 for _ in self._stream:  # what was in flight is not acknowledged: it comes again
                     if time.monotonic() > deadline:
                         break
-            except grpc.RpcError:
+            except (grpc.RpcError, ValueError):  # cancelled, or interrupted inside gRPC
                 pass
             finally:
                 self._reading.release()

@@ -343,14 +343,12 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
             raise InvalidArgument("--output writes rows: use it with --mode rows")
         if out.exists() and not out.is_dir():
             raise InvalidArgument(f"--output {out} exists and is not a folder")
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    # SIGTERM ends the loop like Ctrl-C: what was printed is acknowledged, nothing more.
-    signal.signal(signal.SIGTERM, interrupt)
     with _client(args) as c:
         sub = c.subscribe(args.pattern, args.where, cone=cone, moc=moc, columns=columns, mode=args.mode,
                           start_at=args.start_at, name=args.name)
+        # SIGTERM and Ctrl-C end the stream: what was printed is acknowledged, nothing more.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: sub.stop())
         info = sub.info
         print(f"subscription {info.name} on {info.island}: {info.mode} of {info.dataset_pattern} "
               f"{info.region}{' where ' + info.where if info.where else ''}, after cursor {info.cursor}", flush=True)
