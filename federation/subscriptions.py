@@ -14,6 +14,7 @@ in flight, and never skips.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -311,13 +312,10 @@ class SubscriptionBook:
 
 def rule_prefix(subscription: str) -> str:
     """Replicate-mode subscriptions pin through rules whose ids start with this."""
-    import hashlib
-
     return "s" + hashlib.sha1(subscription.encode()).hexdigest()[:10] + "-"
 
 
 def rule_id(subscription: str, dataset: str) -> str:
-    import hashlib
-
+    """The rule pinning a replicate-mode subscription's partitions of one dataset."""
     return rule_prefix(subscription) + hashlib.sha1(dataset.encode()).hexdigest()[:10]
 

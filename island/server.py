@@ -17,6 +17,7 @@ from archipel.errors import FailedPrecondition
 from archipel.v1 import island_pb2 as pb
 from archipel.v1 import peer_pb2 as ppb
 from federation.peers import Archipelago
+from federation.subscriptions import SubscriptionBook
 from island.config import IslandConfig, load_config
 from island.engines import SparkEngine
 from island.ingest import Ingester
@@ -24,7 +25,6 @@ from island.peer_servicer import PeerServicer
 from island.replication import Replication
 from island.servicer import IslandServicer
 from island.subscribe import ReplicateKeeper, RowSource
-from federation.subscriptions import SubscriptionBook
 from metacatalog.store import CatalogStore
 
 __all__ = ["Island", "serve"]

@@ -40,7 +40,8 @@ from federation.subscriptions import Subscription, SubscriptionBook
 from island.engines import ArrowEngine, SparkEngine
 from island.ingest import Ingester, IngestItem
 from island.replication import Replication
-from island.subscribe import Delivery, RowFilter, RowSource, deliveries
+from island.engines.base import normalize_batch, normalize_schema
+from island.subscribe import CHUNK_BYTES, Delivery, RowFilter, RowSource, deliveries
 from island.queries import Chunk, QueryRegistry, Trailer, prefetch, stream_results
 from metacatalog.store import CatalogStore
 from replication import cache, jobs
@@ -526,9 +527,6 @@ class IslandServicer:
 
     @staticmethod
     def _event_messages(d: Delivery) -> Iterator[pb.SubscriptionMessage]:
-        from island.engines.base import normalize_batch, normalize_schema
-        from island.subscribe import CHUNK_BYTES
-
         m = d.match
         event = pb.SubscriptionEvent(
             cursor=m.pos, dataset=m.dataset.name, island=m.change.origin, op=m.op,

@@ -304,6 +304,16 @@ def test_bad_subscriptions_are_refused_before_any_stream(trio):
         stream = ca._stub.Subscribe(iter([pb.SubscribeRequest(ack=5)]))
         with pytest.raises(Exception, match="first request"):
             next(stream)
+        # Acknowledging what was never delivered moves the cursor nowhere past the stream.
+        sub = ca.subscribe("alerts.*", name="hostile-ack")
+        sub._requests.put(pb.SubscribeRequest(ack=10**15))
+        sub.close()
+        info = {s.name: s for s in ca.subscriptions()}["hostile-ack"]
+        assert info.cursor <= info.position
+        ca.delete_subscription("hostile-ack")
+        for bad in ("", "x" * 500):
+            with pytest.raises(InvalidArgument, match="subscription name"):
+                ca.delete_subscription(bad)
         assert ca.subscriptions() == before
         assert ca.datasets("alerts.*")  # still serving
 
