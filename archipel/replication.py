@@ -12,26 +12,32 @@ from archipel.names import check_dataset_name
 from archipel.types import RuleInfo, rpc_error
 from archipel.v1 import island_pb2 as pb
 
-__all__ = ["ReplicationJob", "replicate_request"]
+__all__ = ["ReplicationJob", "replicate_request", "set_region"]
 
 
 def replicate_request(dataset: str, to: str | None, cone: Any, moc: bytes | str | None, lifetime: float | None,
                       protocol: str | None, detach: bool) -> pb.ReplicateRequest:
     req = pb.ReplicateRequest(dataset=check_dataset_name(dataset), to_island=to or "",
                               lifetime_seconds=float(lifetime or 0), protocol=protocol or "", detach=detach)
+    set_region(req, cone, moc)
+    return req
+
+
+def set_region(msg: Any, cone: Any, moc: Any) -> None:
+    """Fills a request's has_cone/ra/dec/radius or moc fields from a (ra, dec, radius) cone or
+    a MOC (mocpy MOC, or FITS/JSON/ASCII bytes or text)."""
     if cone is not None:
         try:
             ra, dec, radius = (float(x) for x in cone)
         except (TypeError, ValueError):
             raise InvalidArgument(f"cone must be (ra, dec, radius) in degrees, not {cone!r}") from None
-        req.has_cone, req.ra, req.dec, req.radius = True, ra, dec, radius
+        msg.has_cone, msg.ra, msg.dec, msg.radius = True, ra, dec, radius
     if moc is not None:
         if cone is not None:
             raise InvalidArgument("give a cone or a MOC, not both")
         if hasattr(moc, "to_string"):  # a mocpy MOC
             moc = moc.to_string(format="ascii")
-        req.moc = moc.encode() if isinstance(moc, str) else bytes(moc)
-    return req
+        msg.moc = moc.encode() if isinstance(moc, str) else bytes(moc)
 
 
 class ReplicationJob:

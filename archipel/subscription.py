@@ -21,6 +21,7 @@ import grpc
 import pyarrow as pa
 
 from archipel.errors import ArchipelError, InvalidArgument
+from archipel.replication import set_region
 from archipel.types import rpc_error
 from archipel.v1 import island_pb2 as pb
 
@@ -44,18 +45,7 @@ def subscription_spec(dataset_pattern: str, where: str | None, cone: Any, moc: A
         if not all(isinstance(c, str) for c in columns):
             raise InvalidArgument(f"columns must be names, not {columns!r}")
         spec.columns.extend(columns)
-    if cone is not None:
-        try:
-            ra, dec, radius = (float(x) for x in cone)
-        except (TypeError, ValueError):
-            raise InvalidArgument(f"cone must be (ra, dec, radius) in degrees, not {cone!r}") from None
-        spec.has_cone, spec.ra, spec.dec, spec.radius = True, ra, dec, radius
-    if moc is not None:
-        if cone is not None:
-            raise InvalidArgument("give a cone or a MOC, not both")
-        if hasattr(moc, "to_string"):  # a mocpy MOC
-            moc = moc.to_string(format="ascii")
-        spec.moc = moc.encode() if isinstance(moc, str) else bytes(moc)
+    set_region(spec, cone, moc)
     return spec
 
 

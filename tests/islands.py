@@ -33,6 +33,19 @@ def cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeo
     return proc
 
 
+def wait_for(cond, what: str, timeout: float = 60.0) -> None:
+    """Waits until ``cond()`` is true (an ArchipelError counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if cond():
+                return
+        except ArchipelError:
+            pass
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
 class IslandProcess:
     """One island: ``archipel island init`` then ``archipel island serve`` in a child process."""
 

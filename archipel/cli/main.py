@@ -245,9 +245,8 @@ def _rule_line(r) -> str:
             + (f"  expires {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.expires))}" if r.expires else ""))
 
 
-def cmd_replicate(args: argparse.Namespace) -> int:
-    from archipel.cli.output import Progress, human_bytes
-
+def _region(args: argparse.Namespace) -> tuple[tuple[float, float, float] | None, bytes | None]:
+    """The --cone or --moc of a command: (cone, MOC file bytes)."""
     if args.cone and args.moc:
         raise InvalidArgument("give --cone or --moc, not both")
     cone = _parse_cone(args.cone) if args.cone else None
@@ -257,6 +256,13 @@ def cmd_replicate(args: argparse.Namespace) -> int:
             moc = Path(args.moc).read_bytes()
         except OSError as exc:
             raise InvalidArgument(f"cannot read the MOC file {args.moc}: {exc.strerror}") from None
+    return cone, moc
+
+
+def cmd_replicate(args: argparse.Namespace) -> int:
+    from archipel.cli.output import Progress, human_bytes
+
+    cone, moc = _region(args)
     with _client(args) as c:
         job = c.replicate(args.dataset, args.to, cone=cone, moc=moc, lifetime=args.lifetime,
                           protocol=args.protocol, detach=args.detach)
@@ -323,19 +329,11 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
     from archipel.cli.output import format_table
 
-    if args.cone and args.moc:
-        raise InvalidArgument("give --cone or --moc, not both")
     if args.count is not None and args.count < 1:
         raise InvalidArgument(f"--count must be at least 1, not {args.count}")
     if args.idle_timeout is not None and args.idle_timeout <= 0:
         raise InvalidArgument(f"--idle-timeout must be positive, not {args.idle_timeout}")
-    cone = _parse_cone(args.cone) if args.cone else None
-    moc = None
-    if args.moc:
-        try:
-            moc = Path(args.moc).read_bytes()
-        except OSError as exc:
-            raise InvalidArgument(f"cannot read the MOC file {args.moc}: {exc.strerror}") from None
+    cone, moc = _region(args)
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     out = Path(args.output) if args.output else None
     if out is not None:

@@ -25,6 +25,7 @@ from astropy import units as u
 import archipel
 from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from islands import SHARED_HATS, IslandProcess, cli, free_port
+from islands import wait_for as _wait_for
 from skydata import angular_distance
 
 pytestmark = pytest.mark.integration
@@ -98,18 +99,6 @@ def trio(base, redis_url):
     for isl in (c, b, a):
         code = isl.stop()
         assert code == 0, isl.log.read_text()[-3000:]
-
-
-def _wait_for(cond, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if cond():
-                return
-        except ArchipelError:
-            pass
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.1)
 
 
 def _catalog(isl: IslandProcess) -> sqlite3.Connection:

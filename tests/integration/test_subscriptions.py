@@ -21,9 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-import archipel
 from archipel.errors import AlreadyExists, ArchipelError, InvalidArgument, NotFound
-from islands import ROOT, SHARED_HATS, IslandProcess, cli
+from islands import ROOT, SHARED_HATS, IslandProcess, cli, wait_for
 from metacatalog.sky import Cone, partitions_in_cone
 from skydata import angular_distance
 
@@ -50,18 +49,6 @@ def truth(t: pa.Table, cone=CONE) -> set[int]:
     d = angular_distance(t["ra"].to_numpy(), t["dec"].to_numpy(), cone[0], cone[1])
     keep = (d <= np.radians(cone[2])) & (t["mag"].to_numpy() < 18.0)
     return set(t["id"].to_numpy()[keep].tolist())
-
-
-def wait_for(cond, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if cond():
-                return
-        except ArchipelError:
-            pass
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
 
 
 class Collector:
