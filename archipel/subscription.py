@@ -153,6 +153,8 @@ class Subscription:
         self._closed = False
         self._reading = threading.Lock()
         self._pending = 0  # cursor of the last item given whose change is complete
+        self._failing_since: float | None = None  # reconnecting since (no item since)
+        self._pause = 0.05
         self.cursor = 0  # the last cursor consumed (acknowledged)
         self.info: SubscriptionInfo = self._open(spec)
         self.cursor = self.info.cursor
@@ -187,25 +189,29 @@ class Subscription:
             self._requests.put(pb.SubscribeRequest(ack=self.cursor))
 
     def _resume(self, error: grpc.RpcError) -> None:
-        """Opens the stream again after the island went away, after the last cursor consumed."""
+        """Opens the stream again after the island went away, after the last cursor consumed.
+        Attempts back off (50 ms doubling to 1 s) until an item arrives again; after
+        ``reconnect`` seconds without one the error is raised."""
         code = error.code().name if error.code() else "UNKNOWN"
         if self._closed or self._reconnect <= 0 or code not in _RESUMABLE:
             raise rpc_error(error, self._address) from None
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
         self._requests.put(_END)
         spec = pb.SubscriptionSpec()
         spec.CopyFrom(self._spec)
         spec.start_at = str(self.cursor)
-        deadline = time.monotonic() + self._reconnect
-        pause = 0.05
         while True:
+            if time.monotonic() - self._failing_since > self._reconnect:
+                raise rpc_error(error, self._address) from None
+            time.sleep(self._pause)  # backing off while the island is away (not waiting for data)
+            self._pause = min(1.0, self._pause * 2)
             try:
                 self._open(spec)
                 return
             except ArchipelError as exc:
-                if exc.code not in ("UNAVAILABLE", "CANCELLED") or time.monotonic() + pause > deadline:
+                if exc.code not in ("UNAVAILABLE", "CANCELLED"):
                     raise
-            time.sleep(pause)  # backing off while the island is away (not waiting for data)
-            pause = min(1.0, pause * 2)
 
     def __iter__(self) -> Iterator[SubscriptionEvent | RowBatch]:
         return self
@@ -231,6 +237,7 @@ class Subscription:
                 break
             if m.cursor <= self.cursor:  # given before a reconnect: at least once, but not twice here
                 continue
+            self._failing_since, self._pause = None, 0.05
             event = SubscriptionEvent.from_pb(m)
             if m.last:
                 self._pending = m.cursor

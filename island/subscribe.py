@@ -29,7 +29,9 @@ from federation.subscriptions import Filter, Match, Subscription, SubscriptionBo
 from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
 from replication.mover import REPLICAS_DIR, order_sources, partition_url
-from replication.transfer import open_url
+from replication.transfer import fail_fast_xrootd, open_url
+
+fail_fast_xrootd()  # a source island that is down must not hold a subscription for minutes
 
 __all__ = ["RowSource", "RowFilter", "Delivery", "deliveries", "ReplicateKeeper"]
 
@@ -193,6 +195,29 @@ class Matcher:
         return Delivery(m, kept, rows, table)
 
 
+def _deliver_when_readable(book: SubscriptionBook, sub: Subscription, matcher: Matcher, m: Match,
+                           active: Callable[[], bool]) -> Delivery | None:
+    """The delivery of ``m``; while no island serving its partitions answers, tries again at the
+    next catalog change or after a backoff (0.5 s doubling to 5 s), so nothing is skipped."""
+    backoff = 0.5
+    failed = False
+    while True:
+        try:
+            d = matcher.deliver(m, with_rows=sub.mode == "rows")
+            if failed:
+                book.set_error(sub.name, "")
+            return d
+        except Unavailable as exc:
+            if not failed:
+                logger.warning("subscription %s waits for %s: %s", sub.name, m.dataset.name, exc.message)
+            failed = True
+            book.set_error(sub.name, exc.message)
+            if not active():
+                return None
+            book.store.wait_changed(book.store.generation, backoff)
+            backoff = min(5.0, backoff * 2)
+
+
 def deliveries(book: SubscriptionBook, sub: Subscription, rows: RowSource, start: int,
                active: Callable[[], bool], on_idle: Callable[[int], None] | None = None,
                pinned: Callable[[], int] | None = None,
@@ -222,7 +247,7 @@ def deliveries(book: SubscriptionBook, sub: Subscription, rows: RowSource, start
                     while d is not None and held is not None and not held(d) and active():
                         gen = store.wait_changed(gen, WAIT_SECONDS)
                 else:
-                    d = matcher.deliver(m, with_rows=sub.mode == "rows")
+                    d = _deliver_when_readable(book, sub, matcher, m, active)
                     if d is not None:
                         d.replicated = sub.mode == "replicate"
             except InvalidArgument as exc:  # a dataset that appeared without an asked column

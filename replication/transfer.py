@@ -30,6 +30,16 @@ class ChecksumMismatch(SourceFailed, DataLoss):
     code = "DATA_LOSS"
 
 
+def fail_fast_xrootd() -> None:
+    """XRootD's client retries a dead server for minutes by default; a source that is down must
+    fail fast so the next source is tried. Read by the XRootD library when first loaded: call
+    before anything imports it."""
+    os.environ.setdefault("XRD_CONNECTIONWINDOW", "3")
+    os.environ.setdefault("XRD_CONNECTIONRETRY", "1")
+    os.environ.setdefault("XRD_REQUESTTIMEOUT", "30")
+    os.environ.setdefault("XRD_STREAMTIMEOUT", "30")
+
+
 def partial_name(final: Path, token: str) -> Path:
     """The temporary name a transfer writes to: hidden, in the final file's folder."""
     return final.with_name(f".{final.name}.{token}{PARTIAL_SUFFIX}")

@@ -19,19 +19,21 @@ from celery import current_task
 from metacatalog.store import CatalogStore
 from replication import jobs
 from replication.celery_app import COPY_TASK, make_app
-from replication.transfer import ChecksumMismatch, SourceFailed, copy_verified, partial_name, place
+from replication.transfer import (
+    ChecksumMismatch,
+    SourceFailed,
+    copy_verified,
+    fail_fast_xrootd,
+    partial_name,
+    place,
+)
 from replication.wakeup import poke
 
 __all__ = ["app", "copy_partition"]
 
 logger = logging.getLogger("archipel.worker")
 
-# XRootD's client retries a dead server for minutes by default; a source that is down must
-# fail fast so the next source is tried.
-os.environ.setdefault("XRD_CONNECTIONWINDOW", "3")
-os.environ.setdefault("XRD_CONNECTIONRETRY", "1")
-os.environ.setdefault("XRD_REQUESTTIMEOUT", "30")
-os.environ.setdefault("XRD_STREAMTIMEOUT", "30")
+fail_fast_xrootd()
 
 app = make_app(os.environ.get("ARCHIPEL_BROKER", ""), os.environ.get("ARCHIPEL_QUEUE_DIR", "queue"),
                os.environ.get("ARCHIPEL_ISLAND_NAME", "island"))

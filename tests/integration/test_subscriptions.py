@@ -361,3 +361,31 @@ def test_cli_events_printed_and_sigterm_acknowledges(trio):
         info = {s.name: s for s in ca.subscriptions()}["ev"]
         assert info.lag_changes == 0 and not info.connected
         ca.delete_subscription("ev")
+
+
+def test_rows_wait_for_an_origin_that_is_down_and_come_when_it_returns(trio):
+    a, b, _ = trio
+    with a.client() as ca:
+        probe = ca.subscribe("alerts.b")
+        start = probe.info.position
+        probe.close()
+        with b.client() as cb:
+            before = len(ca.describe("alerts.b").partitions)
+            t = batch(300, 90)
+            cb.publish("alerts.b", t, mode="append")
+        wait_for(lambda: len(ca.describe("alerts.b").partitions) > before, "A sees the append")
+        assert b.stop() == 0
+        try:
+            sub = ca.subscribe("alerts.b", where=WHERE, cone=CONE, mode="rows", start_at=str(start),
+                               name="patient")
+            got = Collector(sub)
+            wait_for(lambda: "b" in {s.name: s for s in ca.subscriptions()}["patient"].error,
+                     "the subscription reports the origin it cannot read")
+            assert not got.items and got.error is None  # nothing skipped, nothing failed
+        finally:
+            b.start()
+        got.wait_ids(truth(t))
+        sub.close()
+        assert sorted(got.ids()) == sorted(truth(t))
+        wait_for(lambda: not {s.name: s for s in ca.subscriptions()}["patient"].error, "the error cleared")
+        ca.delete_subscription("patient")
