@@ -21,6 +21,7 @@ from archipel.arrowwire import RawChunk
 from archipel.client import CHANNEL_OPTIONS, PUBLISH_CALL, PUBLISH_METHOD, QUERY_CALL, QUERY_METHOD, as_table, publish_messages
 from archipel.errors import Internal, InvalidArgument
 from archipel.names import check_dataset_name
+from archipel.subscription import RowBatch, SubscriptionEvent, SubscriptionInfo, item_of, subscription_spec
 from archipel.types import DatasetInfo, QueryPlan, QueryStats, default_address, query_request, rpc_error
 from archipel.v1 import island_pb2 as pb
 from archipel.v1 import island_pb2_grpc as pb_grpc
@@ -93,6 +94,77 @@ class AsyncQueryResult:
         self._call.cancel()
 
 
+class AsyncSubscription:
+    """A live subscription for asyncio: ``async for item in sub``. Items are acknowledged when
+    the next is asked for, on ``ack()`` or on ``close()``. It does not reconnect by itself:
+    subscribe again with the same name to resume."""
+
+    def __init__(self, stub: Any, address: str, spec: pb.SubscriptionSpec) -> None:
+        self._stub = stub
+        self._address = address
+        self._spec = spec
+        self._pending = 0
+        self.cursor = 0
+        self.info: SubscriptionInfo | None = None
+
+    async def _start(self) -> AsyncSubscription:
+        self._call = self._stub.Subscribe()
+        try:
+            await self._call.write(pb.SubscribeRequest(subscribe=self._spec))
+            first = await self._call.read()
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self._address) from None
+        if first is grpc.aio.EOF:
+            raise InvalidArgument("the island ended the subscription at once")
+        self.info = SubscriptionInfo.from_pb(first.started)
+        self.cursor = self.info.cursor
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.info.name if self.info else ""
+
+    async def ack(self) -> None:
+        if self._pending > self.cursor:
+            self.cursor = self._pending
+            await self._call.write(pb.SubscribeRequest(ack=self.cursor))
+
+    def __aiter__(self) -> AsyncSubscription:
+        return self
+
+    async def __anext__(self) -> SubscriptionEvent | RowBatch:
+        await self.ack()
+        while True:
+            try:
+                msg = await self._call.read()
+            except grpc.RpcError as exc:
+                raise rpc_error(exc, self._address) from None
+            if msg is grpc.aio.EOF:
+                raise StopAsyncIteration
+            if msg.WhichOneof("kind") != "event":
+                continue
+            if msg.event.last:
+                self._pending = msg.event.cursor
+            return item_of(msg.event)
+
+    async def close(self) -> None:
+        """Acknowledges the last item given and ends the stream once the island recorded it."""
+        try:
+            await self.ack()
+            await self._call.done_writing()
+            while await self._call.read() is not grpc.aio.EOF:
+                pass  # in flight, not acknowledged: it comes again
+        except grpc.RpcError:
+            pass
+        self._call.cancel()
+
+    async def __aenter__(self) -> AsyncSubscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
 class AsyncClient:
     def __init__(self, address: str | None = None, timeout: float | None = 30.0) -> None:
         self.address = default_address(address)
@@ -150,6 +222,14 @@ class AsyncClient:
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.address) from None
         return DatasetInfo.from_pb(resp.dataset)
+
+    async def subscribe(self, dataset_pattern: str, where: str | None = None, *,
+                        cone: tuple[float, float, float] | None = None, moc: Any = None,
+                        columns: list[str] | None = None, mode: str = "events", start_at: str | int = "latest",
+                        name: str | None = None) -> AsyncSubscription:
+        """As ``Client.subscribe``; bad input raises here, before any event."""
+        spec = subscription_spec(dataset_pattern, where, cone, moc, columns, mode, start_at, name)
+        return await AsyncSubscription(self._stub, self.address, spec)._start()
 
 
 def connect(address: str | None = None, timeout: float | None = 30.0) -> AsyncClient:

@@ -25,7 +25,7 @@ from archipel.replication import set_region
 from archipel.types import rpc_error
 from archipel.v1 import island_pb2 as pb
 
-__all__ = ["Subscription", "SubscriptionEvent", "RowBatch", "SubscriptionInfo", "subscription_spec"]
+__all__ = ["Subscription", "SubscriptionEvent", "RowBatch", "SubscriptionInfo", "subscription_spec", "item_of"]
 
 MODES = ("events", "rows", "replicate")
 _RESUMABLE = ("UNAVAILABLE", "CANCELLED", "ABORTED", "INTERNAL", "UNKNOWN")
@@ -138,6 +138,14 @@ class RowBatch:
         return pa.Table.from_batches([self.batch])
 
 
+def item_of(m: pb.SubscriptionEvent) -> SubscriptionEvent | RowBatch:
+    """What a subscription yields for one event message (rows mode: one batch per message)."""
+    event = SubscriptionEvent.from_pb(m)
+    if m.arrow:
+        return RowBatch(pa.ipc.open_stream(pa.py_buffer(m.arrow)).read_next_batch(), event)
+    return event
+
+
 _END = object()
 
 
@@ -238,12 +246,9 @@ class Subscription:
             if m.cursor <= self.cursor:  # given before a reconnect: at least once, but not twice here
                 continue
             self._failing_since, self._pause = None, 0.05
-            event = SubscriptionEvent.from_pb(m)
             if m.last:
                 self._pending = m.cursor
-            if m.arrow:  # one batch per message
-                return RowBatch(pa.ipc.open_stream(pa.py_buffer(m.arrow)).read_next_batch(), event)
-            return event
+            return item_of(m)
         raise StopIteration
 
     def stop(self, grace: float = 5.0) -> None:

@@ -389,3 +389,32 @@ def test_rows_wait_for_an_origin_that_is_down_and_come_when_it_returns(trio):
         assert sorted(got.ids()) == sorted(truth(t))
         wait_for(lambda: not {s.name: s for s in ca.subscriptions()}["patient"].error, "the error cleared")
         ca.delete_subscription("patient")
+
+
+def test_asyncio_client_subscribes_too(trio):
+    import asyncio
+
+    import archipel.aio
+
+    a, b, _ = trio
+    t = batch(300, 95)
+
+    async def main() -> tuple[list[int], int]:
+        async with archipel.aio.connect(a.address) as c:
+            with pytest.raises(InvalidArgument, match="negative"):
+                await c.subscribe("alerts.b", cone=(1, 2, -3))
+            sub = await c.subscribe("alerts.b", where=WHERE, cone=CONE, columns=["id"], mode="rows", name="aio")
+            with b.client() as cb:
+                await asyncio.to_thread(cb.publish, "alerts.b", t, mode="append")
+            ids: list[int] = []
+            async for item in sub:
+                ids.extend(item.column("id").to_pylist())
+                if set(ids) >= truth(t):
+                    break
+            await sub.close()
+            cursor = sub.cursor
+            await asyncio.to_thread(lambda: a.client().delete_subscription("aio"))
+            return ids, cursor
+
+    ids, cursor = asyncio.run(asyncio.wait_for(main(), 60))
+    assert sorted(ids) == sorted(truth(t)) and cursor > 0
