@@ -289,7 +289,6 @@ class ReplicateKeeper:
 
     def _run(self) -> None:
         store = self.book.store
-        gen = store.generation
         while not self._stop.is_set():
             gen = store.generation
             try:
