@@ -183,7 +183,7 @@ class IslandServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Publish(self, request_iterator, context):
-        """A new data product (or new rows, later) sent as Arrow IPC by the client.
+        """A new data product, or new rows for one (mode "append"), sent as Arrow IPC by the client.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
