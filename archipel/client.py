@@ -344,6 +344,8 @@ class Client:
         """Drops a named subscription (a replicate-mode one's replicas become evictable cache)."""
         return SubscriptionInfo.from_pb(self._unary("DeleteSubscription", pb.DeleteSubscriptionRequest(name=name)))
 
+    unsubscribe = delete_subscription
+
 
 def connect(address: str | None = None, timeout: float | None = 30.0) -> Client:
     """A client of the island at ``address`` (HOST:PORT; default $ARCHIPEL_ISLAND or localhost:7770)."""

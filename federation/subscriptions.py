@@ -172,10 +172,9 @@ class SubscriptionBook:
         if len(set(columns)) != len(columns):
             raise InvalidArgument("a column is asked twice in columns")
         f = Filter(pattern, check_where(where), Region.make(cone=cone, moc=moc or None), columns)
-        current = self.store.datasets(pattern, with_partitions=True)
-        if not current and not any(ch in pattern for ch in "*?["):
-            raise NotFound(f"unknown dataset {pattern!r} (a pattern with * matches datasets yet to come)")
-        for ds in current:
+        # A name or pattern matching nothing yet is accepted: the data may come from an island
+        # whose catalog has not reached this one yet. What matches now is checked now.
+        for ds in self.store.datasets(pattern, with_partitions=True):
             self.check_dataset(ds, f, check_rows)
         return f
 

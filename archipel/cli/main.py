@@ -539,6 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["list", "delete"], default="list")
     p.add_argument("name", nargs="?", metavar="NAME")
     p.set_defaults(func=cmd_subscriptions)
+
+    p = sub.add_parser("unsubscribe", help="delete a named subscription (= subscriptions delete NAME)",
+                       parents=[common])
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_subscriptions, action="delete")
     return parser
 
 

@@ -283,8 +283,6 @@ def test_bad_subscriptions_are_refused_before_any_stream(trio):
             ca.subscribe("alerts.*", mode="everything")
         with pytest.raises(InvalidArgument, match="pattern"):
             ca.subscribe("alerts/../*")
-        with pytest.raises(NotFound, match="unknown dataset"):
-            ca.subscribe("no.such.dataset")
         # A raw stream whose first request is an acknowledgement, not a subscription.
         from archipel.v1 import island_pb2 as pb
 
@@ -418,3 +416,17 @@ def test_asyncio_client_subscribes_too(trio):
 
     ids, cursor = asyncio.run(asyncio.wait_for(main(), 60))
     assert sorted(ids) == sorted(truth(t)) and cursor > 0
+
+
+def test_a_dataset_published_after_subscribing_arrives_whole(trio):
+    a, b, _ = trio
+    t = batch(500, 99)
+    with a.client() as ca, b.client() as cb:
+        sub = ca.subscribe("late.arrival", mode="rows", columns=["id"], name="late")  # not in any catalog yet
+        got = Collector(sub)
+        cb.publish("late.arrival", t, ra="ra", dec="dec")
+        got.wait_ids(set(t["id"].to_pylist()))
+        sub.close()
+        assert sorted(got.ids()) == t["id"].to_pylist()
+        assert {(i.dataset, i.island, i.event.op) for i in got.items} == {("late.arrival", "b", "put")}
+    assert "deleted subscription late" in cli("--island", a.address, "unsubscribe", "late").stdout
