@@ -430,3 +430,32 @@ def test_a_dataset_published_after_subscribing_arrives_whole(trio):
         assert sorted(got.ids()) == t["id"].to_pylist()
         assert {(i.dataset, i.island, i.event.op) for i in got.items} == {("late.arrival", "b", "put")}
     assert "deleted subscription late" in cli("--island", a.address, "unsubscribe", "late").stdout
+
+
+def test_replicate_mode_with_a_predicate_pins_the_partitions_holding_matching_rows(trio):
+    import sqlite3
+
+    a, b, _ = trio
+    with a.client() as ca:
+        desc = ca.describe("alerts.b")
+        root = b.folder / "data" / "datasets" / "alerts.b"
+        brightest = {p.path: pc.min(pq.read_table(root / p.path, columns=["mag"])["mag"]).as_py()
+                     for p in desc.partitions}
+        low = sorted(brightest.values())
+        cut = (low[0] + low[1]) / 2  # some partitions hold rows brighter than this, others none
+        expected = {path for path, m in brightest.items() if m < cut}
+        assert 0 < len(expected) < len(desc.partitions)
+        sub = ca.subscribe("alerts.b", where=f"mag < {cut!r}", mode="replicate", start_at="earliest", name="bright")
+
+        def pinned() -> set[str]:
+            with sqlite3.connect(f"file:{a.folder / 'catalog.sqlite'}?mode=ro", uri=True) as db:
+                return {r[0] for r in db.execute(
+                    "SELECT pid FROM rule_partitions WHERE rule IN (SELECT id FROM rules WHERE region LIKE ?)",
+                    ('%"subscription": "bright"%',))}
+
+        wait_for(lambda: pinned() == expected, "A pins exactly the partitions with matching rows")
+        held = a.folder / "data" / "replicas" / "alerts.b"
+        wait_for(lambda: all((held / p).is_file() for p in expected), "A holds them")
+        sub.close()
+        ca.delete_subscription("bright")
+        assert not pinned()
