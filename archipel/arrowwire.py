@@ -53,7 +53,8 @@ def to_dense(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     )
 
 
-def _slices(batch: pa.RecordBatch, chunk_bytes: int) -> Iterator[pa.RecordBatch]:
+def slices(batch: pa.RecordBatch, chunk_bytes: int) -> Iterator[pa.RecordBatch]:
+    """The batch cut into slices of about ``chunk_bytes`` (whole rows; a row never split)."""
     size = batch.nbytes
     if size <= chunk_bytes or batch.num_rows <= 1:
         yield batch
@@ -85,7 +86,7 @@ def encode_batches(
     the batch the fragment ends (0 on a fragment with more=True)."""
     options = pa.ipc.IpcWriteOptions(compression=compression) if compression else None
     for batch in batches:
-        for piece in _slices(batch, chunk_bytes):
+        for piece in slices(batch, chunk_bytes):
             buf = memoryview(_serialize(piece, options))
             n = len(buf)
             if n <= chunk_bytes:

@@ -124,10 +124,7 @@ class RuleBook:
     def pin(self, rule_id: str, ds: Dataset, parts: list[Partition], subscription: str) -> int:
         """Pins ``parts`` under a subscription's rule (made on first use) and asks for the copies
         missing; refuses what would go over the quota. Returns the copies sent."""
-        pins = cache.pinned(self.store)
-        held = self.store.local_files()
-        pinned_bytes = sum(n for k, n in held.items() if k in pins)
-        new_bytes = sum(p.num_bytes for p in parts if (ds.name, p.pid) not in pins)
+        pinned_bytes, new_bytes = self._pin_cost(ds.name, parts)
         if pinned_bytes + new_bytes > self.quota:
             raise ResourceExhausted(
                 f"subscription {subscription} needs {new_bytes} more bytes pinned on {self.here}, over the cache "
@@ -138,8 +135,13 @@ class RuleBook:
                       (rule_id, ds.name, region.to_json(), "", time.time(), 0.0))
             for p in parts:
                 w.execute("INSERT OR IGNORE INTO rule_partitions VALUES (?, ?, ?)", (rule_id, ds.name, p.pid))
-        have = self.store.valid_replicas(ds.name)
-        return len(self.mover.want(ds, [p for p in parts if p.pid not in have]))
+        return len(self.mover.want(ds, parts))
+
+    def _pin_cost(self, dataset: str, parts: list[Partition]) -> tuple[int, int]:
+        """(bytes pinned here now, bytes ``parts`` would add to them)."""
+        pins = cache.pinned(self.store)
+        pinned_bytes = sum(n for k, n in self.store.local_files().items() if k in pins)
+        return pinned_bytes, sum(p.num_bytes for p in parts if (dataset, p.pid) not in pins)
 
     def create(self, dataset: str, region: Region, lifetime: float = 0.0, protocol: str = "") -> Rule:
         if not 0 <= lifetime <= MAX_LIFETIME:
@@ -152,10 +154,7 @@ class RuleBook:
         parts = covered(ds, region)
         if not parts:
             raise InvalidArgument(f"the region {region.describe()} covers no partition of {dataset}")
-        pins = cache.pinned(self.store)
-        held = self.store.local_files()
-        pinned_bytes = sum(n for k, n in held.items() if k in pins)
-        new_bytes = sum(p.num_bytes for p in parts if (dataset, p.pid) not in pins)
+        pinned_bytes, new_bytes = self._pin_cost(dataset, parts)
         if pinned_bytes + new_bytes > self.quota:
             raise ResourceExhausted(
                 f"the rule needs {new_bytes} more bytes pinned on {self.here}; with {pinned_bytes} bytes pinned "

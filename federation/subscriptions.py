@@ -27,6 +27,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from archipel.arrowwire import read_schema
 from archipel.errors import AlreadyExists, InvalidArgument, NotFound
 from federation.rules import Region, covered
 from metacatalog.model import Change, Dataset, Partition
@@ -181,8 +182,6 @@ class SubscriptionBook:
     def check_dataset(self, ds: Dataset, f: Filter, check_rows: Callable[[Dataset, Filter], None] | None) -> None:
         """Refuses a filter that cannot apply to ``ds`` (a region on a dataset not on the sky,
         an unknown column, a predicate that does not bind)."""
-        from archipel.arrowwire import read_schema
-
         if (f.region.cone is not None or f.region.moc) and not ds.is_sky:
             raise InvalidArgument(f"{ds.name} is not partitioned on the sky: a cone or MOC cannot select its data")
         names = read_schema(ds.arrow_schema).names
@@ -272,8 +271,7 @@ class SubscriptionBook:
 
     def lag(self, sub: Subscription) -> tuple[int, float]:
         """Changes of matching datasets after the cursor, and the age in seconds of the oldest."""
-        found, _ = self.store.changes_since(sub.cursor, OPS, 100_000)
-        times = [c.ts for _, c in found if fnmatchcase(c.key, sub.filter.pattern)]
+        times = [t for k, t in self.store.change_times_since(sub.cursor, OPS) if fnmatchcase(k, sub.filter.pattern)]
         return len(times), (max(0.0, time.time() - min(times)) if times else 0.0)
 
     # -- moving --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from archipel.arrowwire import (
     decode_chunks,
     dense_schema,
     read_schema,
+    slices,
     serialize_schema,
     to_dense,
 )
@@ -538,12 +539,7 @@ class IslandServicer:
             yield pb.SubscriptionMessage(event=event)
             return
         schema = normalize_schema(d.table.schema)
-        batches = [b for b in d.table.to_batches(max_chunksize=65_536) if b.num_rows] or d.table.to_batches()
-        pieces = []
-        for b in batches:
-            per_row = max(1, b.nbytes // max(1, b.num_rows))
-            step = max(1, CHUNK_BYTES // per_row)
-            pieces.extend(b.slice(i, step) for i in range(0, max(1, b.num_rows), step))
+        pieces = [piece for b in d.table.to_batches(max_chunksize=65_536) for piece in slices(b, CHUNK_BYTES)]
         for i, piece in enumerate(pieces):
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, schema) as writer:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from archipel.arrowwire import read_schema
 from archipel.errors import ArchipelError, InvalidArgument, Unavailable
 from federation.planner import plan_query
 from federation.rules import RuleBook, _moc
@@ -146,8 +147,6 @@ class RowFilter:
     def check(self) -> None:
         """Binds the query on an empty table of the dataset's schema: unknown columns and type
         errors are found before any data arrives."""
-        from archipel.arrowwire import read_schema
-
         self.apply(read_schema(self.ds.arrow_schema).empty_table())
 
 
@@ -276,6 +275,7 @@ class ReplicateKeeper:
         self.book = book
         self.rules = rules
         self.rows = rows
+        self._matchers: dict[str, Matcher] = {}  # per subscription: filters compiled once
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="subscriptions", daemon=True)
 
@@ -303,7 +303,9 @@ class ReplicateKeeper:
         """Pins what the changes after the subscription's pinned position brought; True while
         more changes wait beyond the batch taken."""
         matches, scanned = self.book.matches(sub.filter, sub.pinned)
-        matcher = Matcher(sub, self.rows)
+        matcher = self._matchers.get(sub.name)
+        if matcher is None or matcher.sub.filter != sub.filter:  # new, or deleted and made again
+            matcher = self._matchers[sub.name] = Matcher(sub, self.rows)
         error = sub.error
         for m in matches:
             if m.dataset.origin == self.rules.here:  # held here already

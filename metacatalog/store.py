@@ -329,12 +329,11 @@ class CatalogStore:
         scanned = found[-1][0] if len(found) == limit else self.position()
         return found, max(scanned, pos)
 
-    def count_changes_since(self, pos: int, ops: tuple[str, ...]) -> tuple[int, float]:
-        """How many changes of ``ops`` came after ``pos``, and the time of the oldest (0: none)."""
+    def change_times_since(self, pos: int, ops: tuple[str, ...]) -> list[tuple[str, float]]:
+        """(key, time) of the changes of ``ops`` after position ``pos`` (payloads not read)."""
         marks = ",".join("?" * len(ops))
-        n, oldest = self._conn().execute(
-            f"SELECT COUNT(*), COALESCE(MIN(ts), 0) FROM changes WHERE pos>? AND op IN ({marks})", (pos, *ops)).fetchone()
-        return int(n), float(oldest)
+        return [(k, float(t)) for k, t in self._conn().execute(
+            f"SELECT key, ts FROM changes WHERE pos>? AND op IN ({marks})", (pos, *ops))]
 
     def write_quietly(self, sql: str, args: tuple = ()) -> int:
         """One statement on this island's own bookkeeping (a subscription's cursor), committed at
