@@ -186,7 +186,11 @@ class Archipelago:
         with self._lock:
             channel = self._channels.get(address)
             if channel is None:
-                channel = self._channels[address] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+                # Its own subchannel pool: channels with the same target and options otherwise
+                # share gRPC's global subchannels, so a "fresh" channel after a peer came back
+                # would still fail fast inside the old connection's reconnect backoff.
+                channel = self._channels[address] = grpc.insecure_channel(
+                    address, options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
             return channel
 
     def reset_channel(self, address: str) -> grpc.Channel:
