@@ -18,7 +18,8 @@ import pyarrow as pa
 
 from archipel.arrowwire import read_schema
 from archipel.arrowwire import RawChunk
-from archipel.client import CHANNEL_OPTIONS, PUBLISH_CALL, PUBLISH_METHOD, QUERY_CALL, QUERY_METHOD, as_table, publish_messages
+from archipel.channel import open_channel
+from archipel.client import PUBLISH_CALL, PUBLISH_METHOD, QUERY_CALL, QUERY_METHOD, as_table, publish_messages
 from archipel.errors import Internal, InvalidArgument
 from archipel.names import check_dataset_name
 from archipel.subscription import RowBatch, SubscriptionEvent, SubscriptionInfo, item_of, subscription_spec
@@ -166,10 +167,11 @@ class AsyncSubscription:
 
 
 class AsyncClient:
-    def __init__(self, address: str | None = None, timeout: float | None = 30.0) -> None:
+    def __init__(self, address: str | None = None, timeout: float | None = 30.0, *, token: str | None = None,
+                 ca: str | None = None) -> None:
         self.address = default_address(address)
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._channel = open_channel(self.address, token, ca, aio=True)
         self._stub = pb_grpc.IslandStub(self._channel)
         self._query = self._channel.unary_stream(QUERY_METHOD, **QUERY_CALL)
         self._publish = self._channel.stream_unary(PUBLISH_METHOD, **PUBLISH_CALL)
@@ -214,14 +216,21 @@ class AsyncClient:
         return (await self._unary("Cancel", pb.CancelRequest(query_id=query_id))).cancelled
 
     async def publish(self, name: str, table: Any, ra: str | None = None, dec: str | None = None,
-                      timeout: float | None = None) -> DatasetInfo:
+                      timeout: float | None = None, mode: str = "create", *, readers: str | list[str] | None = None,
+                      public_after: str | None = None) -> DatasetInfo:
         check_dataset_name(name)
         table = as_table(table)
         try:
-            resp = await self._publish(publish_messages(name, table, ra or "", dec or ""), timeout=timeout)
+            resp = await self._publish(publish_messages(name, table, ra or "", dec or "", mode, readers, public_after),
+                                       timeout=timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.address) from None
         return DatasetInfo.from_pb(resp.dataset)
+
+    async def whoami(self) -> dict[str, Any]:
+        m = await self._unary("WhoAmI", pb.WhoAmIRequest())
+        return {"user": m.user, "groups": list(m.groups), "rights": list(m.rights), "admin": m.admin,
+                "token_id": m.token_id, "anonymous": m.anonymous, "island": m.island}
 
     async def subscribe(self, dataset_pattern: str, where: str | None = None, *,
                         cone: tuple[float, float, float] | None = None, moc: Any = None,
@@ -232,5 +241,7 @@ class AsyncClient:
         return await AsyncSubscription(self._stub, self.address, spec)._start()
 
 
-def connect(address: str | None = None, timeout: float | None = 30.0) -> AsyncClient:
-    return AsyncClient(address, timeout=timeout)
+def connect(address: str | None = None, timeout: float | None = 30.0, *, token: str | None = None,
+            ca: str | None = None) -> AsyncClient:
+    """An asyncio client; ``token`` and ``ca`` as for ``archipel.connect``."""
+    return AsyncClient(address, timeout=timeout, token=token, ca=ca)

@@ -34,7 +34,9 @@ from archipel.types import (
     QueryPlan,
     QueryStats,
     RuleInfo,
+    TokenInfo,
     default_address,
+    parse_duration,
     query_request,
     rpc_error,
 )
@@ -45,10 +47,7 @@ __all__ = ["connect", "Client", "QueryResult", "DatasetInfo", "PartitionInfo", "
 
 from archipel.types import PartitionInfo  # noqa: E402  (re-exported)
 
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-]
+from archipel.channel import CHANNEL_OPTIONS, open_channel  # noqa: E402
 
 
 def as_table(data: Any) -> pa.Table:
@@ -64,9 +63,24 @@ def as_table(data: Any) -> pa.Table:
     raise InvalidArgument(f"publish needs a pyarrow Table, RecordBatch, pandas DataFrame or dict, not {type(data).__name__}")
 
 
-def publish_messages(name: str, table: pa.Table, ra: str, dec: str, mode: str = "create") -> Iterator[pb.PublishRequest]:
+def access_fields(readers: str | list[str] | tuple[str, ...] | None, public_after: str | None) -> tuple[bool, list[str]]:
+    """(readers given, reader names) for the wire; the island checks them."""
+    if public_after is not None and not isinstance(public_after, str):
+        public_after = str(public_after)
+    if readers is None:
+        return False, []
+    items = readers.split(",") if isinstance(readers, str) else list(readers)
+    return True, [str(r).strip() for r in items if str(r).strip()]
+
+
+def publish_messages(name: str, table: pa.Table, ra: str, dec: str, mode: str = "create",
+                     readers: str | list[str] | None = None, public_after: str | None = None
+                     ) -> Iterator[pb.PublishRequest]:
     schema = dense_schema(table.schema)
-    yield pb.PublishRequest(header=pb.PublishHeader(dataset=name, ra_column=ra, dec_column=dec, mode=mode))
+    given, names = access_fields(readers, public_after)
+    yield pb.PublishRequest(header=pb.PublishHeader(dataset=name, ra_column=ra, dec_column=dec, mode=mode,
+                                                    readers=names, readers_given=given,
+                                                    public_after=str(public_after or "")))
     yield pb.PublishRequest(arrow_schema=serialize_schema(schema))
     batches = (to_dense(b, schema) for b in table.to_batches(max_chunksize=65_536))
     for body, more, _rows in encode_batches(batches, DEFAULT_CHUNK_BYTES):
@@ -153,10 +167,11 @@ class QueryResult:
 class Client:
     """A connection to one island, and through it to the archipelago."""
 
-    def __init__(self, address: str | None = None, timeout: float | None = 30.0) -> None:
+    def __init__(self, address: str | None = None, timeout: float | None = 30.0, *, token: str | None = None,
+                 ca: str | None = None) -> None:
         self.address = default_address(address)
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._channel = open_channel(self.address, token, ca)
         self._stub = pb_grpc.IslandStub(self._channel)
         self._query = self._channel.unary_stream(QUERY_METHOD, **QUERY_CALL)
         self._publish = self._channel.stream_unary(PUBLISH_METHOD, **PUBLISH_CALL)
@@ -253,20 +268,29 @@ class Client:
 
     # -- writes -----------------------------------------------------------------------------
     def publish(self, name: str, table: Any, ra: str | None = None, dec: str | None = None,
-                timeout: float | None = None, mode: str = "create") -> DatasetInfo:
+                timeout: float | None = None, mode: str = "create", *, readers: str | list[str] | None = None,
+                public_after: str | None = None) -> DatasetInfo:
         """Writes a new data product to the island: a HATS catalog when it has sky columns
         (``ra``/``dec``, or recognised names), else a plain table. ``mode="append"`` adds the
-        rows to an existing dataset at its origin island instead, as new partition files."""
+        rows to an existing dataset at its origin island instead, as new partition files.
+        ``readers`` ("public" by default; "user:NAME", "group:NAME", comma-separated or a list)
+        and ``public_after`` (YYYY-MM-DD, the end of a proprietary period) say who may read it;
+        the caller owns it."""
         check_dataset_name(name)
         if mode not in ("create", "append"):
             raise InvalidArgument(f"mode must be 'create' or 'append', not {mode!r}")
         table = as_table(table)
         try:
-            resp = self._publish(publish_messages(name, table, ra or "", dec or "", mode), timeout=timeout)
+            resp = self._publish(publish_messages(name, table, ra or "", dec or "", mode, readers, public_after),
+                                 timeout=timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, self.address) from None
         self._names = None
         return DatasetInfo.from_pb(resp.dataset)
+
+    def append(self, name: str, table: Any, timeout: float | None = None) -> DatasetInfo:
+        """Adds rows to a dataset at its origin island (its owner or an admin)."""
+        return self.publish(name, table, timeout=timeout, mode="append")
 
     def delete(self, name: str) -> bool:
         """Removes a dataset at its origin island (this island must be it); every island of
@@ -278,19 +302,74 @@ class Client:
         return resp.files_removed
 
     def ingest(self, path: str, dataset: str, ra: str | None = None, dec: str | None = None,
-               timeout: float | None = None) -> list[DatasetInfo]:
-        """Registers a path on the island's disk (HATS as it is; Parquet partitioned into HATS)."""
-        return self.ingest_many([(path, dataset, ra, dec)], timeout=timeout)
+               timeout: float | None = None, *, readers: str | list[str] | None = None,
+               public_after: str | None = None) -> list[DatasetInfo]:
+        """Registers a path on the island's disk (HATS as it is; Parquet partitioned into HATS).
+        An admin's call; ``readers`` and ``public_after`` as for ``publish``."""
+        return self.ingest_many([(path, dataset, ra, dec)], timeout=timeout, readers=readers,
+                                public_after=public_after)
 
     def ingest_many(self, items: list[tuple[str, str, str | None, str | None]],
-                    timeout: float | None = None) -> list[DatasetInfo]:
+                    timeout: float | None = None, *, readers: str | list[str] | None = None,
+                    public_after: str | None = None) -> list[DatasetInfo]:
         """Several ingests in one transaction: all datasets are registered, or none."""
-        request = pb.IngestRequest(items=[pb.IngestItem(path=str(p), dataset=d, ra_column=r or "", dec_column=c or "")
+        given, names = access_fields(readers, public_after)
+        request = pb.IngestRequest(items=[pb.IngestItem(path=str(p), dataset=d, ra_column=r or "", dec_column=c or "",
+                                                        readers=names, readers_given=given,
+                                                        public_after=public_after or "")
                                           for p, d, r, c in items])
         resp = self._unary("Ingest", request, timeout=timeout if timeout is not None else 3600)
         self._names = None
         return [DatasetInfo.from_pb(d) for d in resp.datasets]
 
+
+    # -- access -----------------------------------------------------------------------------
+    def grant(self, dataset: str, reader: str) -> DatasetInfo:
+        """Lets ``reader`` ("public", "user:NAME", "group:NAME") read ``dataset`` (its owner or
+        an admin; the change is made at the dataset's origin and reaches every island)."""
+        return self._set_access(dataset, reader, True)
+
+    def revoke(self, dataset: str, reader: str) -> DatasetInfo:
+        """Removes ``reader`` from ``dataset``'s readers."""
+        return self._set_access(dataset, reader, False)
+
+    def set_public_after(self, dataset: str, day: str | None) -> DatasetInfo:
+        """Sets (YYYY-MM-DD) or clears (None) the day ``dataset`` becomes public."""
+        return self._set_access(dataset, "", True, day or "none")
+
+    def _set_access(self, dataset: str, reader: str, grant: bool, public_after: str = "") -> DatasetInfo:
+        check_dataset_name(dataset)
+        req = pb.SetAccessRequest(dataset=dataset, reader=reader, grant=grant, public_after=public_after)
+        return DatasetInfo.from_pb(self._unary("SetAccess", req))
+
+    def whoami(self) -> dict[str, Any]:
+        """Who the island takes this client for: user, groups, rights, admin, token id."""
+        m = self._unary("WhoAmI", pb.WhoAmIRequest())
+        return {"user": m.user, "groups": list(m.groups), "rights": list(m.rights), "admin": m.admin,
+                "token_id": m.token_id, "anonymous": m.anonymous, "island": m.island}
+
+    def create_token(self, user: str, *, groups: list[str] | tuple[str, ...] = (),
+                     rights: list[str] | tuple[str, ...] = (), admin: bool = False,
+                     expires: float | str | None = None) -> TokenInfo:
+        """A new token (an admin's call); ``expires`` in seconds or like "12h", "30d"."""
+        req = pb.CreateTokenRequest(user=user, groups=list(groups), rights=list(rights), admin=admin,
+                                    expires_seconds=parse_duration(expires))
+        return TokenInfo.from_pb(self._unary("CreateToken", req))
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token of the archipelago known to the island (never the tokens themselves)."""
+        return [TokenInfo.from_pb(t) for t in self._unary("ListTokens", pb.ListTokensRequest()).tokens]
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        """Revokes a token at every island of the archipelago (through catalog sync)."""
+        return TokenInfo.from_pb(self._unary("RevokeToken", pb.RevokeTokenRequest(id=token_id)))
+
+    def audit(self, user: str = "", since: float = 0.0, limit: int = 1000) -> list[dict[str, Any]]:
+        """The island's audit entries (an admin sees everyone's, others their own)."""
+        resp = self._unary("GetAudit", pb.GetAuditRequest(user=user, since=since, limit=limit))
+        return [{"ts": e.ts, "user": e.user, "method": e.method, "datasets": list(e.datasets), "rows": e.rows,
+                 "bytes": e.bytes, "outcome": e.outcome, "detail": e.detail, "island": e.island}
+                for e in resp.entries]
 
     # -- replication ------------------------------------------------------------------------
     def replicate(self, dataset: str, to: str | None = None, *, cone: tuple[float, float, float] | None = None,
@@ -347,6 +426,9 @@ class Client:
     unsubscribe = delete_subscription
 
 
-def connect(address: str | None = None, timeout: float | None = 30.0) -> Client:
-    """A client of the island at ``address`` (HOST:PORT; default $ARCHIPEL_ISLAND or localhost:7770)."""
-    return Client(address, timeout=timeout)
+def connect(address: str | None = None, timeout: float | None = 30.0, *, token: str | None = None,
+            ca: str | None = None) -> Client:
+    """A client of the island at ``address`` (HOST:PORT; default $ARCHIPEL_ISLAND or
+    localhost:7770), over TLS checked against the archipelago's ``ca`` (a ca.pem path; default
+    $ARCHIPEL_CA), calling as the holder of ``token`` (default $ARCHIPEL_TOKEN; none: anonymous)."""
+    return Client(address, timeout=timeout, token=token, ca=ca)

@@ -14,6 +14,7 @@ __all__ = [
     "NotFound",
     "AlreadyExists",
     "PermissionDenied",
+    "Unauthenticated",
     "Unavailable",
     "DeadlineExceeded",
     "ResourceExhausted",
@@ -60,6 +61,13 @@ class PermissionDenied(ArchipelError, PermissionError):
     code = "PERMISSION_DENIED"
 
 
+class Unauthenticated(ArchipelError, PermissionError):
+    """No credentials, or credentials that are not valid here (malformed, expired, revoked,
+    of another archipelago)."""
+
+    code = "UNAUTHENTICATED"
+
+
 class Unavailable(ArchipelError, ConnectionError):
     """An island that could not be reached; the message names it."""
 
@@ -103,6 +111,7 @@ _BY_CODE: dict[str, type[ArchipelError]] = {
         NotFound,
         AlreadyExists,
         PermissionDenied,
+        Unauthenticated,
         Unavailable,
         DeadlineExceeded,
         ResourceExhausted,

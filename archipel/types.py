@@ -15,7 +15,8 @@ from archipel.errors import ArchipelError, InvalidArgument, Unavailable, error_f
 from archipel.v1 import island_pb2 as pb
 
 __all__ = ["PartitionInfo", "DatasetInfo", "DatasetPlan", "QueryPlan", "QueryStats", "default_address",
-           "ROUTE_VALUES", "ENGINE_VALUES", "query_request", "rpc_error", "DEFAULT_PORT"]
+           "ROUTE_VALUES", "ENGINE_VALUES", "query_request", "rpc_error", "DEFAULT_PORT", "TokenInfo",
+           "parse_duration"]
 
 DEFAULT_PORT = 7770
 ROUTE_VALUES = {"auto": pb.ROUTE_AUTO, "local": pb.ROUTE_LOCAL, "remote": pb.ROUTE_REMOTE,
@@ -59,6 +60,9 @@ class DatasetInfo:
     hats_properties: dict[str, str]
     created: str
     partitions: list[PartitionInfo] = field(default_factory=list)
+    owner: str = ""
+    readers: tuple[str, ...] = ("public",)
+    public_after: str = ""
 
     @classmethod
     def from_pb(cls, m: pb.Dataset) -> DatasetInfo:
@@ -73,6 +77,7 @@ class DatasetInfo:
                               stats=json.loads(p.stats_json or "{}"), islands=list(p.islands))
                 for p in m.partitions
             ],
+            owner=m.owner, readers=tuple(m.readers), public_after=m.public_after,
         )
 
 
@@ -152,6 +157,46 @@ def rpc_error(exc: grpc.RpcError, address: str) -> ArchipelError:
     return error_for_code(name, details or name)
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: float | int | str | None) -> float:
+    """Seconds from 3600, "90s", "30m", "12h", "30d" or "2w"; None or 0: never."""
+    if value is None or value == "" or value == 0:
+        return 0.0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise InvalidArgument("a duration must not be negative")
+        return float(value)
+    text = str(value).strip().lower()
+    number, unit = text.rstrip("smhdw"), text[len(text.rstrip("smhdw")):]
+    if not number.isdigit() or unit not in _DURATION_UNITS:
+        raise InvalidArgument(f"duration {value!r} is not like 3600, 30m, 12h or 30d")
+    return float(int(number) * _DURATION_UNITS[unit])
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token's record (``token`` holds the token itself only when just created)."""
+
+    id: str
+    user: str
+    groups: tuple[str, ...]
+    rights: tuple[str, ...]
+    admin: bool
+    issued: float
+    expires: float  # 0: never
+    issuer: str
+    revoked_by: str = ""
+    revoked_at: float = 0.0
+    token: str = field(default="", repr=False)
+
+    @classmethod
+    def from_pb(cls, m: pb.TokenInfo) -> TokenInfo:
+        return cls(m.id, m.user, tuple(m.groups), tuple(m.rights), m.admin, m.issued, m.expires, m.issuer,
+                   m.revoked_by, m.revoked_at, m.token)
+
+
 @dataclass(frozen=True)
 class RuleInfo:
     """A replication rule on an island, with the state of its copies."""
@@ -171,12 +216,14 @@ class RuleInfo:
     bytes_done: int
     errors: tuple[str, ...]
 
+    owner: str = ""
+
     @classmethod
     def from_pb(cls, m: Any) -> RuleInfo:
         return cls(id=m.id, dataset=m.dataset, island=m.island, region=m.region, protocol=m.protocol,
                    created=m.created, expires=m.expires, state=m.state, files_total=m.files_total,
                    files_done=m.files_done, files_failed=m.files_failed, bytes_total=m.bytes_total,
-                   bytes_done=m.bytes_done, errors=tuple(m.errors))
+                   bytes_done=m.bytes_done, errors=tuple(m.errors), owner=m.owner)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from archipel.arrowwire import MAX_MESSAGE_BYTES
 from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from archipel.v1 import peer_pb2 as ppb
 from archipel.v1 import peer_pb2_grpc as ppb_grpc
+from federation.pki import IslandCredentials, verify_island_der, verify_signature
 from federation.sync import change_from_wire, dataset_from_payload, decide
 from metacatalog.store import CatalogStore
 
@@ -52,21 +53,42 @@ class _Gap(Exception):
     pass
 
 
-def hello(address: str, island: str, my_address: str, timeout: float = 5.0) -> ppb.HelloResponse:
-    """Introduces this island to the one at ``address``; raises Unavailable or FailedPrecondition."""
-    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+def channel_credentials(creds: IslandCredentials) -> grpc.ChannelCredentials:
+    """Mutual TLS: the archipelago's CA to check the callee, the island's own certificate and
+    key to be checked by it."""
+    return grpc.ssl_channel_credentials(creds.ca_pem, creds.key_pem, creds.cert_pem)
+
+
+def _hello_once(address: str, creds: IslandCredentials, island: str, my_address: str,
+                timeout: float) -> ppb.HelloResponse:
+    with grpc.secure_channel(address, channel_credentials(creds), options=CHANNEL_OPTIONS) as channel:
         try:
             resp = ppb_grpc.PeerStub(channel).Hello(
                 ppb.HelloRequest(island=island, address=my_address, protocol_version=PROTOCOL_VERSION),
                 timeout=timeout)
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
                 raise FailedPrecondition(f"island at {address} refused us: {exc.details()}") from None
-            raise Unavailable(f"island at {address} cannot be reached: {exc.details() or exc.code().name}") from None
+            raise Unavailable(f"island at {address} cannot be reached: {exc.details() or exc.code().name} "
+                              f"(an island of another archipelago fails the TLS handshake too)") from None
     if resp.protocol_version != PROTOCOL_VERSION:
         raise FailedPrecondition(f"island {resp.island or address} speaks protocol {resp.protocol_version}, "
                                  f"this island speaks {PROTOCOL_VERSION}")
     return resp
+
+
+def hello(address: str, creds: IslandCredentials, my_address: str, timeout: float = 5.0
+          ) -> tuple[ppb.HelloResponse, str]:
+    """Introduces this island to the one at ``address`` (its client or its peer port); returns
+    the answer and the peer address it came from. Raises Unavailable or FailedPrecondition."""
+    resp = _hello_once(address, creds, creds.name, my_address, timeout)
+    if resp.peer_address and resp.peer_address != address:  # the client port names the peer port
+        target = check_address(resp.peer_address)
+        resp = _hello_once(target, creds, creds.name, my_address, timeout)
+        if resp.peer_address:
+            raise FailedPrecondition(f"island at {target} did not take our certificate on its peer port")
+        return resp, target
+    return resp, address
 
 
 class PeerLink:
@@ -104,7 +126,9 @@ class PeerLink:
         backoff = 0.2
         while not self._stop.is_set():
             try:
-                resp = hello(self.address, arch.island, arch.address)
+                resp, peer_address = hello(self.address, arch.creds, arch.address)
+                if peer_address != self.address and not arch.moved(self, peer_address):
+                    return  # another link follows that island already
                 if resp.island == arch.island:
                     logger.info("peer %s is this island itself; not following it", self.address)
                     self.state, self.error = "self", "this is the island itself"
@@ -139,7 +163,7 @@ class PeerLink:
 
     def _follow(self) -> None:
         arch = self.archipelago
-        with grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+        with grpc.secure_channel(self.address, channel_credentials(arch.creds), options=CHANNEL_OPTIONS) as channel:
             stub = ppb_grpc.PeerStub(channel)
             call = stub.WatchCatalog(ppb.WatchCatalogRequest(island=arch.island, cursors=arch.store.cursors()))
             self._call = call
@@ -154,7 +178,8 @@ class PeerLink:
 
     def _apply(self, msg: ppb.CatalogChange) -> None:
         store = self.archipelago.store
-        change = change_from_wire(msg.origin, msg.seq, msg.op, msg.key, msg.payload_json, msg.ts)
+        change = change_from_wire(msg.origin, msg.seq, msg.op, msg.key, msg.payload_json, msg.ts, msg.signature)
+        self.archipelago.check_signed(change, msg.origin_cert)
         dataset = dataset_from_payload(change.payload, change.origin) if change.op == "dataset.put" else None
         with store.transaction() as tx:
             decision = decide(store.island, store.sequence(change.origin), change)
@@ -170,10 +195,11 @@ class PeerLink:
 class Archipelago:
     """The peers this island follows."""
 
-    def __init__(self, store: CatalogStore, island: str, address: str, max_peers: int = 0) -> None:
+    def __init__(self, store: CatalogStore, creds: IslandCredentials, address: str, max_peers: int = 0) -> None:
         self.store = store
-        self.island = island
-        self.address = address
+        self.creds = creds
+        self.island = creds.name
+        self.address = address  # this island's peer (mutual TLS) address
         self.max_peers = max_peers  # islands followed at most through introductions (0: all)
         self._links: dict[str, PeerLink] = {}
         self._channels: dict[str, grpc.Channel] = {}
@@ -189,8 +215,9 @@ class Archipelago:
                 # Its own subchannel pool: channels with the same target and options otherwise
                 # share gRPC's global subchannels, so a "fresh" channel after a peer came back
                 # would still fail fast inside the old connection's reconnect backoff.
-                channel = self._channels[address] = grpc.insecure_channel(
-                    address, options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
+                channel = self._channels[address] = grpc.secure_channel(
+                    address, channel_credentials(self.creds),
+                    options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
             return channel
 
     def reset_channel(self, address: str) -> grpc.Channel:
@@ -251,6 +278,33 @@ class Archipelago:
         status = link.status()
         return PeerStatus(status.island, status.address, "removed", status.last_seq, "")
 
+    def check_signed(self, change, cert_der: bytes) -> None:
+        """Refuses a change its origin did not sign (whichever island relays it): the
+        certificate must be the origin's, issued by the archipelago's CA."""
+        from archipel.errors import PermissionDenied
+
+        if not change.signature or not cert_der:
+            raise PermissionDenied(f"change {change.origin}:{change.seq} is not signed by its origin")
+        island = verify_island_der(self.creds.ca, cert_der)
+        if island != change.origin:
+            raise PermissionDenied(f"change {change.origin}:{change.seq} is signed by {island}, not by its origin")
+        if not verify_signature(cert_der, change.signature, change.signed_bytes()):
+            raise PermissionDenied(f"change {change.origin}:{change.seq} does not match its origin's signature "
+                                   f"(forged or altered)")
+        self.store.keep_island_cert(change.origin, cert_der)
+
+    def moved(self, link: PeerLink, address: str) -> bool:
+        """A link learned by an island's client address follows its peer address from now on;
+        False when another link follows that address already (this one ends)."""
+        with self._lock:
+            if self._links.get(link.address) is link:
+                del self._links[link.address]
+            if address in self._links or address == self.address:
+                return False
+            self._links[address] = link
+        link.address = address
+        return True
+
     def forget(self, link: PeerLink) -> None:
         with self._lock:
             self._links.pop(link.address, None)
@@ -259,7 +313,7 @@ class Archipelago:
         """Joins the island at ``address`` now: refused if it cannot be reached or speaks
         another protocol version."""
         address = check_address(address)
-        resp = hello(address, self.island, self.address)
+        resp, address = hello(address, self.creds, self.address)
         if resp.island == self.island:
             raise InvalidArgument(f"{address} is this island ({self.island}) itself")
         self.store.add_peer(address, resp.island, explicit=True)

@@ -100,6 +100,7 @@ class Rule:
     protocol: str
     created: float
     expires: float  # 0: never
+    owner: str = ""  # the user who made it ("" for rules of older catalogs)
 
     def expired(self, now: float | None = None) -> bool:
         return bool(self.expires) and self.expires <= (time.time() if now is None else now)
@@ -143,7 +144,16 @@ class RuleBook:
         pinned_bytes = sum(n for k, n in self.store.local_files().items() if k in pins)
         return pinned_bytes, sum(p.num_bytes for p in parts if (dataset, p.pid) not in pins)
 
-    def create(self, dataset: str, region: Region, lifetime: float = 0.0, protocol: str = "") -> Rule:
+    def owner_pinned_bytes(self, owner: str) -> int:
+        """Bytes of the partitions ``owner``'s rules pin (held or still to copy)."""
+        rows = self.store.query(
+            "SELECT COALESCE(SUM(p.num_bytes), 0) FROM (SELECT DISTINCT rp.dataset, rp.pid FROM rule_partitions rp"
+            " JOIN rules r ON r.id = rp.rule WHERE r.owner=?) x JOIN partitions p ON p.dataset = x.dataset"
+            " AND p.pid = x.pid", (owner,))
+        return int(rows[0][0])
+
+    def create(self, dataset: str, region: Region, lifetime: float = 0.0, protocol: str = "", owner: str = "",
+               owner_limit: int = 0) -> Rule:
         if not 0 <= lifetime <= MAX_LIFETIME:
             raise InvalidArgument(f"lifetime must be between 0 (for good) and {MAX_LIFETIME:.0f} seconds, not {lifetime}")
         if protocol not in ("", "root", "http"):
@@ -155,6 +165,13 @@ class RuleBook:
         if not parts:
             raise InvalidArgument(f"the region {region.describe()} covers no partition of {dataset}")
         pinned_bytes, new_bytes = self._pin_cost(dataset, parts)
+        if owner_limit:
+            mine = self.owner_pinned_bytes(owner)
+            wanted = sum(p.num_bytes for p in parts)
+            if mine + wanted > owner_limit:
+                raise ResourceExhausted(
+                    f"{owner}'s rules would pin {mine + wanted} bytes ({mine} already, {wanted} for this rule): "
+                    f"over the per-user [limits] pinned_bytes = {owner_limit}")
         if pinned_bytes + new_bytes > self.quota:
             raise ResourceExhausted(
                 f"the rule needs {new_bytes} more bytes pinned on {self.here}; with {pinned_bytes} bytes pinned "
@@ -162,20 +179,21 @@ class RuleBook:
                 f"Nothing was evicted.")
         now = time.time()
         rule = Rule(id=uuid.uuid4().hex[:12], dataset=dataset, region=region, protocol=protocol, created=now,
-                    expires=now + lifetime if lifetime else 0.0)
+                    expires=now + lifetime if lifetime else 0.0, owner=owner)
         with self.store.transaction() as w:
-            w.execute("INSERT INTO rules VALUES (?, ?, ?, ?, ?, ?)",
-                      (rule.id, dataset, region.to_json(), protocol, rule.created, rule.expires))
+            w.execute("INSERT INTO rules (id, dataset, region, protocol, created, expires, owner)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (rule.id, dataset, region.to_json(), protocol, rule.created, rule.expires, owner))
             for p in parts:
                 w.execute("INSERT INTO rule_partitions VALUES (?, ?, ?)", (rule.id, dataset, p.pid))
         self.mover.want(ds, parts, protocol)
         return rule
 
     def rules(self, rule_id: str | None = None) -> list[Rule]:
-        sql, args = "SELECT id, dataset, region, protocol, created, expires FROM rules", ()
+        sql, args = "SELECT id, dataset, region, protocol, created, expires, owner FROM rules", ()
         if rule_id is not None:
             sql, args = sql + " WHERE id=?", (rule_id,)
-        return [Rule(r[0], r[1], Region.from_json(r[2]), r[3], r[4], r[5])
+        return [Rule(r[0], r[1], Region.from_json(r[2]), r[3], r[4], r[5], r[6])
                 for r in self.store.query(sql + " ORDER BY created", args)]
 
     def rule(self, rule_id: str) -> Rule:

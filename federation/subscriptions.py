@@ -28,8 +28,9 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from archipel.arrowwire import read_schema
-from archipel.errors import AlreadyExists, InvalidArgument, NotFound
+from archipel.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from federation.rules import Region, covered
+from metacatalog.access import ANONYMOUS, Caller, may_read
 from metacatalog.model import Change, Dataset, Partition
 from metacatalog.store import CatalogStore
 
@@ -81,6 +82,19 @@ class Subscription:
     durable: bool
     created: float
     error: str = ""
+    # Who opened it: only they (or an admin) resume or delete it, and it delivers only data of
+    # datasets they may read, decided at each delivery (grants and revocations apply at once).
+    owner: Caller = ANONYMOUS
+
+
+def _owner_json(c: Caller) -> dict:
+    return {"user": c.user, "groups": sorted(c.groups), "rights": sorted(c.rights), "admin": c.admin}
+
+
+def _owner_from(spec: str) -> Caller:
+    d = json.loads(spec).get("owner") or {}
+    return Caller(user=str(d.get("user", "")), groups=frozenset(d.get("groups", ())),
+                  rights=frozenset(d.get("rights", ())), admin=bool(d.get("admin", False)))
 
 
 @dataclass(frozen=True)
@@ -158,7 +172,8 @@ class SubscriptionBook:
     # -- creating ------------------------------------------------------------------------
     def make_filter(self, pattern: str, where: str = "", cone: tuple[float, float, float] | None = None,
                     moc: bytes | str | None = None, columns: list[str] | tuple[str, ...] = (), mode: str = "events",
-                    check_rows: Callable[[Dataset, Filter], None] | None = None) -> Filter:
+                    check_rows: Callable[[Dataset, Filter], None] | None = None,
+                    reader: Caller | None = None) -> Filter:
         """A validated filter. ``check_rows(ds, filter)`` binds the row query against a
         dataset's schema (unknown columns, type errors) for every dataset matching now."""
         if mode not in MODES:
@@ -176,7 +191,8 @@ class SubscriptionBook:
         # A name or pattern matching nothing yet is accepted: the data may come from an island
         # whose catalog has not reached this one yet. What matches now is checked now.
         for ds in self.store.datasets(pattern, with_partitions=True):
-            self.check_dataset(ds, f, check_rows)
+            if reader is None or may_read(reader, ds.access):  # others' schemas are not shown
+                self.check_dataset(ds, f, check_rows)
         return f
 
     def check_dataset(self, ds: Dataset, f: Filter, check_rows: Callable[[Dataset, Filter], None] | None) -> None:
@@ -192,19 +208,21 @@ class SubscriptionBook:
         if check_rows is not None and (f.where or f.columns or f.region.cone is not None):
             check_rows(ds, f)
 
-    def open(self, name: str, f: Filter, mode: str, start_at: str = "latest") -> Subscription:
+    def open(self, name: str, f: Filter, mode: str, start_at: str = "latest", owner: Caller = ANONYMOUS
+             ) -> Subscription:
         """Creates a subscription, or resumes the named one (from its cursor, or the one given)."""
         position = self.store.position()
         start = parse_start(start_at, position, self.here)
         if not name:
             sub = Subscription(f"tmp-{uuid.uuid4().hex[:12]}", f, mode, position if start is None else start,
-                               position if start is None else start, False, time.time())
+                               position if start is None else start, False, time.time(), owner=owner)
             self._insert(sub)
             return sub
         if not _NAME.match(name):
             raise InvalidArgument(f"invalid subscription name {name[:80]!r}: 1-128 letters, digits, '_', '.', '-'")
         found = self.get(name, missing_ok=True)
         if found is not None:
+            self.check_owner(found, owner, "resume")
             if (found.filter, found.mode) != (f, mode):
                 raise AlreadyExists(f"subscription {name!r} exists on {self.here} with another filter or mode "
                                     f"({found.mode} of {found.filter.pattern!r}); delete it or use another name")
@@ -213,22 +231,31 @@ class SubscriptionBook:
                 found = replace(found, cursor=start)
             return found
         begin = position if start is None else start
-        sub = Subscription(name, f, mode, begin, begin, True, time.time())
+        sub = Subscription(name, f, mode, begin, begin, True, time.time(), owner=owner)
         self._insert(sub)
         return sub
+
+    @staticmethod
+    def check_owner(sub: Subscription, caller: Caller, action: str) -> None:
+        if caller.admin or sub.owner.user == caller.user:
+            return
+        raise PermissionDenied(f"subscription {sub.name!r} belongs to {sub.owner.name}: {caller.name} may not "
+                               f"{action} it")
 
     def _insert(self, sub: Subscription) -> None:
         with self.store.transaction() as w:
             w.execute("INSERT INTO subscriptions (name, spec, mode, cursor, pinned, durable, created)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (sub.name, sub.filter.to_json(), sub.mode, sub.cursor,
+                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (sub.name, json.dumps({**json.loads(sub.filter.to_json()),
+                                                                               "owner": _owner_json(sub.owner)}),
+                                                         sub.mode, sub.cursor,
                                                          sub.pinned, int(sub.durable), sub.created))
 
     # -- reading -------------------------------------------------------------------------
     def subscriptions(self, mode: str | None = None) -> list[Subscription]:
         sql = "SELECT name, spec, mode, cursor, pinned, durable, created, error FROM subscriptions"
         rows = self.store.query(sql + (" WHERE mode=?" if mode else "") + " ORDER BY created", (mode,) if mode else ())
-        return [Subscription(r[0], Filter.from_json(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]), r[6], r[7])
-                for r in rows]
+        return [Subscription(r[0], Filter.from_json(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]), r[6], r[7],
+                             _owner_from(r[1])) for r in rows]
 
     def get(self, name: str, missing_ok: bool = False) -> Subscription | None:
         rows = self.store.query("SELECT name, spec, mode, cursor, pinned, durable, created, error FROM subscriptions"
@@ -238,9 +265,11 @@ class SubscriptionBook:
                 return None
             raise NotFound(f"no subscription {name!r} on island {self.here}")
         r = rows[0]
-        return Subscription(r[0], Filter.from_json(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]), r[6], r[7])
+        return Subscription(r[0], Filter.from_json(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]), r[6], r[7],
+                            _owner_from(r[1]))
 
-    def matches(self, f: Filter, after: int, limit: int = 200) -> tuple[list[Match], int]:
+    def matches(self, f: Filter, after: int, limit: int = 200, reader: Caller | None = None
+                ) -> tuple[list[Match], int]:
         """Matches of changes after position ``after``, in order, and the position scanned to.
 
         A change's partitions count only while they are current (same file as the catalog's
@@ -255,6 +284,8 @@ class SubscriptionBook:
                 ds = self.store.dataset(change.key)
             except NotFound:
                 continue
+            if reader is not None and not may_read(reader, ds.access):
+                continue  # nothing of a dataset the subscriber may not read
             current = {p.pid: p for p in ds.partitions}
             parts = []
             for p in change.payload.get("partitions", []):

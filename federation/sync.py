@@ -19,7 +19,8 @@ from metacatalog.model import Change, Dataset, Partition
 
 __all__ = ["Decision", "decide", "dataset_from_payload", "change_from_wire", "OPS"]
 
-OPS = ("dataset.put", "dataset.delete", "dataset.append", "replica.put", "replica.delete", "island.put")
+OPS = ("dataset.put", "dataset.delete", "dataset.append", "dataset.access", "replica.put", "replica.delete",
+       "island.put", "token.put", "token.revoke")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,17 @@ def _partition(d: dict[str, Any]) -> Partition:
                      stats=dict(d.get("stats") or {}))
 
 
+def _access(payload: dict[str, Any]) -> dict[str, Any]:
+    """A record's access facts, checked (a malformed one is refused with its change)."""
+    from metacatalog.access import parse_public_after, parse_readers
+
+    owner = str(payload.get("owner", ""))
+    if len(owner) > 64:
+        raise ValueError("owner name too long")
+    return {"owner": owner, "readers": parse_readers(list(payload.get("readers", ["public"]))),
+            "public_after": parse_public_after(payload.get("public_after", ""))}
+
+
 def dataset_from_payload(payload: dict[str, Any], origin: str) -> Dataset:
     """The dataset a ``dataset.put`` change carries; refuses one not authored by ``origin``."""
     try:
@@ -61,12 +73,14 @@ def dataset_from_payload(payload: dict[str, Any], origin: str) -> Dataset:
             moc=str(payload.get("moc", "")), sky_fraction=float(payload.get("sky_fraction", 0.0)),
             created=str(payload.get("created", "")),
             partitions=tuple(_partition(p) for p in payload.get("partitions", [])),
+            **_access(payload),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"malformed dataset in a change of {origin!r}: {exc!r}") from None
 
 
-def change_from_wire(origin: str, seq: int, op: str, key: str, payload_json: str, ts: float) -> Change:
+def change_from_wire(origin: str, seq: int, op: str, key: str, payload_json: str, ts: float,
+                     signature: bytes = b"") -> Change:
     """A change received from a peer, checked for shape; raises InvalidArgument."""
     if op not in OPS:
         raise InvalidArgument(f"unknown change op {op!r} from {origin!r}")
@@ -83,10 +97,24 @@ def change_from_wire(origin: str, seq: int, op: str, key: str, payload_json: str
             raise InvalidArgument(f"change {origin}:{seq} announces the data URLs of {key!r}, not its own")
         for k in ("http", "root"):
             url = payload.get(k, "")
-            if not isinstance(url, str) or (url and not url.startswith(("http://", "root://"))) or len(url) > 300:
+            if not isinstance(url, str) or (url and not url.startswith(("http://", "https://", "root://"))) or len(url) > 300:
                 raise InvalidArgument(f"change {origin}:{seq} has a malformed {k} URL {url!r}")
-        return Change(origin=origin, seq=seq, op=op, key=key, payload=payload, ts=ts)
+        return Change(origin=origin, seq=seq, op=op, key=key, payload=payload, ts=ts, signature=signature,
+                      payload_json=payload_json)
+    if op.startswith("token."):
+        if not key or len(key) > 64 or not key.isalnum():
+            raise InvalidArgument(f"change {origin}:{seq} names a malformed token id {key!r}")
+        if op == "token.put":
+            if str(payload.get("id")) != key or str(payload.get("issuer")) != origin:
+                raise InvalidArgument(f"change {origin}:{seq} records a token it did not issue")
+        return Change(origin=origin, seq=seq, op=op, key=key, payload=payload, ts=ts, signature=signature,
+                      payload_json=payload_json)
     check_dataset_name(key)
+    if op == "dataset.access":
+        try:
+            payload = {**payload, **_access(payload)}
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"change {origin}:{seq} has malformed access facts: {exc}") from None
     if op.startswith("replica."):
         pids = payload.get("pids")
         if not isinstance(pids, list) or not all(isinstance(p, str) and p and ".." not in p.split("/")
@@ -105,4 +133,5 @@ def change_from_wire(origin: str, seq: int, op: str, key: str, payload_json: str
         ds = dataset_from_payload(payload, origin)
         if ds.name != key:
             raise InvalidArgument(f"change {origin}:{seq} names {key!r} but carries {ds.name!r}")
-    return Change(origin=origin, seq=seq, op=op, key=key, payload=payload, ts=ts)
+    return Change(origin=origin, seq=seq, op=op, key=key, payload=payload, ts=ts, signature=signature,
+                  payload_json=payload_json)

@@ -18,6 +18,7 @@ from archipel.errors import InvalidArgument
 from archipel.names import check_dataset_name
 
 __all__ = ["IslandConfig", "IslandSection", "SparkSection", "QuerySection", "IngestSection", "FederationSection", "ReplicationSection",
+           "SecuritySection", "LimitsSection",
            "CONFIG_FILE", "load_config", "write_config", "toml_value", "DEFAULT_PORT"]
 
 CONFIG_FILE = "archipel.toml"
@@ -30,6 +31,9 @@ class IslandSection:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     http_port: int = 0  # the HTTP data server (Range requests); 0: any free port, advertised
+    # The island-to-island port (mutual TLS: only islands of the archipelago's CA get in);
+    # 0: the client port + 1.
+    peer_port: int = 0
     data_dir: str = "data"
 
 
@@ -97,6 +101,27 @@ class ReplicationSection:
 
 
 @dataclass
+class SecuritySection:
+    # "none": every call needs a token; "read-public": calls without one may read public datasets.
+    anonymous: str = "none"
+    ca: str = "ca.pem"  # paths relative to the island folder
+    cert: str = "island.pem"
+    key: str = "island-key.pem"
+    audit: bool = True  # DIR/audit.jsonl: who called what, on which datasets, what went out
+
+
+@dataclass
+class LimitsSection:
+    """Per-user fair shares; 0: no limit. Admins are held to them too."""
+
+    concurrent_queries: int = 0
+    result_bytes: int = 0  # bytes of one query's result
+    query_seconds: float = 0.0
+    pinned_bytes: int = 0  # bytes of replicas pinned by one user's rules
+    subscriptions: int = 0  # open subscription streams
+
+
+@dataclass
 class IslandConfig:
     island: IslandSection = field(default_factory=IslandSection)
     spark: SparkSection = field(default_factory=SparkSection)
@@ -104,6 +129,8 @@ class IslandConfig:
     ingest: IngestSection = field(default_factory=IngestSection)
     federation: FederationSection = field(default_factory=FederationSection)
     replication: ReplicationSection = field(default_factory=ReplicationSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
     root: Path = field(default=Path("."), compare=False)
 
     @property
@@ -118,6 +145,14 @@ class IslandConfig:
     @property
     def address(self) -> str:
         return f"{self.island.host}:{self.island.port}"
+
+    @property
+    def peer_address(self) -> str:
+        return f"{self.island.host}:{self.island.peer_port or self.island.port + 1}"
+
+    def security_path(self, name: str) -> Path:
+        p = Path(getattr(self.security, name))
+        return p if p.is_absolute() else self.root / p
 
 
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(IslandConfig) if f.name != "root"}
@@ -188,7 +223,7 @@ def _validate(cfg: IslandConfig, source: str) -> None:
             raise InvalidArgument("dots are not allowed")
     except InvalidArgument as exc:
         raise InvalidArgument(f"{source}: [island] name {name!r} is not a valid island name ({exc})") from None
-    for key in ("port", "http_port"):
+    for key in ("port", "http_port", "peer_port"):
         port = getattr(cfg.island, key)
         if not 0 <= port <= 65535 or (key == "port" and port == 0):
             raise InvalidArgument(f"{source}: [island] {key} {port} is not a valid TCP port")
@@ -199,6 +234,14 @@ def _validate(cfg: IslandConfig, source: str) -> None:
         raise InvalidArgument(f"{source}: [query] chunk_bytes must be at least 1024")
     if cfg.query.timeout_seconds <= 0:
         raise InvalidArgument(f"{source}: [query] timeout_seconds must be positive")
+    if cfg.island.peer_port and cfg.island.peer_port in (cfg.island.port, cfg.island.http_port):
+        raise InvalidArgument(f"{source}: [island] peer_port {cfg.island.peer_port} is used by another port")
+    if cfg.security.anonymous not in ("none", "read-public"):
+        raise InvalidArgument(f"{source}: [security] anonymous must be \"none\" or \"read-public\", "
+                              f"not {cfg.security.anonymous!r}")
+    for key in ("concurrent_queries", "result_bytes", "query_seconds", "pinned_bytes", "subscriptions"):
+        if getattr(cfg.limits, key) < 0:
+            raise InvalidArgument(f"{source}: [limits] {key} must not be negative (0: no limit)")
     if cfg.federation.max_peers < 0:
         raise InvalidArgument(f"{source}: [federation] max_peers must not be negative")
     for peer in cfg.federation.peers:

@@ -23,7 +23,7 @@ def dataset_to_pb(ds: Dataset, island: str, num_partitions: int | None = None,
         num_rows=ds.num_rows, num_bytes=ds.num_bytes, ra_column=ds.ra_column, dec_column=ds.dec_column,
         hats_properties=ds.hats_properties, moc=ds.moc, sky_fraction=ds.sky_fraction,
         num_partitions=num_partitions if num_partitions is not None else len(ds.partitions),
-        created=ds.created,
+        created=ds.created, owner=ds.owner, readers=list(ds.readers), public_after=ds.public_after,
     )
     for p in ds.partitions:
         msg.partitions.append(pb.Partition(

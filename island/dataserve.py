@@ -55,10 +55,13 @@ def sync_exports(store: CatalogStore, export: Path, replicas: Path, here: str) -
 
 
 class HttpDataServer:
-    """GET/HEAD ``/data/<dataset>/<partition path>`` with Range support, in a thread of its own."""
+    """GET/HEAD ``/data/<dataset>/<partition path>`` with Range support, in a thread of its own,
+    over TLS when the island has a ``gate``: islands of the archipelago get in with their
+    certificate, users with a bearer token of someone who may read the dataset."""
 
-    def __init__(self, store: CatalogStore, export: Path, host: str, port: int) -> None:
+    def __init__(self, store: CatalogStore, export: Path, host: str, port: int, gate=None) -> None:
         self.store = store
+        self.gate = gate
         self.export = export
         self.host = host
         self.port = port or free_port(host)
@@ -69,7 +72,7 @@ class HttpDataServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/data"
+        return f"{'https' if self.gate is not None else 'http'}://{self.host}:{self.port}/data"
 
     def start(self) -> None:
         self._thread.start()
@@ -83,6 +86,8 @@ class HttpDataServer:
         async def handle(request: web.Request) -> web.StreamResponse:
             dataset = request.match_info["dataset"]
             pid = request.match_info["pid"]
+            if self.gate is not None:
+                self._authorize(request, dataset)
             row = self.store.query("SELECT 1 FROM partitions WHERE dataset=? AND pid=?", (dataset, pid))
             if not row or ".." in pid.split("/"):
                 raise web.HTTPNotFound(text=f"no partition {pid!r} of {dataset!r} here\n")
@@ -98,7 +103,8 @@ class HttpDataServer:
         runner = web.AppRunner(app, access_log=None)
         try:
             self._loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            ssl_context = self.gate.server_ssl() if self.gate is not None else None
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True, ssl_context=ssl_context)
             self._loop.run_until_complete(site.start())
         except BaseException as exc:  # noqa: BLE001 - reported by start()
             self._error = exc
@@ -110,6 +116,31 @@ class HttpDataServer:
         finally:
             self._loop.run_until_complete(runner.cleanup())
             self._loop.close()
+
+    def _authorize(self, request, dataset: str) -> None:
+        """An island's verified certificate, or a token whose holder may read ``dataset``;
+        401/403 with the reason otherwise."""
+        from aiohttp import web
+
+        from archipel.errors import ArchipelError, NotFound, PermissionDenied, Unauthenticated
+        from metacatalog.access import check_read
+
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        try:
+            if der:
+                self.gate.island_of_der(der)
+                return
+            caller = self.gate.caller_from_header(request.headers.get("Authorization"))
+            check_read(caller, dataset, self.store.dataset(dataset, with_partitions=False).access)
+        except Unauthenticated as exc:
+            raise web.HTTPUnauthorized(text=f"{exc}\n", headers={"WWW-Authenticate": "Bearer"}) from None
+        except PermissionDenied as exc:
+            raise web.HTTPForbidden(text=f"{exc}\n") from None
+        except NotFound:
+            raise web.HTTPNotFound(text=f"no dataset {dataset!r} here\n") from None
+        except ArchipelError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.is_running():

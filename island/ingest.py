@@ -42,9 +42,12 @@ class IngestItem:
     ra: str = ""
     dec: str = ""
     adopt: bool = False  # move plain files into the data folder (published data in staging)
+    owner: str = ""
+    readers: tuple[str, ...] = ("public",)
+    public_after: str = ""
 
 
-def _to_dataset(found: Found, origin: str) -> Dataset:
+def _to_dataset(found: Found, origin: str, item: IngestItem) -> Dataset:
     moc, frac = moc_from_pixels((p.order, p.pixel) for p in found.partitions if p.has_pixel)
     return Dataset(
         name=found.name,
@@ -61,6 +64,9 @@ def _to_dataset(found: Found, origin: str) -> Dataset:
         sky_fraction=frac,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         partitions=tuple(found.partitions),
+        owner=item.owner,
+        readers=tuple(item.readers),
+        public_after=item.public_after,
     )
 
 
@@ -141,8 +147,11 @@ class Ingester:
         placed: list[Path] = []
         try:
             prepared: list[tuple[Found, Path | None]] = []
+            item_of: list[IngestItem] = []
             for item in items:
-                prepared.extend(self._prepare(item, stage, say))
+                found_here = self._prepare(item, stage, say)
+                prepared.extend(found_here)
+                item_of.extend([item] * len(found_here))
             names = [f.name for f, _ in prepared]
             for n in names:
                 check_dataset_name(n)
@@ -151,7 +160,7 @@ class Ingester:
                 if self.store.has_dataset(n):
                     raise AlreadyExists(f"dataset {n!r} already exists")
             datasets = []
-            for found, staged in prepared:
+            for (found, staged), item in zip(prepared, item_of):
                 if staged is not None:
                     final = self.dataset_dir(found.name)
                     if final.exists():
@@ -160,7 +169,7 @@ class Ingester:
                     staged.rename(final)
                     placed.append(final)
                     found.root = final
-                datasets.append(_to_dataset(found, self.store.island))
+                datasets.append(_to_dataset(found, self.store.island, item))
             with self.store.transaction() as tx:
                 for ds in datasets:
                     tx.put_dataset(ds)
@@ -235,7 +244,8 @@ class Ingester:
             shutil.rmtree(stage, ignore_errors=True)
         return updated, parts
 
-    def publish(self, name: str, batches, schema: pa.Schema, ra: str = "", dec: str = "") -> Dataset:
+    def publish(self, name: str, batches, schema: pa.Schema, ra: str = "", dec: str = "", owner: str = "",
+                readers: tuple[str, ...] = ("public",), public_after: str = "") -> Dataset:
         """Writes streamed batches to a staged Parquet file and ingests it as a new dataset."""
         import pyarrow.parquet as pq
 
@@ -253,6 +263,7 @@ class Ingester:
                     rows += batch.num_rows
             if rows == 0:
                 raise InvalidArgument("publish received no rows")
-            return self.ingest([IngestItem(str(path), name, ra, dec, adopt=True)])[0]
+            return self.ingest([IngestItem(str(path), name, ra, dec, adopt=True, owner=owner, readers=readers,
+                                           public_after=public_after)])[0]
         finally:
             shutil.rmtree(stage, ignore_errors=True)

@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 
 
 class RunningQuery:
-    def __init__(self, query_id: str) -> None:
+    def __init__(self, query_id: str, owner: str = "") -> None:
         self.id = query_id
+        self.owner = owner  # the caller's name: only they (or an admin) may cancel it
         self.started = time.monotonic()
         self.cancelled = threading.Event()
         self.reason = ""
@@ -60,8 +61,9 @@ class RunningQuery:
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():
-            if self.reason == "timeout":
-                raise DeadlineExceeded(f"query {self.id} exceeded its timeout")
+            if self.reason.startswith("timeout"):
+                why = self.reason.partition(": ")[2] or "its timeout"
+                raise DeadlineExceeded(f"query {self.id} stopped: {why}")
             raise Cancelled(f"query {self.id} was {self.reason}")
 
 
@@ -70,14 +72,14 @@ class QueryRegistry:
         self._running: dict[str, RunningQuery] = {}
         self._lock = threading.Lock()
 
-    def start(self, query_id: str = "") -> RunningQuery:
+    def start(self, query_id: str = "", owner: str = "") -> RunningQuery:
         if query_id and (len(query_id) > 128 or not query_id.replace("-", "").replace("_", "").isalnum()):
             raise InvalidArgument("query_id must be at most 128 letters, digits, - or _")
         qid = query_id or uuid.uuid4().hex
         with self._lock:
             if qid in self._running:
                 raise AlreadyExists(f"a query with id {qid!r} is already running")
-            rq = self._running[qid] = RunningQuery(qid)
+            rq = self._running[qid] = RunningQuery(qid, owner)
         return rq
 
     def finish(self, rq: RunningQuery) -> None:
@@ -85,10 +87,13 @@ class QueryRegistry:
         with self._lock:
             self._running.pop(rq.id, None)
 
-    def cancel(self, query_id: str, reason: str = "cancelled") -> bool:
+    def cancel(self, query_id: str, reason: str = "cancelled", owner: str | None = None) -> bool:
+        """Cancels a running query (only ``owner``'s when given)."""
         with self._lock:
             rq = self._running.get(query_id)
-        return rq.cancel(reason) if rq else False
+        if rq is None or (owner is not None and rq.owner != owner):
+            return False
+        return rq.cancel(reason)
 
     def running(self) -> list[str]:
         with self._lock:
@@ -138,7 +143,8 @@ def stream_results(
         for body, more, n in encode_batches([batch], chunk_bytes, compression or None):
             nbytes += len(body)
             if max_bytes and nbytes > max_bytes:
-                raise ResourceExhausted(f"result exceeds the byte limit of {max_bytes} (set [query] max_bytes)")
+                raise ResourceExhausted(f"result exceeds the byte limit of {max_bytes} (the tightest of the client's "
+                                        f"max_bytes, [query] max_bytes and [limits] result_bytes)")
             yield Chunk(body, more)
         rows += batch.num_rows
         nbatches += 1

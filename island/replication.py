@@ -5,6 +5,7 @@ exports and the cache in step with the catalog as it changes."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
 import threading
@@ -19,6 +20,7 @@ from island.dataserve import HttpDataServer, XrootdServer, free_port, sync_expor
 from island.workers import WorkerPool
 from metacatalog.model import Partition
 from metacatalog.store import CatalogStore
+from replication.transfer import DATA_TLS_ENV
 from replication import cache, jobs
 from replication.celery_app import make_app
 from replication.mover import REPLICAS_DIR, Mover
@@ -48,7 +50,7 @@ def _kept_port(store: CatalogStore, key: str, host: str) -> int:
 
 
 class Replication:
-    def __init__(self, cfg: IslandConfig, store: CatalogStore, archipelago: Archipelago) -> None:
+    def __init__(self, cfg: IslandConfig, store: CatalogStore, archipelago: Archipelago, gate=None) -> None:
         r = cfg.replication
         self.cfg = cfg
         self.store = store
@@ -67,7 +69,8 @@ class Replication:
         # Ports left to 0 are chosen once and kept (in the catalog), so the data URLs other
         # islands recorded stay valid across restarts.
         host = cfg.island.host
-        self.http = HttpDataServer(store, self.export, host, cfg.island.http_port or _kept_port(store, "http_port", host))
+        self.http = HttpDataServer(store, self.export, host, cfg.island.http_port or _kept_port(store, "http_port", host),
+                                   gate)
         self.xrootd: XrootdServer | None = None
         self.xrootd_error = ""
         if r.xrootd == "on" or (r.xrootd == "auto" and XrootdServer.available()):
@@ -80,6 +83,10 @@ class Replication:
             "ARCHIPEL_QUEUE_DIR": str(self.queue_dir), "ARCHIPEL_BROKER": r.broker,
             "ARCHIPEL_WAKEUP": str(self.wakeup_path), "XRD_CPUSEPGWRTRD": "0",
         }
+        if gate is not None:  # the island's identity on the data plane, for it and its workers
+            tls = dict(zip(DATA_TLS_ENV, (str(cfg.security_path(k)) for k in ("ca", "cert", "key"))))
+            env.update(tls)
+            os.environ.update(tls)
         self.workers = WorkerPool(self.here, r.workers, r.concurrency, env, cfg.root / "logs", self._worker_died)
         self._in_use: Counter[tuple[str, str]] = Counter()
         self._in_use_lock = threading.Lock()

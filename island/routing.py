@@ -54,10 +54,12 @@ def lowest_limit(*limits: int) -> int:
 
 
 def forward_query(archipelago: Archipelago, island: str, request: pb.QueryRequest, here: str,
-                  rq: RunningQuery, timeout: float, max_rows: int = 0, max_bytes: int = 0) -> Iterator[bytes]:
+                  rq: RunningQuery, timeout: float, max_rows: int = 0, max_bytes: int = 0,
+                  metadata: list[tuple[str, str]] | None = None) -> Iterator[bytes]:
     """The pushed-down query's response messages from ``island``, passed through as received
     (no decoding, no buffering); cancelling ``rq`` cancels the call there. The entry island's
-    own limits travel with the query (the tighter of the client's and the island's)."""
+    own limits travel with the query (the tighter of the client's and the island's), and so does the
+    caller's token (``metadata``): the island holding the data decides again."""
     address = archipelago.address_of(island)
     sub = _sub_request(request, here, rq.id)
     sub.max_rows = lowest_limit(sub.max_rows, max_rows)
@@ -66,7 +68,7 @@ def forward_query(archipelago: Archipelago, island: str, request: pb.QueryReques
         channel = archipelago.channel(address) if attempt == 1 else archipelago.reset_channel(address)
         call = channel.unary_stream(QUERY_METHOD, request_serializer=pb.QueryRequest.SerializeToString,
                                     response_deserializer=lambda data: data)
-        stream = call(sub, timeout=timeout)
+        stream = call(sub, timeout=timeout, metadata=metadata or None)
         rq.on_cancel(stream.cancel)
         started = False
         try:
@@ -84,7 +86,8 @@ def forward_query(archipelago: Archipelago, island: str, request: pb.QueryReques
 
 
 def fetch_scan(archipelago: Archipelago, scan: TableScan, request: pb.QueryRequest, here: str,
-               rq: RunningQuery, timeout: float, spool: Path) -> TableScan:
+               rq: RunningQuery, timeout: float, spool: Path, metadata: list[tuple[str, str]] | None = None
+               ) -> TableScan:
     """Fetches the rows of ``scan`` that can match (its cones pushed down) from the dataset's
     island into a Parquet file in ``spool``; returns the scan pointed at that file."""
     ds = scan.dataset
@@ -98,7 +101,7 @@ def fetch_scan(archipelago: Archipelago, scan: TableScan, request: pb.QueryReque
     call = archipelago.channel(address).unary_stream(
         QUERY_METHOD, request_serializer=pb.QueryRequest.SerializeToString,
         response_deserializer=chunk_or(pb.QueryResponse.FromString))
-    stream = call(_sub_request(request, here, f"{rq.id}-{scan.view}", sql), timeout=timeout)
+    stream = call(_sub_request(request, here, f"{rq.id}-{scan.view}", sql), timeout=timeout, metadata=metadata or None)
     rq.on_cancel(stream.cancel)
     try:
         first = next(stream)

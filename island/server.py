@@ -17,11 +17,14 @@ from archipel.errors import FailedPrecondition
 from archipel.v1 import island_pb2 as pb
 from archipel.v1 import peer_pb2 as ppb
 from federation.peers import Archipelago
+from federation.pki import load_credentials
 from federation.subscriptions import SubscriptionBook
 from island.config import IslandConfig, load_config
 from island.engines import SparkEngine
 from island.ingest import Ingester
+from island.audit import AuditLog
 from island.peer_servicer import PeerServicer
+from island.security.gate import Gate
 from island.replication import Replication
 from island.servicer import IslandServicer
 from island.subscribe import ReplicateKeeper, RowSource
@@ -73,20 +76,26 @@ class Island:
         shutil.rmtree(cfg.data_path / ".staging", ignore_errors=True)  # leftovers of a crash
         self.spool = cfg.root / "spool"
         shutil.rmtree(self.spool, ignore_errors=True)
-        self.store = CatalogStore(cfg.catalog_path, cfg.island.name)
+        sec = cfg.security
+        self.creds = load_credentials(cfg.root, cfg.island.name, sec.ca, sec.cert, sec.key)
+        self.store = CatalogStore(cfg.catalog_path, cfg.island.name, signer=self.creds.sign)
+        self.store.keep_island_cert(cfg.island.name, self.creds.cert_der)
+        self.store.sign_own_changes()
+        self.gate = Gate(self.creds, self.store, sec.anonymous)
+        self.audit = AuditLog(cfg.root / "audit.jsonl", cfg.island.name, sec.audit)
         self.spark = SparkEngine(cfg.spark, self.spool, app_name=f"archipel-{cfg.island.name}")
         self.ingester = Ingester(self.store, cfg.data_path, partition_rows=cfg.ingest.partition_rows,
                                  max_order=cfg.ingest.max_order, allowed_roots=cfg.ingest.allowed_roots)
         self.stopping = threading.Event()
-        self.archipelago = Archipelago(self.store, cfg.island.name, cfg.address, cfg.federation.max_peers)
-        self.replication = Replication(cfg, self.store, self.archipelago)
+        self.archipelago = Archipelago(self.store, self.creds, cfg.peer_address, cfg.federation.max_peers)
+        self.replication = Replication(cfg, self.store, self.archipelago, self.gate)
         self.subscriptions = SubscriptionBook(self.store, cfg.island.name)
         self.rows = RowSource(self.store, cfg.island.name, cfg.data_path, cfg.replication.protocols,
                               self.archipelago.down)
         self.keeper = ReplicateKeeper(self.subscriptions, self.replication.rules, self.rows)
         self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago, self.replication,
-                                       self.subscriptions, self.rows)
-        self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping)
+                                       self.subscriptions, self.rows, self.gate, self.audit)
+        self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping, self.gate, cfg.peer_address)
         self.server: grpc.Server | None = None
 
     def start(self) -> None:
@@ -99,14 +108,20 @@ class Island:
                                   options=GRPC_OPTIONS)
         self.server.add_generic_rpc_handlers((service_handlers(pb, "Island", self.servicer),
                                               service_handlers(ppb, "Peer", self.peer_servicer)))
-        try:
-            port = self.server.add_insecure_port(self.cfg.address)
-        except RuntimeError as exc:
-            self.spark.stop()
-            raise FailedPrecondition(f"cannot listen on {self.cfg.address}: {exc}") from None
-        if port == 0:
-            self.spark.stop()
-            raise FailedPrecondition(f"cannot listen on {self.cfg.address}: address in use?")
+        pair = [(self.creds.key_pem, self.creds.cert_pem)]
+        # Clients: TLS, identified by their token. Islands: mutual TLS on the peer port.
+        ports = [(self.cfg.address, grpc.ssl_server_credentials(pair, self.creds.ca_pem, require_client_auth=False)),
+                 (self.cfg.peer_address, grpc.ssl_server_credentials(pair, self.creds.ca_pem,
+                                                                     require_client_auth=True))]
+        for address, creds in ports:
+            try:
+                port = self.server.add_secure_port(address, creds)
+            except RuntimeError as exc:
+                self.spark.stop()
+                raise FailedPrecondition(f"cannot listen on {address}: {exc}") from None
+            if port == 0:
+                self.spark.stop()
+                raise FailedPrecondition(f"cannot listen on {address}: address in use?")
         try:
             self.replication.start()
         except Exception:
@@ -119,7 +134,8 @@ class Island:
         self.server.start()
         self.archipelago.start(self.cfg.federation.peers)
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
-        logger.info("island %s serving on %s", self.cfg.island.name, self.cfg.address)
+        logger.info("island %s serving on %s (peers on %s)", self.cfg.island.name, self.cfg.address,
+                    self.cfg.peer_address)
 
     def _warm_up(self) -> None:
         """Imports and first-use costs of the Arrow path and the planner, paid before a query."""
@@ -164,7 +180,8 @@ def serve(island_dir: str | Path) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     island.start()
-    print(f"island {cfg.island.name} serving on {cfg.address} (data in {cfg.data_path})", flush=True)
+    print(f"island {cfg.island.name} serving on {cfg.address} with TLS, peers on {cfg.peer_address} "
+          f"(data in {cfg.data_path})", flush=True)
     try:
         while not stop.wait(1.0):
             pass

@@ -3,14 +3,12 @@ ArchipelErrors to status codes. No logic of its own beyond that translation."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import shutil
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import grpc
 import pyarrow as pa
@@ -26,7 +24,8 @@ from archipel.arrowwire import (
     serialize_schema,
     to_dense,
 )
-from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, NotFound, error_for_code
+from archipel.errors import (ArchipelError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
+                             error_for_code)
 from archipel.names import check_dataset_name
 from archipel.v1 import island_pb2 as pb
 from federation.peers import Archipelago
@@ -34,6 +33,12 @@ from federation.planner import QueryPlan, plan_query, query_shape
 from federation.router import MAX_HOPS, Placement, place
 from island.routing import fetch_scan, forward_query, lowest_limit
 from island.config import IslandConfig
+from island.rpc import Call, rpc
+from island.security.gate import Gate, bearer_metadata
+from island.audit import AuditLog
+from island.identity_servicer import IdentityRpcs
+from metacatalog import access
+from metacatalog.access import Caller
 from island.convert import ENGINES, ROUTES, dataset_to_pb, plan_to_pb
 from federation.lazy import Localization, localize, may_copy
 from federation.rules import Region, RuleState
@@ -56,49 +61,20 @@ PROGRESS_INTERVAL = 0.1  # seconds between two progress messages of a replicatio
 _COMPRESSIONS = ("", "lz4", "zstd")
 
 
-def _status(err: ArchipelError) -> grpc.StatusCode:
-    return getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN)
-
-
-@contextmanager
-def _statuses(context, name: str):
-    """ArchipelError to its status code with its message; anything else to INTERNAL, logged."""
-    try:
-        yield
-    except ArchipelError as err:
-        context.abort(_status(err), err.message)
-    except grpc.RpcError:
-        raise
-    except Exception as exc:
-        logger.exception("%s failed", name)
-        context.abort(grpc.StatusCode.INTERNAL, f"{name} failed on the island: {exc}")
-
-
-def rpc(method):
-    """Wraps a servicer method (plain or generator) in ``_statuses``."""
-
-    @functools.wraps(method)
-    def unary(self, request, context):
-        with _statuses(context, method.__name__):
-            return method(self, request, context)
-
-    @functools.wraps(method)
-    def streaming(self, request, context):
-        with _statuses(context, method.__name__):
-            yield from method(self, request, context)
-
-    return streaming if inspect.isgeneratorfunction(method) else unary
-
-
 def _peer_state(s) -> pb.PeerState:
     return pb.PeerState(island=s.island, address=s.address, state=s.state, last_seq=s.last_seq, error=s.error)
 
 
-class IslandServicer:
+class IslandServicer(IdentityRpcs):
     def __init__(self, cfg: IslandConfig, store: CatalogStore, spark: SparkEngine, ingester: Ingester,
                  archipelago: Archipelago, replication: Replication | None = None,
-                 subscriptions: SubscriptionBook | None = None, rows: RowSource | None = None) -> None:
+                 subscriptions: SubscriptionBook | None = None, rows: RowSource | None = None,
+                 gate: Gate | None = None, audit: AuditLog | None = None) -> None:
         self.cfg = cfg
+        self.gate = gate
+        self.audit = audit
+        self._shares: dict[tuple[str, str], int] = {}  # (user, what) -> in use now, for [limits]
+        self._shares_lock = threading.Lock()
         self.subscriptions = subscriptions or SubscriptionBook(store, cfg.island.name)
         self.rows = rows or RowSource(store, cfg.island.name, cfg.data_path, cfg.replication.protocols,
                                       archipelago.down)
@@ -116,7 +92,7 @@ class IslandServicer:
 
     # -- catalog --------------------------------------------------------------------------
     @rpc
-    def GetInfo(self, request, context):
+    def GetInfo(self, request, context, call: Call):
         return pb.IslandInfo(
             name=self.cfg.island.name, version=__version__, protocol_version=PROTOCOL_VERSION,
             grpc_address=self.cfg.address, spark_ready=self.spark.ready.is_set(),
@@ -126,35 +102,79 @@ class IslandServicer:
             http_url=self.replication.http.base_url if self.replication else "",
             root_url=self.replication.xrootd.base_url if self.replication and self.replication.xrootd else "",
             workers=[f"{n}={p}" for n, p in self.replication.workers.pids().items()] if self.replication else [],
+            peer_address=self.cfg.peer_address, anonymous=self.cfg.security.anonymous,
         )
 
     @rpc
-    def ListDatasets(self, request, context):
+    def ListDatasets(self, request, context, call: Call):
         pattern = request.pattern
         if len(pattern) > 256:
             raise InvalidArgument("pattern is longer than 256 characters")
         counts = self.store.partition_counts()
         out = pb.ListDatasetsResponse()
         for ds in self.store.datasets(pattern, with_partitions=request.with_partitions):
+            if not access.may_read(call.caller, ds.access):
+                continue  # a dataset the caller may not read is not listed
             replicas = self.store.replica_islands(ds.name) if request.with_partitions else None
             out.datasets.append(dataset_to_pb(ds, self.cfg.island.name, counts.get(ds.name, 0), replicas))
         return out
 
     @rpc
-    def DescribeDataset(self, request, context):
+    def DescribeDataset(self, request, context, call: Call):
         name = check_dataset_name(request.name)
-        ds = self.store.dataset(name)
+        ds = self._readable(call.caller, name)
+        call.datasets.append(name)
         return dataset_to_pb(ds, self.cfg.island.name, replicas=self.store.replica_islands(name))
 
+    # -- access ---------------------------------------------------------------------------
+    def _readable(self, caller: Caller, name: str, with_partitions: bool = True):
+        """The dataset ``name`` if ``caller`` may read it (PermissionDenied if not)."""
+        ds = self.store.dataset(name, with_partitions=with_partitions)
+        access.check_read(caller, name, ds.access)
+        return ds
+
+    def _lookup(self, call: Call):
+        """The planner's catalog lookup for ``call``: every dataset a query names (joins and
+        subqueries included) is checked, and recorded for the audit log."""
+        def lookup(name: str, **kw):
+            ds = self._readable(call.caller, name, **kw)
+            call.datasets.append(name)
+            return ds
+        return lookup
+
+    def _share(self, caller: Caller, what: str, limit: int, label: str):
+        """Holds one of ``caller``'s ``what`` (queries, subscriptions) for the ``with`` block;
+        RESOURCE_EXHAUSTED naming the limit when it is reached."""
+        from contextlib import contextmanager
+
+        from archipel.errors import ResourceExhausted
+
+        @contextmanager
+        def held():
+            key = (caller.name, what)
+            with self._shares_lock:
+                if limit and self._shares.get(key, 0) >= limit:
+                    raise ResourceExhausted(f"{caller.name} has {self._shares.get(key, 0)} {label} open: "
+                                            f"[limits] {what} = {limit}")
+                self._shares[key] = self._shares.get(key, 0) + 1
+            try:
+                yield
+            finally:
+                with self._shares_lock:
+                    self._shares[key] -= 1
+                    if not self._shares[key]:
+                        del self._shares[key]
+        return held()
+
     # -- queries --------------------------------------------------------------------------
-    def _plan(self, request) -> tuple[QueryPlan, str, Placement, Localization | None]:
+    def _plan(self, request, call: Call) -> tuple[QueryPlan, str, Placement, Localization | None]:
         route = ROUTES.get(request.route)
         engine = ENGINES.get(request.engine)
         if route is None or engine is None:
             raise InvalidArgument("unknown route or engine value")
         if route == "replicate" and self.replication is None:
             raise FailedPrecondition("route='replicate' needs the island's replication parts, which are not running")
-        plan = plan_query(request.sql, self.store.dataset, engine=engine,
+        plan = plan_query(request.sql, self._lookup(call), engine=engine,
                           arrow_max_aggregate_bytes=self.cfg.query.arrow_max_aggregate_bytes)
         loc = None
         if self.replication is not None and route != "remote":
@@ -197,7 +217,7 @@ class IslandServicer:
                 notes[scan.view] = f"local replica of {origin}'s partitions"
         return notes
 
-    def _pushdown_target(self, request) -> str:
+    def _pushdown_target(self, request, call: Call) -> str:
         """The one other island holding every dataset of the query, when the route lets the
         query go there whole; else "" (the query is planned here)."""
         route = ROUTES.get(request.route)
@@ -213,7 +233,7 @@ class IslandServicer:
         origins = set()
         for name in names:
             try:
-                origins.add(self.store.dataset(name, with_partitions=False).origin)
+                origins.add(self._readable(call.caller, name, with_partitions=False).origin)
             except ArchipelError:
                 return ""
             if route == "auto" and self.replication is not None and self.replication.held(name):
@@ -229,8 +249,8 @@ class IslandServicer:
         return island
 
     @rpc
-    def Explain(self, request, context):
-        plan, route, placement, loc = self._plan(request)
+    def Explain(self, request, context, call: Call):
+        plan, route, placement, loc = self._plan(request, call)
         origins = self._origins(loc)
         return plan_to_pb(plan, route, self.cfg.island.name, placement, self._notes(plan, loc, origins))
 
@@ -256,17 +276,29 @@ class IslandServicer:
             s.view: s.dataset.origin for s in loc.original_tables}
 
     @rpc
-    def Query(self, request, context):
+    def Query(self, request, context, call: Call):
         if request.compression not in _COMPRESSIONS:
             raise InvalidArgument(f"compression must be one of {_COMPRESSIONS}")
         q = self.cfg.query
-        rq = self.queries.start(request.query_id)
+        limits = self.cfg.limits
+        share = self._share(call.caller, "concurrent_queries", limits.concurrent_queries, "queries")
+        share.__enter__()
+        try:
+            rq = self.queries.start(request.query_id, owner=call.caller.name)
+        except BaseException:
+            share.__exit__(None, None, None)
+            raise
         context.add_callback(lambda: rq.cancel("cancelled: the client went away"))
         timeout = q.timeout_seconds
+        reason = f"the query ran past the island's [query] timeout_seconds = {q.timeout_seconds:g}"
+        if limits.query_seconds and limits.query_seconds < timeout:
+            timeout = limits.query_seconds
+            reason = f"the query ran past the per-user [limits] query_seconds = {limits.query_seconds:g}"
         remaining = context.time_remaining()
-        if remaining is not None:
-            timeout = min(timeout, remaining)
-        timer = threading.Timer(timeout, rq.cancel, args=("timeout",))
+        if remaining is not None and remaining < timeout:
+            timeout = remaining
+            reason = f"the query ran past the client's timeout ({remaining:.3g} s left when it started)"
+        timer = threading.Timer(timeout, rq.cancel, args=(f"timeout: {reason}",))
         timer.daemon = True
         timer.start()
         execution = None
@@ -274,12 +306,13 @@ class IslandServicer:
         origins: dict[str, str] = {}
         spool = self.spark.spool_dir / f"gather-{rq.id}"
         try:
-            island = self._pushdown_target(request)
+            max_bytes = lowest_limit(q.max_bytes, limits.result_bytes)
+            island = self._pushdown_target(request, call)
             if island:  # all its data is on one other island: no need to plan it here
                 yield from forward_query(self.archipelago, island, request, self.cfg.island.name, rq, timeout,
-                                         q.max_rows, q.max_bytes)
+                                         q.max_rows, max_bytes, bearer_metadata(call.caller))
                 return
-            plan, route, placement, loc = self._plan(request)
+            plan, route, placement, loc = self._plan(request, call)
             rq.raise_if_cancelled()
             origins = self._origins(loc)
             # Replica files the plan reads are kept from eviction from now on; any evicted
@@ -295,10 +328,11 @@ class IslandServicer:
                     rq.raise_if_cancelled()
             if placement.kind == "pushdown":
                 yield from forward_query(self.archipelago, placement.island, request, self.cfg.island.name, rq,
-                                         timeout, q.max_rows, q.max_bytes)
+                                         timeout, q.max_rows, max_bytes, bearer_metadata(call.caller))
                 return
             if placement.kind == "gather":
-                plan.tables = [fetch_scan(self.archipelago, t, request, self.cfg.island.name, rq, timeout, spool)
+                plan.tables = [fetch_scan(self.archipelago, t, request, self.cfg.island.name, rq, timeout, spool,
+                                          bearer_metadata(call.caller))
                                if t.dataset.origin != self.cfg.island.name else t for t in plan.tables]
             engine = self.spark if plan.engine == "spark" else self.arrow
             for name in {d for d, _ in replica_files}:
@@ -306,7 +340,7 @@ class IslandServicer:
             execution = engine.execute(plan, rq.id, rq.on_cancel, timeout)
             rq.raise_if_cancelled()
             limit_rows = lowest_limit(request.max_rows, q.max_rows)
-            limit_bytes = lowest_limit(request.max_bytes, q.max_bytes)
+            limit_bytes = lowest_limit(request.max_bytes, max_bytes)
             parts = stream_results(rq, plan, execution.schema, execution.batches,
                                    chunk_bytes=q.chunk_bytes, max_rows=limit_rows, max_bytes=limit_bytes,
                                    compression=request.compression)
@@ -321,6 +355,7 @@ class IslandServicer:
                 if isinstance(part, bytes):
                     yield part
                 elif isinstance(part, Trailer):
+                    call.rows, call.bytes = part.num_rows, part.num_bytes
                     yield pb.QueryResponse(trailer=pb.QueryTrailer(
                         num_rows=part.num_rows, num_bytes=part.num_bytes, num_batches=part.num_batches,
                         elapsed_seconds=part.elapsed, engine=part.engine))
@@ -335,25 +370,30 @@ class IslandServicer:
             held.close()
             shutil.rmtree(spool, ignore_errors=True)
             self.queries.finish(rq)
+            share.__exit__(None, None, None)
 
     # -- peers ----------------------------------------------------------------------------
     @rpc
-    def ListPeers(self, request, context):
+    def ListPeers(self, request, context, call: Call):
+        access.check_admin(call.caller, "listing peers")
         return pb.ListPeersResponse(peers=[_peer_state(s) for s in self.archipelago.statuses()])
 
     @rpc
-    def AddPeer(self, request, context):
+    def AddPeer(self, request, context, call: Call):
+        access.check_admin(call.caller, "adding a peer")
         return _peer_state(self.archipelago.add(request.address))
 
     @rpc
-    def RemovePeer(self, request, context):
+    def RemovePeer(self, request, context, call: Call):
+        access.check_admin(call.caller, "removing a peer")
         if not request.peer or len(request.peer) > 300:
             raise InvalidArgument("name the peer to remove: HOST:PORT or island name")
         return _peer_state(self.archipelago.remove(request.peer))
 
     @rpc
-    def Cancel(self, request, context):
-        return pb.CancelResponse(cancelled=self.queries.cancel(request.query_id))
+    def Cancel(self, request, context, call: Call):
+        owner = None if call.caller.admin else call.caller.name
+        return pb.CancelResponse(cancelled=self.queries.cancel(request.query_id, owner=owner))
 
     # -- writes ---------------------------------------------------------------------------
     def _exports_changed(self) -> None:
@@ -362,23 +402,29 @@ class IslandServicer:
             self.replication.resync_exports()
 
     @rpc
-    def Ingest(self, request, context):
-        items = [IngestItem(i.path, i.dataset, i.ra_column, i.dec_column) for i in request.items]
+    def Ingest(self, request, context, call: Call):
+        access.check_admin(call.caller, "ingesting files from the island's disk")
+        items = [IngestItem(i.path, i.dataset, i.ra_column, i.dec_column, owner=call.caller.user or "admin",
+                            **self._access_of(i)) for i in request.items]
+        call.datasets.extend(i.dataset for i in items)
         with self._ingest_lock:
             datasets = self.ingester.ingest(items)
         self._exports_changed()
         return pb.IngestResponse(datasets=[dataset_to_pb(d, self.cfg.island.name) for d in datasets])
 
     @rpc
-    def DeleteDataset(self, request, context):
+    def DeleteDataset(self, request, context, call: Call):
         name = check_dataset_name(request.name)
+        ds = self.store.dataset(name, with_partitions=False)
+        call.datasets.append(name)
+        access.check_owner(call.caller, name, ds.access, "delete")
         with self._ingest_lock:
             removed = self.ingester.delete(name)
         self._exports_changed()
         return pb.DeleteDatasetResponse(deleted=True, files_removed=removed)
 
     @rpc
-    def Publish(self, request_iterator, context):
+    def Publish(self, request_iterator, context, call: Call):
         it = iter(request_iterator)
         first = next(it, None)
         if first is None or isinstance(first, RawChunk) or first.WhichOneof("part") != "header":
@@ -387,6 +433,12 @@ class IslandServicer:
         if header.mode not in ("", "create", "append"):
             raise InvalidArgument(f"publish mode must be 'create' or 'append', not {header.mode!r}")
         name = check_dataset_name(header.dataset)
+        call.datasets.append(name)
+        if call.caller.anonymous:
+            raise PermissionDenied("publishing needs a token: anonymous callers only read")
+        if header.mode == "append":
+            access.check_owner(call.caller, name, self.store.dataset(name, with_partitions=False).access, "append to")
+        given = self._access_of(header)
         second = next(it, None)
         if second is None or isinstance(second, RawChunk) or second.WhichOneof("part") != "arrow_schema":
             raise InvalidArgument("publish must send the Arrow schema after the header")
@@ -417,9 +469,16 @@ class IslandServicer:
             if header.mode == "append":
                 ds, _ = self.ingester.append(name, batches(), schema)
             else:
-                ds = self.ingester.publish(name, batches(), schema, header.ra_column, header.dec_column)
+                ds = self.ingester.publish(name, batches(), schema, header.ra_column, header.dec_column,
+                                           owner=call.caller.user, **given)
         self._exports_changed()
         return pb.PublishResponse(dataset=dataset_to_pb(ds, self.cfg.island.name))
+
+    @staticmethod
+    def _access_of(msg) -> dict:
+        """readers and public_after of a publish header or an ingest item, checked."""
+        readers = access.parse_readers(list(msg.readers)) if msg.readers_given else ("public",)
+        return {"readers": readers, "public_after": access.parse_public_after(msg.public_after)}
 
     # -- replication ----------------------------------------------------------------------
     def _rule_pb(self, st: RuleState) -> pb.ReplicationRule:
@@ -427,7 +486,8 @@ class IslandServicer:
         return pb.ReplicationRule(
             id=r.id, dataset=r.dataset, island=self.cfg.island.name, region=r.region.describe(), protocol=r.protocol,
             created=r.created, expires=r.expires, state=st.state, files_total=p.files_total, files_done=p.files_done,
-            files_failed=p.files_failed, bytes_total=p.bytes_total, bytes_done=p.bytes_done, errors=list(p.errors))
+            files_failed=p.files_failed, bytes_total=p.bytes_total, bytes_done=p.bytes_done, errors=list(p.errors),
+            owner=r.owner)
 
     def _replication(self) -> Replication:
         if self.replication is None:
@@ -448,17 +508,18 @@ class IslandServicer:
         return self.archipelago.address_of(name)
 
     @rpc
-    def Replicate(self, request, context):
+    def Replicate(self, request, context, call: Call):
         address = self._target(request.to_island, list(request.route_path))
         if address:  # the rule lives on the island that will hold the copies
             sub = pb.ReplicateRequest()
             sub.CopyFrom(request)
             sub.route_path.append(self.cfg.island.name)
-            call = self.archipelago.channel(address).unary_stream(
+            forward = self.archipelago.channel(address).unary_stream(
                 "/archipel.v1.Island/Replicate", request_serializer=pb.ReplicateRequest.SerializeToString,
                 response_deserializer=lambda data: data)
             remaining = context.time_remaining()
-            stream = call(sub, timeout=remaining if remaining is not None and remaining < 1e7 else None)
+            stream = forward(sub, timeout=remaining if remaining is not None and remaining < 1e7 else None,
+                             metadata=bearer_metadata(call.caller))
             context.add_callback(stream.cancel)
             try:
                 yield from stream
@@ -468,11 +529,16 @@ class IslandServicer:
             return
         rep = self._replication()
         name = check_dataset_name(request.dataset)
+        call.datasets.append(name)
+        if call.caller.anonymous:
+            raise PermissionDenied("replication rules need a token: anonymous callers only read")
+        self._readable(call.caller, name, with_partitions=False)
         cone = (request.ra, request.dec, request.radius) if request.has_cone else None
         if len(request.moc) > 64 * 1024 * 1024:
             raise InvalidArgument("the MOC is larger than 64 MiB")
         region = Region.make(cone=cone, moc=request.moc or None)
-        rule = rep.rules.create(name, region, request.lifetime_seconds, request.protocol)
+        rule = rep.rules.create(name, region, request.lifetime_seconds, request.protocol, owner=call.caller.name,
+                                owner_limit=self.cfg.limits.pinned_bytes)
         started = time.monotonic()
         gen = self.store.generation
         last = None
@@ -490,22 +556,25 @@ class IslandServicer:
             gen = self.store.generation
 
     @rpc
-    def ListRules(self, request, context):
+    def ListRules(self, request, context, call: Call):
         rep = self._replication()
         return pb.ListRulesResponse(rules=[self._rule_pb(rep.rules.state(r)) for r in rep.rules.rules()])
 
     @rpc
-    def DeleteRule(self, request, context):
+    def DeleteRule(self, request, context, call: Call):
         rep = self._replication()
         if not request.id or len(request.id) > 64:
             raise InvalidArgument("a rule id is 1 to 64 characters")
         rule = rep.rules.rule(request.id)
+        if not call.caller.admin and rule.owner != call.caller.name:
+            raise PermissionDenied(f"rule {rule.id} belongs to {rule.owner or 'the island'}: only its owner or an "
+                                   f"admin may delete it")
         st = rep.rules.state(rule)
         rep.rules.delete(rule.id)
         return self._rule_pb(st)
 
     @rpc
-    def GetCache(self, request, context):
+    def GetCache(self, request, context, call: Call):
         rep = self._replication()
         u = cache.usage(self.store, self.cfg.replication.cache_bytes)
         errors = [f"{src}: {msg} (x{n})" for src, msg, n in self.store.query(
@@ -524,7 +593,7 @@ class IslandServicer:
             region=sub.filter.region.describe(), columns=list(sub.filter.columns), mode=sub.mode, cursor=sub.cursor,
             position=self.store.position(), lag_changes=lag, lag_seconds=age, durable=sub.durable,
             connected=self._streams.get(sub.name, 0) > 0, created=sub.created, island=self.cfg.island.name,
-            error=sub.error)
+            error=sub.error, owner=sub.owner.name)
 
     @staticmethod
     def _event_messages(d: Delivery) -> Iterator[pb.SubscriptionMessage]:
@@ -560,7 +629,7 @@ class IslandServicer:
         return all(pid in st and st[pid].state == "failed" for pid in missing)
 
     @rpc
-    def Subscribe(self, request_iterator, context):
+    def Subscribe(self, request_iterator, context, call: Call):
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("kind") != "subscribe":
             raise InvalidArgument("the first request of Subscribe must describe the subscription")
@@ -573,8 +642,16 @@ class IslandServicer:
         cone = (spec.ra, spec.dec, spec.radius) if spec.has_cone else None
         book = self.subscriptions
         f = book.make_filter(spec.dataset_pattern, spec.where, cone, spec.moc or None, list(spec.columns), mode,
-                             check_rows=lambda ds, flt: RowFilter(ds, flt).check())
-        sub = book.open(spec.name, f, mode, spec.start_at)
+                             check_rows=lambda ds, flt: RowFilter(ds, flt).check(), reader=call.caller)
+        if mode == "replicate" and call.caller.anonymous:
+            raise PermissionDenied("replicate-mode subscriptions pin replicas: they need a token")
+        share = self._share(call.caller, "subscriptions", self.cfg.limits.subscriptions, "subscription streams")
+        share.__enter__()
+        try:
+            sub = book.open(spec.name, f, mode, spec.start_at, owner=call.caller)
+        except BaseException:
+            share.__exit__(None, None, None)
+            raise
         name = sub.name
         with self._streams_lock:
             self._streams[name] = self._streams.get(name, 0) + 1
@@ -627,17 +704,21 @@ class IslandServicer:
                     del self._streams[name]
             if not sub.durable:
                 book.forget(name)
+            share.__exit__(None, None, None)
 
     @rpc
-    def ListSubscriptions(self, request, context):
+    def ListSubscriptions(self, request, context, call: Call):
         return pb.ListSubscriptionsResponse(
-            subscriptions=[self._subscription_pb(s) for s in self.subscriptions.subscriptions()])
+            subscriptions=[self._subscription_pb(s) for s in self.subscriptions.subscriptions()
+                           if call.caller.admin or s.owner.user == call.caller.user])
 
     @rpc
-    def DeleteSubscription(self, request, context):
+    def DeleteSubscription(self, request, context, call: Call):
         if not request.name or len(request.name) > 128:
             raise InvalidArgument("a subscription name is 1 to 128 characters")
-        info = self._subscription_pb(self.subscriptions.get(request.name))
+        found = self.subscriptions.get(request.name)
+        self.subscriptions.check_owner(found, call.caller, "delete")
+        info = self._subscription_pb(found)
         self.subscriptions.delete(request.name)
         with self._streams_lock:
             if request.name in self._streams:

@@ -49,6 +49,16 @@ class Dataset:
     sky_fraction: float = 0.0
     created: str = ""
     partitions: tuple[Partition, ...] = ()
+    # Access facts, authored by the origin with the rest of the record (see metacatalog.access).
+    owner: str = ""
+    readers: tuple[str, ...] = ("public",)
+    public_after: str = ""
+
+    @property
+    def access(self):
+        from metacatalog.access import Access
+
+        return Access(self.owner, tuple(self.readers), self.public_after)
 
     @property
     def is_sky(self) -> bool:
@@ -72,3 +82,10 @@ class Change:
     key: str
     payload: dict[str, Any]
     ts: float
+    signature: bytes = b""  # the origin island's signature of ``signed_bytes``
+    payload_json: str = ""  # the payload as its origin wrote it (what the signature covers)
+
+    def signed_bytes(self) -> bytes:
+        import json
+
+        return json.dumps([self.origin, self.seq, self.op, self.key, self.payload_json, self.ts]).encode()

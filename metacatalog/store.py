@@ -23,10 +23,10 @@ from metacatalog.model import Change, Dataset, Partition
 
 __all__ = ["CatalogStore", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Version 1 lacked the replication tables, version 2 the subscriptions and the changes' local
-# position; both upgrade in place on open.
-_UPGRADABLE = {1, 2}
+# position, version 3 the access facts, tokens and signatures; all upgrade in place on open.
+_UPGRADABLE = {1, 2, 3}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,7 +43,10 @@ CREATE TABLE IF NOT EXISTS datasets (
     hats_properties TEXT NOT NULL DEFAULT '{}',
     moc TEXT NOT NULL DEFAULT '',
     sky_fraction REAL NOT NULL DEFAULT 0,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT '',
+    readers TEXT NOT NULL DEFAULT '["public"]',
+    public_after TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS partitions (
     dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
@@ -96,7 +99,8 @@ CREATE TABLE IF NOT EXISTS rules (
     region TEXT NOT NULL DEFAULT '{}',
     protocol TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL,
-    expires REAL NOT NULL DEFAULT 0
+    expires REAL NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS rule_partitions (
     rule TEXT NOT NULL REFERENCES rules(id) ON DELETE CASCADE,
@@ -127,6 +131,22 @@ CREATE TABLE IF NOT EXISTS transfer_errors (
     last REAL NOT NULL,
     PRIMARY KEY (source, message)
 );
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    issuer TEXT NOT NULL,
+    user TEXT NOT NULL,
+    record TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    id TEXT PRIMARY KEY,
+    by TEXT NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS island_certs (
+    island TEXT PRIMARY KEY,
+    cert BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS subscriptions (
     name TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
@@ -151,6 +171,7 @@ CREATE TABLE IF NOT EXISTS changes (
     key TEXT NOT NULL,
     payload TEXT NOT NULL,
     ts REAL NOT NULL,
+    sig BLOB NOT NULL DEFAULT x'',
     UNIQUE (origin, seq)
 );
 """
@@ -161,6 +182,12 @@ ALTER TABLE changes RENAME TO changes_v2;
 INSERT INTO changes (origin, seq, op, key, payload, ts)
     SELECT origin, seq, op, key, payload, ts FROM changes_v2 ORDER BY rowid;
 DROP TABLE changes_v2;
+"""
+
+_V3_DATASETS = """
+ALTER TABLE datasets ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE datasets ADD COLUMN readers TEXT NOT NULL DEFAULT '["public"]';
+ALTER TABLE datasets ADD COLUMN public_after TEXT NOT NULL DEFAULT '';
 """
 
 
@@ -174,9 +201,12 @@ def _dataset_payload(ds: Dataset) -> dict[str, Any]:
 class CatalogStore:
     """The island's metacatalog. Thread-safe: one connection per thread, writes serialized."""
 
-    def __init__(self, path: str | Path, island: str) -> None:
+    def __init__(self, path: str | Path, island: str, signer=None) -> None:
         self.path = Path(path)
         self.island = island
+        # Signs this island's own changes (the island's key): followers accept a change of an
+        # origin only with that origin's signature, whoever relays it.
+        self.signer = signer
         self._local = threading.local()
         self._write_lock = threading.Lock()
         # Notified after every commit; WatchCatalog streams wait on it (no polling interval).
@@ -206,6 +236,13 @@ class CatalogStore:
         elif int(row[0]) in _UPGRADABLE:
             columns = {r[1] for r in conn.execute("PRAGMA table_info(changes)")}
             script = _CHANGES if not columns else _CHANGES_V2_UPGRADE if "pos" not in columns else ""
+            ds_columns = {r[1] for r in conn.execute("PRAGMA table_info(datasets)")}
+            if "owner" not in ds_columns:
+                script += _V3_DATASETS
+            if "owner" not in {r[1] for r in conn.execute("PRAGMA table_info(rules)")}:
+                script += "ALTER TABLE rules ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
+            if columns and "pos" in columns and "sig" not in columns:
+                script += "ALTER TABLE changes ADD COLUMN sig BLOB NOT NULL DEFAULT x'';"
             conn.executescript("BEGIN IMMEDIATE;" + script
                                + f"UPDATE meta SET value='{SCHEMA_VERSION}' WHERE key='schema_version'; COMMIT;")
         elif int(row[0]) != SCHEMA_VERSION:
@@ -369,10 +406,50 @@ class CatalogStore:
 
     def changes(self, origin: str | None = None, after: int = 0, limit: int = 10_000) -> list[Change]:
         rows = self._conn().execute(
-            "SELECT origin, seq, op, key, payload, ts FROM changes WHERE origin=? AND seq>? ORDER BY seq LIMIT ?",
+            "SELECT origin, seq, op, key, payload, ts, sig FROM changes WHERE origin=? AND seq>? ORDER BY seq LIMIT ?",
             (origin or self.island, after, limit),
         ).fetchall()
-        return [Change(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+        return [Change(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], bytes(r[6]), r[4]) for r in rows]
+
+    # -- identity records ----------------------------------------------------------------
+    def token_revoked(self, token_id: str) -> bool:
+        return self._conn().execute("SELECT 1 FROM revoked_tokens WHERE id=?", (token_id,)).fetchone() is not None
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """Every token record of the archipelago known here, with its revocation."""
+        out = []
+        for record, by, ts in self._conn().execute(
+                "SELECT t.record, r.by, r.ts FROM tokens t LEFT JOIN revoked_tokens r ON r.id = t.id"
+                " ORDER BY t.created"):
+            rec = json.loads(record)
+            rec["revoked_by"], rec["revoked_at"] = by or "", float(ts or 0)
+            out.append(rec)
+        return out
+
+    def has_token(self, token_id: str) -> bool:
+        return self._conn().execute("SELECT 1 FROM tokens WHERE id=?", (token_id,)).fetchone() is not None
+
+    def island_cert(self, island: str) -> bytes:
+        row = self._conn().execute("SELECT cert FROM island_certs WHERE island=?", (island,)).fetchone()
+        return bytes(row[0]) if row else b""
+
+    def sign_own_changes(self) -> int:
+        """Signs this island's changes written before it signed them (an upgraded catalog)."""
+        if self.signer is None:
+            return 0
+        rows = self._conn().execute("SELECT pos, origin, seq, op, key, payload, ts FROM changes"
+                                    " WHERE origin=? AND length(sig)=0", (self.island,)).fetchall()
+        with self._write_lock:
+            self._conn().executemany("UPDATE changes SET sig=? WHERE pos=?", [
+                (self.signer(Change(r[1], r[2], r[3], r[4], {}, r[6], b"", r[5]).signed_bytes()), r[0]) for r in rows])
+        return len(rows)
+
+    def keep_island_cert(self, island: str, cert_der: bytes) -> None:
+        """An island's certificate, verified by the caller against the CA (relayed changes carry it)."""
+        if self.island_cert(island) == cert_der:
+            return
+        with self._write_lock:
+            self._conn().execute("INSERT OR REPLACE INTO island_certs VALUES (?, ?)", (island, cert_der))
 
     def dataset_names(self, pattern: str = "") -> list[str]:
         names = [r[0] for r in self._conn().execute("SELECT name FROM datasets ORDER BY name")]
@@ -385,7 +462,7 @@ class CatalogStore:
         conn = self._conn()
         row = conn.execute(
             "SELECT name, origin, kind, root, arrow_schema, num_rows, num_bytes, ra_column, dec_column,"
-            " hats_properties, moc, sky_fraction, created FROM datasets WHERE name=?",
+            " hats_properties, moc, sky_fraction, created, owner, readers, public_after FROM datasets WHERE name=?",
             (name,),
         ).fetchone()
         if row is None:
@@ -407,7 +484,7 @@ class CatalogStore:
             name=row[0], origin=row[1], kind=row[2], root=row[3], arrow_schema=bytes(row[4]),
             num_rows=row[5], num_bytes=row[6], ra_column=row[7], dec_column=row[8],
             hats_properties=json.loads(row[9]), moc=row[10], sky_fraction=row[11], created=row[12],
-            partitions=parts,
+            partitions=parts, owner=row[13], readers=tuple(json.loads(row[14])), public_after=row[15],
         )
 
     def datasets(self, pattern: str = "", with_partitions: bool = False) -> list[Dataset]:
@@ -442,9 +519,12 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
         seq = self._conn.execute(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE origin=?", (origin,)
         ).fetchone()[0]
+        text, ts = json.dumps(payload, default=str), time.time()
+        signer = self._store.signer
+        sig = signer(Change(origin, int(seq), op, key, {}, ts, b"", text).signed_bytes()) if signer else b""
         self._conn.execute(
-            "INSERT INTO changes (origin, seq, op, key, payload, ts) VALUES (?, ?, ?, ?, ?, ?)",
-            (origin, seq, op, key, json.dumps(payload, default=str), time.time()),
+            "INSERT INTO changes (origin, seq, op, key, payload, ts, sig) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (origin, seq, op, key, text, ts, sig),
         )
         return int(seq)
 
@@ -461,11 +541,11 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
     def _insert_dataset(self, ds: Dataset) -> None:
         """The dataset's row and its partitions' rows (no change logged)."""
         self._conn.execute(
-            "INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 ds.name, ds.origin, ds.kind, ds.root, ds.arrow_schema, ds.num_rows, ds.num_bytes,
                 ds.ra_column, ds.dec_column, json.dumps(ds.hats_properties), ds.moc, ds.sky_fraction,
-                ds.created,
+                ds.created, ds.owner, json.dumps(list(ds.readers)), ds.public_after,
             ),
         )
         self.put_partitions(ds.name, ds.partitions, log=False)
@@ -531,11 +611,46 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
         elif change.op == "island.put":
             self._upsert_island(change.origin, str(change.payload.get("http", "")),
                                 str(change.payload.get("root", "")), change.ts)
-        payload = {k: v for k, v in change.payload.items() if k != "parsed_partitions"}
+        elif change.op == "dataset.access":
+            p = change.payload
+            self._conn.execute("UPDATE datasets SET owner=?, readers=?, public_after=? WHERE name=? AND origin=?",
+                               (str(p["owner"]), json.dumps(list(p["readers"])), str(p["public_after"]), change.key,
+                                change.origin))
+        elif change.op == "token.put":
+            self._insert_token(change.payload, change.ts)
+        elif change.op == "token.revoke":
+            self._conn.execute("INSERT OR IGNORE INTO revoked_tokens VALUES (?, ?, ?)",
+                               (change.key, change.origin, change.ts))
+        text = change.payload_json
+        if not text:
+            payload = {k: v for k, v in change.payload.items() if k != "parsed_partitions"}
+            text = json.dumps(payload, default=str)
         self._conn.execute(
-            "INSERT INTO changes (origin, seq, op, key, payload, ts) VALUES (?, ?, ?, ?, ?, ?)",
-            (change.origin, change.seq, change.op, change.key, json.dumps(payload, default=str), change.ts),
+            "INSERT INTO changes (origin, seq, op, key, payload, ts, sig) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (change.origin, change.seq, change.op, change.key, text, change.ts, change.signature),
         )
+
+    def _insert_token(self, record: dict[str, Any], ts: float) -> None:
+        self._conn.execute("INSERT OR IGNORE INTO tokens VALUES (?, ?, ?, ?, ?)",
+                           (str(record["id"]), str(record["issuer"]), str(record["user"]),
+                            json.dumps(record, sort_keys=True), ts))
+
+    def put_token(self, record: dict[str, Any]) -> int:
+        """A token made here (its claims, never the token itself)."""
+        self._insert_token(record, time.time())
+        return self._log("token.put", str(record["id"]), record)
+
+    def revoke_token(self, token_id: str) -> int:
+        self._conn.execute("INSERT OR IGNORE INTO revoked_tokens VALUES (?, ?, ?)",
+                           (token_id, self._store.island, time.time()))
+        return self._log("token.revoke", token_id, {})
+
+    def set_access(self, name: str, owner: str, readers: tuple[str, ...], public_after: str) -> int:
+        """New access facts of a dataset this island owns."""
+        self._conn.execute("UPDATE datasets SET owner=?, readers=?, public_after=? WHERE name=? AND origin=?",
+                           (owner, json.dumps(list(readers)), public_after, name, self._store.island))
+        return self._log("dataset.access", name, {"owner": owner, "readers": list(readers),
+                                                   "public_after": public_after})
 
     def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         """A statement on the replication layer's local tables (no change logged)."""

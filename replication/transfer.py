@@ -15,7 +15,13 @@ from pathlib import Path
 
 from archipel.errors import ArchipelError, DataLoss, Unavailable
 
-__all__ = ["ChecksumMismatch", "SourceFailed", "copy_verified", "place", "open_url", "partial_name"]
+__all__ = ["ChecksumMismatch", "SourceFailed", "copy_verified", "place", "open_url", "partial_name",
+           "data_ssl_context", "DATA_TLS_ENV"]
+
+# The island's identity on the data plane, set by the island for itself and its workers: the
+# archipelago's CA (to check the serving island) and the island's certificate and key (to be
+# let in: islands read every file they replicate; users need a token).
+DATA_TLS_ENV = ("ARCHIPEL_DATA_CA", "ARCHIPEL_DATA_CERT", "ARCHIPEL_DATA_KEY")
 
 PARTIAL_SUFFIX = ".part"
 
@@ -45,6 +51,24 @@ def partial_name(final: Path, token: str) -> Path:
     return final.with_name(f".{final.name}.{token}{PARTIAL_SUFFIX}")
 
 
+_ssl_cache: dict[tuple[str, ...], object] = {}
+
+
+def data_ssl_context():
+    """The TLS context of data transfers (None when the island set no identity: plain HTTP)."""
+    import ssl
+
+    paths = tuple(os.environ.get(k, "") for k in DATA_TLS_ENV)
+    if not all(paths):
+        return None
+    ctx = _ssl_cache.get(paths)
+    if ctx is None:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=paths[0])
+        ctx.load_cert_chain(paths[1], paths[2])
+        _ssl_cache[paths] = ctx
+    return ctx
+
+
 def open_url(url: str, timeout: float = 30.0):
     """A binary reader of ``url`` (``root://`` or ``http(s)://``) through fsspec."""
     import fsspec
@@ -54,7 +78,8 @@ def open_url(url: str, timeout: float = 30.0):
         # added a copy of every block; about 20 % faster without it here).
         return fsspec.open(url, "rb", timeout=int(timeout), cache_type="none").open()
     if url.startswith(("http://", "https://")):
-        fs = fsspec.filesystem("http", client_kwargs={"timeout": _aiohttp_timeout(timeout)})
+        extra = {"ssl": data_ssl_context()} if url.startswith("https://") else {}
+        fs = fsspec.filesystem("http", client_kwargs={"timeout": _aiohttp_timeout(timeout)}, **extra)
         return fs.open(url, "rb", block_size=0)  # a stream: no read-ahead blocks, no Range juggling
     raise SourceFailed(f"unsupported URL scheme in {url!r}")
 

@@ -33,6 +33,41 @@ def cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeo
     return proc
 
 
+class TestArchipelago:
+    """A CA of the test session's own (every island of the suite joins it), and tokens signed
+    by a certificate it issued, as any island of the archipelago would sign them."""
+
+    def __init__(self, folder: Path) -> None:
+        from federation.pki import create_ca, issue_island, load_credentials
+
+        self.folder = folder
+        self.ca_dir = folder / "ca"
+        create_ca(self.ca_dir, "tests")
+        self.ca_pem = self.ca_dir / "ca.pem"
+        issue_island(self.ca_dir, folder / "issuer", "tests", "127.0.0.1")
+        self._creds = load_credentials(folder / "issuer", "tests")
+        self.admin_token = self.token("tester", admin=True)
+
+    def token(self, user: str, groups: tuple[str, ...] = (), rights: tuple[str, ...] = (), admin: bool = False,
+              expires_in: float = 0.0, now: float | None = None) -> str:
+        from island.security.tokens import mint
+
+        return mint(self._creds, user, groups, rights, admin, expires_in, now=now)[0]
+
+
+_ARCHIPELAGO: TestArchipelago | None = None
+
+
+def archipelago() -> TestArchipelago:
+    """The session's archipelago (made on first use, in a temporary folder)."""
+    global _ARCHIPELAGO
+    if _ARCHIPELAGO is None:
+        import tempfile
+
+        _ARCHIPELAGO = TestArchipelago(Path(tempfile.mkdtemp(prefix="archipel-tests-ca-")))
+    return _ARCHIPELAGO
+
+
 def wait_for(cond, what: str, timeout: float = 60.0) -> None:
     """Waits until ``cond()`` is true (an ArchipelError counts as not yet)."""
     deadline = time.monotonic() + timeout
@@ -49,7 +84,8 @@ def wait_for(cond, what: str, timeout: float = 60.0) -> None:
 class IslandProcess:
     """One island: ``archipel island init`` then ``archipel island serve`` in a child process."""
 
-    def __init__(self, folder: Path, name: str, extra_config: str = "", env: dict[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, name: str, extra_config: str = "", env: dict[str, str] | None = None,
+                 ca_dir: Path | None = None) -> None:
         self.folder = folder
         self.name = name
         self.env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})}
@@ -61,11 +97,15 @@ class IslandProcess:
             self.port = load_config(folder, environ={}).island.port
         else:
             self.port = free_port()
-            cli("island", "init", str(folder), "--name", name, "--port", str(self.port))
+            ca = ca_dir if ca_dir is not None else archipelago().ca_dir
+            cli("island", "init", str(folder), "--name", name, "--port", str(self.port), "--peer-port",
+                str(free_port()), "--ca", str(ca))
             if extra_config:
                 cfg = folder / "archipel.toml"
                 cfg.write_text(_merge_config(cfg.read_text(), extra_config))
         self.address = f"127.0.0.1:{self.port}"
+        self.ca = folder / "ca.pem"
+        self.admin_token = (folder / "admin.token").read_text().strip()
 
     def start(self, wait_spark: bool = False, timeout: float = 180) -> IslandProcess:
         self._log = open(self.log, "ab")
@@ -78,7 +118,7 @@ class IslandProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"island {self.name} exited with {self.proc.returncode}:\n{self.log.read_text()}")
             try:
-                with archipel.connect(self.address, timeout=2) as c:
+                with archipel.connect(self.address, timeout=2, token=self.admin_token, ca=self.ca) as c:
                     info = c.info()
                 if not wait_spark or info["spark_ready"]:
                     return self
@@ -90,8 +130,9 @@ class IslandProcess:
                 raise AssertionError(f"island {self.name} not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)
 
-    def client(self) -> archipel.Client:
-        return archipel.connect(self.address)
+    def client(self, token: str | None = None) -> archipel.Client:
+        """A client of this island, as its admin unless another ``token`` is given."""
+        return archipel.connect(self.address, token=self.admin_token if token is None else token, ca=self.ca)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.proc is None or self.proc.poll() is not None:

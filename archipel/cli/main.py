@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from archipel.cli.security import add_access_flags, add_commands
 from archipel.errors import ArchipelError, InvalidArgument
 
 __all__ = ["main", "build_parser"]
@@ -23,19 +24,46 @@ ISLAND_DEPENDENCIES = {"pyspark", "duckdb", "sqlglot", "cdshealpix", "mocpy", "h
 def _client(args: argparse.Namespace):
     from archipel.client import connect
 
-    return connect(args.island)
+    return connect(args.island, token=getattr(args, "token", None), ca=getattr(args, "ca", None))
 
 
 def cmd_island_init(args: argparse.Namespace) -> int:
     from island.config import IslandConfig, IslandSection, write_config
 
-    cfg = IslandConfig(root=Path(args.dir).resolve())
-    cfg.island = IslandSection(name=args.name, host=args.host, port=args.port, http_port=args.http_port)
+    from federation.pki import create_ca, issue_island
+    from island.security.tokens import mint
+    from federation.pki import load_credentials
+    from metacatalog.store import CatalogStore
+
+    root = Path(args.dir).resolve()
+    cfg = IslandConfig(root=root)
+    cfg.island = IslandSection(name=args.name, host=args.host, port=args.port, http_port=args.http_port,
+                               peer_port=args.peer_port or 0)
     if args.spark_master:
         cfg.spark.master = args.spark_master
+    if args.anonymous:
+        cfg.security.anonymous = args.anonymous
     cfg.federation.peers = list(args.peer or [])
-    path = write_config(cfg)
-    print(f"wrote {path}; start it with: archipel island serve {args.dir}")
+    path = write_config(cfg)  # validates and refuses an existing island before any key is made
+    ca_dir = Path(args.ca) if args.ca else root / "ca"
+    if not args.ca:
+        create_ca(ca_dir, f"{args.name}'s")
+    issue_island(ca_dir, root, args.name, args.host)
+    creds = load_credentials(root, args.name)
+    token, claims = mint(creds, "admin", admin=True)
+    store = CatalogStore(cfg.catalog_path, args.name, signer=creds.sign)
+    with store.transaction() as w:
+        w.put_token(claims.record())
+    store.close()
+    token_path = root / "admin.token"
+    token_path.touch(mode=0o600)
+    token_path.write_text(token + "\n")
+    print(f"wrote {path}, the island's certificate (signed by {ca_dir / 'ca.pem'}) and {token_path}")
+    if not args.ca:
+        print(f"a new archipelago CA is in {ca_dir}: other islands join with --ca {ca_dir}")
+    print(f"start it with: archipel island serve {args.dir}")
+    print(f"then: export ARCHIPEL_ISLAND={cfg.address} ARCHIPEL_CA={root / 'ca.pem'} "
+          f"ARCHIPEL_TOKEN=$(cat {token_path})")
     return 0
 
 
@@ -106,6 +134,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
         d = c.describe(args.name)
     print(f"dataset   {d.name}\nkind      {d.kind}\norigin    {d.origin}\ncreated   {d.created}")
     print(f"rows      {d.num_rows}\nsize      {human_bytes(d.num_bytes)} in {d.num_partitions} partitions")
+    print(f"owner     {d.owner or '-'}\nreaders   {','.join(d.readers) or '(owner only)'}")
+    if d.public_after:
+        print(f"public    from {d.public_after}")
     if d.ra_column:
         print(f"sky       ra={d.ra_column} dec={d.dec_column}, {d.sky_fraction * 100:.4g}% of the sky")
         print(f"moc       {d.moc[:200]}{' ...' if len(d.moc) > 200 else ''}")
@@ -165,7 +196,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     path = str(Path(args.path).expanduser().resolve())
     with _client(args) as c, Progress(f"ingesting {args.path}"):
-        datasets = c.ingest(path, args.dataset, args.ra, args.dec)
+        datasets = c.ingest(path, args.dataset, args.ra, args.dec, readers=args.readers,
+                            public_after=args.public_after)
     for d in datasets:
         print(f"ingested {d.name}: {d.kind}, {d.num_rows} rows in {d.num_partitions} partitions")
     return 0
@@ -184,7 +216,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     table = _read_local(args.path)
     with _client(args) as c, Progress(f"publishing {args.path}") as progress:
         progress.detail = f"{table.num_rows} rows"
-        d = c.publish(args.dataset, table, ra=args.ra, dec=args.dec)
+        d = c.publish(args.dataset, table, ra=args.ra, dec=args.dec, readers=args.readers,
+                      public_after=args.public_after)
     print(f"published {d.name}: {d.kind}, {d.num_rows} rows in {d.num_partitions} partitions on {d.origin}")
     return 0
 
@@ -197,6 +230,11 @@ def cmd_append(args: argparse.Namespace) -> int:
         progress.detail = f"{table.num_rows} rows"
         before = c.describe(args.dataset).num_rows
         d = c.publish(args.dataset, table, mode="append")
+        for reader in (args.readers or "").split(","):
+            if reader.strip():
+                d = c.grant(args.dataset, reader.strip())
+        if args.public_after:
+            d = c.set_public_after(args.dataset, args.public_after)
     print(f"appended {d.num_rows - before} rows to {d.name}: {d.num_rows} rows in {d.num_partitions} partitions")
     return 0
 
@@ -425,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--island", metavar="HOST:PORT", default=argparse.SUPPRESS,
                         help="island to talk to (default: $ARCHIPEL_ISLAND, else localhost:7770)")
+    common.add_argument("--token", metavar="TOKEN", default=argparse.SUPPRESS,
+                        help="the token to call with (default: $ARCHIPEL_TOKEN; none: anonymous)")
+    common.add_argument("--ca", metavar="FILE", default=argparse.SUPPRESS,
+                        help="the archipelago's ca.pem to check islands with (default: $ARCHIPEL_CA)")
     parser = argparse.ArgumentParser(prog="archipel", description="Archipel: a federated data mesh for astronomy.",
                                      parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -439,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=0, help="HTTP data port (0: none)")
     p.add_argument("--spark-master", default="", help="Spark master URL (default local[2])")
     p.add_argument("--peer", action="append", metavar="HOST:PORT", help="island to join (repeatable)")
+    p.add_argument("--peer-port", type=int, default=0, help="island-to-island (mutual TLS) port (default: port + 1)")
+    p.add_argument("--ca", metavar="CA_DIR", help="the archipelago's CA (from `archipel certs init`); without it a "
+                   "new CA is made in DIR/ca")
+    p.add_argument("--anonymous", choices=["none", "read-public"], help="[security] anonymous (default none)")
     p.set_defaults(func=cmd_island_init)
     p = isub.add_parser("serve", help="run the island in DIR until SIGINT/SIGTERM")
     p.add_argument("dir")
@@ -478,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="catalog name, e.g. gaia_dr3.source")
     p.add_argument("--ra", help="right ascension column (degrees)")
     p.add_argument("--dec", help="declination column (degrees)")
+    add_access_flags(p)
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("delete", help="remove a dataset at its origin island", parents=[common])
@@ -489,12 +536,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--ra")
     p.add_argument("--dec")
+    add_access_flags(p)
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("append", help="add the rows of a local Parquet/CSV/Arrow file to a dataset (at its origin)",
                        parents=[common])
     p.add_argument("dataset")
     p.add_argument("path")
+    add_access_flags(p)
     p.set_defaults(func=cmd_append)
 
     p = sub.add_parser("replicate", help="keep a dataset (or a sky region of it) on an island", parents=[common])
@@ -544,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
                        parents=[common])
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_subscriptions, action="delete")
+    add_commands(sub, common)
     return parser
 
 

@@ -27,6 +27,136 @@ ENGINE_AUTO: Engine
 ENGINE_ARROW: Engine
 ENGINE_SPARK: Engine
 
+class CreateTokenRequest(_message.Message):
+    __slots__ = ("user", "groups", "rights", "admin", "expires_seconds")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    RIGHTS_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    rights: _containers.RepeatedScalarFieldContainer[str]
+    admin: bool
+    expires_seconds: float
+    def __init__(self, user: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., rights: _Optional[_Iterable[str]] = ..., admin: _Optional[bool] = ..., expires_seconds: _Optional[float] = ...) -> None: ...
+
+class TokenInfo(_message.Message):
+    __slots__ = ("id", "user", "groups", "rights", "admin", "issued", "expires", "issuer", "revoked_by", "revoked_at", "token")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    RIGHTS_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_BY_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    user: str
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    rights: _containers.RepeatedScalarFieldContainer[str]
+    admin: bool
+    issued: float
+    expires: float
+    issuer: str
+    revoked_by: str
+    revoked_at: float
+    token: str
+    def __init__(self, id: _Optional[str] = ..., user: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., rights: _Optional[_Iterable[str]] = ..., admin: _Optional[bool] = ..., issued: _Optional[float] = ..., expires: _Optional[float] = ..., issuer: _Optional[str] = ..., revoked_by: _Optional[str] = ..., revoked_at: _Optional[float] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[TokenInfo]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[TokenInfo, _Mapping]]] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Identity(_message.Message):
+    __slots__ = ("user", "groups", "rights", "admin", "token_id", "anonymous", "island")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    RIGHTS_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    rights: _containers.RepeatedScalarFieldContainer[str]
+    admin: bool
+    token_id: str
+    anonymous: bool
+    island: str
+    def __init__(self, user: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., rights: _Optional[_Iterable[str]] = ..., admin: _Optional[bool] = ..., token_id: _Optional[str] = ..., anonymous: _Optional[bool] = ..., island: _Optional[str] = ...) -> None: ...
+
+class SetAccessRequest(_message.Message):
+    __slots__ = ("dataset", "reader", "grant", "public_after", "route_path")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    READER_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_AFTER_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_PATH_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    reader: str
+    grant: bool
+    public_after: str
+    route_path: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset: _Optional[str] = ..., reader: _Optional[str] = ..., grant: _Optional[bool] = ..., public_after: _Optional[str] = ..., route_path: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetAuditRequest(_message.Message):
+    __slots__ = ("user", "since", "limit")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    since: float
+    limit: int
+    def __init__(self, user: _Optional[str] = ..., since: _Optional[float] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("ts", "user", "method", "datasets", "rows", "bytes", "outcome", "detail", "island")
+    TS_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    ts: float
+    user: str
+    method: str
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    rows: int
+    bytes: int
+    outcome: str
+    detail: str
+    island: str
+    def __init__(self, ts: _Optional[float] = ..., user: _Optional[str] = ..., method: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., bytes: _Optional[int] = ..., outcome: _Optional[str] = ..., detail: _Optional[str] = ..., island: _Optional[str] = ...) -> None: ...
+
+class GetAuditResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+
 class SubscriptionSpec(_message.Message):
     __slots__ = ("dataset_pattern", "where", "has_cone", "ra", "dec", "radius", "moc", "columns", "mode", "start_at", "name")
     DATASET_PATTERN_FIELD_NUMBER: _ClassVar[int]
@@ -62,7 +192,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, subscribe: _Optional[_Union[SubscriptionSpec, _Mapping]] = ..., ack: _Optional[int] = ...) -> None: ...
 
 class SubscriptionInfo(_message.Message):
-    __slots__ = ("name", "dataset_pattern", "where", "region", "columns", "mode", "cursor", "position", "lag_changes", "lag_seconds", "durable", "connected", "created", "island", "error")
+    __slots__ = ("name", "dataset_pattern", "where", "region", "columns", "mode", "cursor", "position", "lag_changes", "lag_seconds", "durable", "connected", "created", "island", "error", "owner")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATASET_PATTERN_FIELD_NUMBER: _ClassVar[int]
     WHERE_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +208,7 @@ class SubscriptionInfo(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     ISLAND_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     name: str
     dataset_pattern: str
     where: str
@@ -93,7 +224,8 @@ class SubscriptionInfo(_message.Message):
     created: float
     island: str
     error: str
-    def __init__(self, name: _Optional[str] = ..., dataset_pattern: _Optional[str] = ..., where: _Optional[str] = ..., region: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., cursor: _Optional[int] = ..., position: _Optional[int] = ..., lag_changes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., durable: _Optional[bool] = ..., connected: _Optional[bool] = ..., created: _Optional[float] = ..., island: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    owner: str
+    def __init__(self, name: _Optional[str] = ..., dataset_pattern: _Optional[str] = ..., where: _Optional[str] = ..., region: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., cursor: _Optional[int] = ..., position: _Optional[int] = ..., lag_changes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., durable: _Optional[bool] = ..., connected: _Optional[bool] = ..., created: _Optional[float] = ..., island: _Optional[str] = ..., error: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class HealpixPixel(_message.Message):
     __slots__ = ("order", "pixel")
@@ -180,7 +312,7 @@ class ReplicateRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., to_island: _Optional[str] = ..., has_cone: _Optional[bool] = ..., ra: _Optional[float] = ..., dec: _Optional[float] = ..., radius: _Optional[float] = ..., moc: _Optional[bytes] = ..., lifetime_seconds: _Optional[float] = ..., protocol: _Optional[str] = ..., detach: _Optional[bool] = ..., route_path: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReplicationRule(_message.Message):
-    __slots__ = ("id", "dataset", "island", "region", "protocol", "created", "expires", "state", "files_total", "files_done", "files_failed", "bytes_total", "bytes_done", "errors")
+    __slots__ = ("id", "dataset", "island", "region", "protocol", "created", "expires", "state", "files_total", "files_done", "files_failed", "bytes_total", "bytes_done", "errors", "owner")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     ISLAND_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +327,7 @@ class ReplicationRule(_message.Message):
     BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     id: str
     dataset: str
     island: str
@@ -209,7 +342,8 @@ class ReplicationRule(_message.Message):
     bytes_total: int
     bytes_done: int
     errors: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., island: _Optional[str] = ..., region: _Optional[str] = ..., protocol: _Optional[str] = ..., created: _Optional[float] = ..., expires: _Optional[float] = ..., state: _Optional[str] = ..., files_total: _Optional[int] = ..., files_done: _Optional[int] = ..., files_failed: _Optional[int] = ..., bytes_total: _Optional[int] = ..., bytes_done: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+    owner: str
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., island: _Optional[str] = ..., region: _Optional[str] = ..., protocol: _Optional[str] = ..., created: _Optional[float] = ..., expires: _Optional[float] = ..., state: _Optional[str] = ..., files_total: _Optional[int] = ..., files_done: _Optional[int] = ..., files_failed: _Optional[int] = ..., bytes_total: _Optional[int] = ..., bytes_done: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class ReplicationProgress(_message.Message):
     __slots__ = ("rule", "elapsed_seconds")
@@ -326,7 +460,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IslandInfo(_message.Message):
-    __slots__ = ("name", "version", "protocol_version", "grpc_address", "http_url", "spark_ready", "spark_master", "spark_error", "datasets", "catalog_sequence", "running_queries", "spark_active_jobs", "root_url", "workers")
+    __slots__ = ("name", "version", "protocol_version", "grpc_address", "http_url", "spark_ready", "spark_master", "spark_error", "datasets", "catalog_sequence", "running_queries", "spark_active_jobs", "root_url", "workers", "peer_address", "anonymous")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -341,6 +475,8 @@ class IslandInfo(_message.Message):
     SPARK_ACTIVE_JOBS_FIELD_NUMBER: _ClassVar[int]
     ROOT_URL_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     protocol_version: int
@@ -355,7 +491,9 @@ class IslandInfo(_message.Message):
     spark_active_jobs: int
     root_url: str
     workers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., grpc_address: _Optional[str] = ..., http_url: _Optional[str] = ..., spark_ready: _Optional[bool] = ..., spark_master: _Optional[str] = ..., spark_error: _Optional[str] = ..., datasets: _Optional[int] = ..., catalog_sequence: _Optional[int] = ..., running_queries: _Optional[int] = ..., spark_active_jobs: _Optional[int] = ..., root_url: _Optional[str] = ..., workers: _Optional[_Iterable[str]] = ...) -> None: ...
+    peer_address: str
+    anonymous: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., grpc_address: _Optional[str] = ..., http_url: _Optional[str] = ..., spark_ready: _Optional[bool] = ..., spark_master: _Optional[str] = ..., spark_error: _Optional[str] = ..., datasets: _Optional[int] = ..., catalog_sequence: _Optional[int] = ..., running_queries: _Optional[int] = ..., spark_active_jobs: _Optional[int] = ..., root_url: _Optional[str] = ..., workers: _Optional[_Iterable[str]] = ..., peer_address: _Optional[str] = ..., anonymous: _Optional[str] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ("pattern", "with_partitions")
@@ -400,7 +538,7 @@ class Partition(_message.Message):
     def __init__(self, has_pixel: _Optional[bool] = ..., order: _Optional[int] = ..., pixel: _Optional[int] = ..., path: _Optional[str] = ..., num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., adler32: _Optional[int] = ..., stats_json: _Optional[str] = ..., islands: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Dataset(_message.Message):
-    __slots__ = ("name", "origin", "kind", "arrow_schema", "num_rows", "num_bytes", "ra_column", "dec_column", "hats_properties", "moc", "sky_fraction", "partitions", "num_partitions", "created")
+    __slots__ = ("name", "origin", "kind", "arrow_schema", "num_rows", "num_bytes", "ra_column", "dec_column", "hats_properties", "moc", "sky_fraction", "partitions", "num_partitions", "created", "owner", "readers", "public_after")
     class HatsPropertiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -422,6 +560,9 @@ class Dataset(_message.Message):
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     NUM_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    READERS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_AFTER_FIELD_NUMBER: _ClassVar[int]
     name: str
     origin: str
     kind: str
@@ -436,7 +577,10 @@ class Dataset(_message.Message):
     partitions: _containers.RepeatedCompositeFieldContainer[Partition]
     num_partitions: int
     created: str
-    def __init__(self, name: _Optional[str] = ..., origin: _Optional[str] = ..., kind: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., hats_properties: _Optional[_Mapping[str, str]] = ..., moc: _Optional[str] = ..., sky_fraction: _Optional[float] = ..., partitions: _Optional[_Iterable[_Union[Partition, _Mapping]]] = ..., num_partitions: _Optional[int] = ..., created: _Optional[str] = ...) -> None: ...
+    owner: str
+    readers: _containers.RepeatedScalarFieldContainer[str]
+    public_after: str
+    def __init__(self, name: _Optional[str] = ..., origin: _Optional[str] = ..., kind: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., hats_properties: _Optional[_Mapping[str, str]] = ..., moc: _Optional[str] = ..., sky_fraction: _Optional[float] = ..., partitions: _Optional[_Iterable[_Union[Partition, _Mapping]]] = ..., num_partitions: _Optional[int] = ..., created: _Optional[str] = ..., owner: _Optional[str] = ..., readers: _Optional[_Iterable[str]] = ..., public_after: _Optional[str] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("sql", "route", "engine", "max_rows", "max_bytes", "query_id", "compression", "route_path")
@@ -549,16 +693,22 @@ class CancelResponse(_message.Message):
     def __init__(self, cancelled: _Optional[bool] = ...) -> None: ...
 
 class PublishHeader(_message.Message):
-    __slots__ = ("dataset", "ra_column", "dec_column", "mode")
+    __slots__ = ("dataset", "ra_column", "dec_column", "mode", "readers", "readers_given", "public_after")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     RA_COLUMN_FIELD_NUMBER: _ClassVar[int]
     DEC_COLUMN_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    READERS_FIELD_NUMBER: _ClassVar[int]
+    READERS_GIVEN_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_AFTER_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     ra_column: str
     dec_column: str
     mode: str
-    def __init__(self, dataset: _Optional[str] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
+    readers: _containers.RepeatedScalarFieldContainer[str]
+    readers_given: bool
+    public_after: str
+    def __init__(self, dataset: _Optional[str] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., mode: _Optional[str] = ..., readers: _Optional[_Iterable[str]] = ..., readers_given: _Optional[bool] = ..., public_after: _Optional[str] = ...) -> None: ...
 
 class PublishRequest(_message.Message):
     __slots__ = ("header", "arrow_schema", "chunk")
@@ -577,16 +727,22 @@ class PublishResponse(_message.Message):
     def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
 
 class IngestItem(_message.Message):
-    __slots__ = ("path", "dataset", "ra_column", "dec_column")
+    __slots__ = ("path", "dataset", "ra_column", "dec_column", "readers", "readers_given", "public_after")
     PATH_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     RA_COLUMN_FIELD_NUMBER: _ClassVar[int]
     DEC_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    READERS_FIELD_NUMBER: _ClassVar[int]
+    READERS_GIVEN_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_AFTER_FIELD_NUMBER: _ClassVar[int]
     path: str
     dataset: str
     ra_column: str
     dec_column: str
-    def __init__(self, path: _Optional[str] = ..., dataset: _Optional[str] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ...) -> None: ...
+    readers: _containers.RepeatedScalarFieldContainer[str]
+    readers_given: bool
+    public_after: str
+    def __init__(self, path: _Optional[str] = ..., dataset: _Optional[str] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., readers: _Optional[_Iterable[str]] = ..., readers_given: _Optional[bool] = ..., public_after: _Optional[str] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
     __slots__ = ("items",)

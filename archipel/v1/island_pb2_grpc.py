@@ -132,6 +132,36 @@ class IslandStub:
                 request_serializer=archipel_dot_v1_dot_island__pb2.DeleteSubscriptionRequest.SerializeToString,
                 response_deserializer=archipel_dot_v1_dot_island__pb2.SubscriptionInfo.FromString,
                 _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/archipel.v1.Island/CreateToken',
+                request_serializer=archipel_dot_v1_dot_island__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.TokenInfo.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/archipel.v1.Island/ListTokens',
+                request_serializer=archipel_dot_v1_dot_island__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/archipel.v1.Island/RevokeToken',
+                request_serializer=archipel_dot_v1_dot_island__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.TokenInfo.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/archipel.v1.Island/WhoAmI',
+                request_serializer=archipel_dot_v1_dot_island__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.Identity.FromString,
+                _registered_method=True)
+        self.SetAccess = channel.unary_unary(
+                '/archipel.v1.Island/SetAccess',
+                request_serializer=archipel_dot_v1_dot_island__pb2.SetAccessRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.Dataset.FromString,
+                _registered_method=True)
+        self.GetAudit = channel.unary_unary(
+                '/archipel.v1.Island/GetAudit',
+                request_serializer=archipel_dot_v1_dot_island__pb2.GetAuditRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.GetAuditResponse.FromString,
+                _registered_method=True)
 
 
 class IslandServicer:
@@ -277,6 +307,47 @@ class IslandServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateToken(self, request, context):
+        """Tokens of the archipelago (admins only): made here, honoured by every island of the
+        archipelago; revocations reach every island through catalog sync.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """Who the island takes the caller for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAccess(self, request, context):
+        """Adds or removes a reader of a dataset (its owner or an admin), at the dataset's origin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAudit(self, request, context):
+        """The island's audit log (admins; others see their own calls).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IslandServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -374,6 +445,36 @@ def add_IslandServicer_to_server(servicer, server):
                     servicer.DeleteSubscription,
                     request_deserializer=archipel_dot_v1_dot_island__pb2.DeleteSubscriptionRequest.FromString,
                     response_serializer=archipel_dot_v1_dot_island__pb2.SubscriptionInfo.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.CreateTokenRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.TokenInfo.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.ListTokensRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.TokenInfo.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.WhoAmIRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.Identity.SerializeToString,
+            ),
+            'SetAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAccess,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.SetAccessRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.Dataset.SerializeToString,
+            ),
+            'GetAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAudit,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.GetAuditRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.GetAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -892,6 +993,168 @@ class Island:
             '/archipel.v1.Island/DeleteSubscription',
             archipel_dot_v1_dot_island__pb2.DeleteSubscriptionRequest.SerializeToString,
             archipel_dot_v1_dot_island__pb2.SubscriptionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/CreateToken',
+            archipel_dot_v1_dot_island__pb2.CreateTokenRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.TokenInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/ListTokens',
+            archipel_dot_v1_dot_island__pb2.ListTokensRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/RevokeToken',
+            archipel_dot_v1_dot_island__pb2.RevokeTokenRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.TokenInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/WhoAmI',
+            archipel_dot_v1_dot_island__pb2.WhoAmIRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.Identity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/SetAccess',
+            archipel_dot_v1_dot_island__pb2.SetAccessRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/GetAudit',
+            archipel_dot_v1_dot_island__pb2.GetAuditRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.GetAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

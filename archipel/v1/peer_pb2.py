@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61rchipel/v1/peer.proto\x12\x0b\x61rchipel.v1\".\n\x0bPeerAddress\x12\x0e\n\x06island\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"I\n\x0cHelloRequest\x12\x0e\n\x06island\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\"\x85\x01\n\rHelloResponse\x12\x0e\n\x06island\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\'\n\x05peers\x18\x04 \x03(\x0b\x32\x18.archipel.v1.PeerAddress\x12\x10\n\x08sequence\x18\x05 \x01(\x04\"\x95\x01\n\x13WatchCatalogRequest\x12\x0e\n\x06island\x18\x01 \x01(\t\x12>\n\x07\x63ursors\x18\x02 \x03(\x0b\x32-.archipel.v1.WatchCatalogRequest.CursorsEntry\x1a.\n\x0c\x43ursorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"g\n\rCatalogChange\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\n\n\x02op\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x14\n\x0cpayload_json\x18\x05 \x01(\t\x12\n\n\x02ts\x18\x06 \x01(\x01\x32\x96\x01\n\x04Peer\x12>\n\x05Hello\x12\x19.archipel.v1.HelloRequest\x1a\x1a.archipel.v1.HelloResponse\x12N\n\x0cWatchCatalog\x12 .archipel.v1.WatchCatalogRequest\x1a\x1a.archipel.v1.CatalogChange0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61rchipel/v1/peer.proto\x12\x0b\x61rchipel.v1\".\n\x0bPeerAddress\x12\x0e\n\x06island\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"I\n\x0cHelloRequest\x12\x0e\n\x06island\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\"\x9b\x01\n\rHelloResponse\x12\x0e\n\x06island\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\'\n\x05peers\x18\x04 \x03(\x0b\x32\x18.archipel.v1.PeerAddress\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x14\n\x0cpeer_address\x18\x06 \x01(\t\"\x95\x01\n\x13WatchCatalogRequest\x12\x0e\n\x06island\x18\x01 \x01(\t\x12>\n\x07\x63ursors\x18\x02 \x03(\x0b\x32-.archipel.v1.WatchCatalogRequest.CursorsEntry\x1a.\n\x0c\x43ursorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x8f\x01\n\rCatalogChange\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\n\n\x02op\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x14\n\x0cpayload_json\x18\x05 \x01(\t\x12\n\n\x02ts\x18\x06 \x01(\x01\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x13\n\x0borigin_cert\x18\x08 \x01(\x0c\x32\x96\x01\n\x04Peer\x12>\n\x05Hello\x12\x19.archipel.v1.HelloRequest\x1a\x1a.archipel.v1.HelloResponse\x12N\n\x0cWatchCatalog\x12 .archipel.v1.WatchCatalogRequest\x1a\x1a.archipel.v1.CatalogChange0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,13 +38,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HELLOREQUEST']._serialized_start=87
   _globals['_HELLOREQUEST']._serialized_end=160
   _globals['_HELLORESPONSE']._serialized_start=163
-  _globals['_HELLORESPONSE']._serialized_end=296
-  _globals['_WATCHCATALOGREQUEST']._serialized_start=299
-  _globals['_WATCHCATALOGREQUEST']._serialized_end=448
-  _globals['_WATCHCATALOGREQUEST_CURSORSENTRY']._serialized_start=402
-  _globals['_WATCHCATALOGREQUEST_CURSORSENTRY']._serialized_end=448
-  _globals['_CATALOGCHANGE']._serialized_start=450
-  _globals['_CATALOGCHANGE']._serialized_end=553
-  _globals['_PEER']._serialized_start=556
-  _globals['_PEER']._serialized_end=706
+  _globals['_HELLORESPONSE']._serialized_end=318
+  _globals['_WATCHCATALOGREQUEST']._serialized_start=321
+  _globals['_WATCHCATALOGREQUEST']._serialized_end=470
+  _globals['_WATCHCATALOGREQUEST_CURSORSENTRY']._serialized_start=424
+  _globals['_WATCHCATALOGREQUEST_CURSORSENTRY']._serialized_end=470
+  _globals['_CATALOGCHANGE']._serialized_start=473
+  _globals['_CATALOGCHANGE']._serialized_end=616
+  _globals['_PEER']._serialized_start=619
+  _globals['_PEER']._serialized_end=769
 # @@protoc_insertion_point(module_scope)

@@ -25,18 +25,20 @@ class HelloRequest(_message.Message):
     def __init__(self, island: _Optional[str] = ..., address: _Optional[str] = ..., protocol_version: _Optional[int] = ...) -> None: ...
 
 class HelloResponse(_message.Message):
-    __slots__ = ("island", "address", "protocol_version", "peers", "sequence")
+    __slots__ = ("island", "address", "protocol_version", "peers", "sequence", "peer_address")
     ISLAND_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     island: str
     address: str
     protocol_version: int
     peers: _containers.RepeatedCompositeFieldContainer[PeerAddress]
     sequence: int
-    def __init__(self, island: _Optional[str] = ..., address: _Optional[str] = ..., protocol_version: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[PeerAddress, _Mapping]]] = ..., sequence: _Optional[int] = ...) -> None: ...
+    peer_address: str
+    def __init__(self, island: _Optional[str] = ..., address: _Optional[str] = ..., protocol_version: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[PeerAddress, _Mapping]]] = ..., sequence: _Optional[int] = ..., peer_address: _Optional[str] = ...) -> None: ...
 
 class WatchCatalogRequest(_message.Message):
     __slots__ = ("island", "cursors")
@@ -54,17 +56,21 @@ class WatchCatalogRequest(_message.Message):
     def __init__(self, island: _Optional[str] = ..., cursors: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class CatalogChange(_message.Message):
-    __slots__ = ("origin", "seq", "op", "key", "payload_json", "ts")
+    __slots__ = ("origin", "seq", "op", "key", "payload_json", "ts", "signature", "origin_cert")
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     OP_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_CERT_FIELD_NUMBER: _ClassVar[int]
     origin: str
     seq: int
     op: str
     key: str
     payload_json: str
     ts: float
-    def __init__(self, origin: _Optional[str] = ..., seq: _Optional[int] = ..., op: _Optional[str] = ..., key: _Optional[str] = ..., payload_json: _Optional[str] = ..., ts: _Optional[float] = ...) -> None: ...
+    signature: bytes
+    origin_cert: bytes
+    def __init__(self, origin: _Optional[str] = ..., seq: _Optional[int] = ..., op: _Optional[str] = ..., key: _Optional[str] = ..., payload_json: _Optional[str] = ..., ts: _Optional[float] = ..., signature: _Optional[bytes] = ..., origin_cert: _Optional[bytes] = ...) -> None: ...

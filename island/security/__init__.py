@@ -1,0 +1,1 @@
+"""Identity at the island's front doors: tokens and the authentication of callers."""
