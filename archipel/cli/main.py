@@ -18,7 +18,7 @@ from archipel.errors import ArchipelError, InvalidArgument
 __all__ = ["main", "build_parser"]
 
 # Top-level modules of the ``island`` extra: missing one means a client-only install.
-ISLAND_DEPENDENCIES = {"pyspark", "duckdb", "sqlglot", "cdshealpix", "mocpy", "hats", "astropy", "numpy", "pandas"}
+ISLAND_DEPENDENCIES = {"pyspark", "duckdb", "sqlglot", "cdshealpix", "mocpy", "hats", "astropy", "numpy", "pandas", "cryptography"}
 
 
 def _client(args: argparse.Namespace):

@@ -14,7 +14,8 @@ import pytest
 import archipel
 from archipel.v1 import peer_pb2 as ppb
 from archipel.v1 import peer_pb2_grpc as ppb_grpc
-from islands import SHARED_HATS, IslandProcess, free_port
+from islands import SHARED_HATS, IslandProcess, archipelago, free_port
+from metacatalog.model import Change
 
 NO_SPARK = "[spark]\nstart = false\n"
 
@@ -74,8 +75,9 @@ def test_changes_reach_every_island_through_introductions(trio):
         assert d.origin == "c" and all(p.islands == ["c"] for p in d.partitions)
         assert ca.sql("SELECT count(*) AS n FROM c.sources").read_all()["n"][0].as_py() == 17161
         peers = {p["island"]: p for p in ca.peers()}
-        # each island's log: its data URLs (island.put), then its datasets
-        assert peers["c"]["last_seq"] == 3 and peers["b"]["last_seq"] == 5
+        # each island's log: its admin token (token.put, at init), its data URLs (island.put),
+        # then its datasets
+        assert peers["c"]["last_seq"] == 4 and peers["b"]["last_seq"] == 6
 
 
 def test_kill_and_restart_mid_sync_loses_and_doubles_nothing(trio):
@@ -104,7 +106,7 @@ def test_kill_and_restart_mid_sync_loses_and_doubles_nothing(trio):
         wait_for(lambda: _same_catalog(a, c))  # caught up: the removal follows c.late in c's log
         assert "c.late" in {d.name for d in ca.datasets()}
         assert "c.t3" not in {d.name for d in ca.datasets()}, "no ghost of a removed dataset"
-        assert ca.info()["catalog_sequence"] == 1  # a wrote nothing of its own but its data URLs, once
+        assert ca.info()["catalog_sequence"] == 2  # a wrote nothing of its own but its admin token and its data URLs
         with pytest.raises(archipel.FailedPrecondition, match="held by island c"):
             ca.delete("c.t4")
         with pytest.raises(archipel.NotFound):
@@ -130,33 +132,50 @@ def test_add_peer_and_bad_peers(trio, tmp_path):
 
 
 class _FakePeer:
-    """A peer in this process that speaks another protocol version or sends bad changes."""
+    """A peer in this process, with a certificate of the test archipelago (or of ``ca_dir``),
+    that speaks another protocol version or sends bad changes, signed with its own key unless
+    ``sign`` is false."""
 
-    def __init__(self, version: int, changes: list[ppb.CatalogChange], name: str = "evil") -> None:
-        self.version, self.changes, self.name = version, changes, name
+    def __init__(self, version: int, changes: list[ppb.CatalogChange], name: str = "evil",
+                 ca_dir=None, sign: bool = True) -> None:
+        self.version, self.changes, self.name, self.sign = version, changes, name, sign
+        self.ca_dir = ca_dir
 
     def Hello(self, request, context):
         return ppb.HelloResponse(island=self.name, address=self.address, protocol_version=self.version, sequence=1)
 
     def WatchCatalog(self, request, context):
-        yield from self.changes
+        for change in self.changes:
+            if self.sign:
+                signed = Change(change.origin, change.seq, change.op, change.key, {}, change.ts, b"",
+                                change.payload_json).signed_bytes()
+                change.signature = self.creds.sign(signed)
+                change.origin_cert = self.creds.cert_der
+            yield change
         time.sleep(1)
 
 
-def _serve(fake: _FakePeer) -> grpc.Server:
+def _serve(fake: _FakePeer, tmp_path) -> grpc.Server:
+    from federation.pki import issue_island, load_credentials
+
+    folder = tmp_path / f"fake-{fake.name}-{free_port()}"
+    issue_island(fake.ca_dir or archipelago().ca_dir, folder, fake.name, "127.0.0.1")
+    fake.creds = load_credentials(folder, fake.name)
     port = free_port()
     fake.address = f"127.0.0.1:{port}"
     server = grpc.server(futures.ThreadPoolExecutor(4))
     ppb_grpc.add_PeerServicer_to_server(fake, server)
-    server.add_insecure_port(fake.address)
+    creds = grpc.ssl_server_credentials([(fake.creds.key_pem, fake.creds.cert_pem)], fake.creds.ca_pem,
+                                        require_client_auth=True)
+    server.add_secure_port(fake.address, creds)
     server.start()
     return server
 
 
-def test_peer_speaking_another_protocol_is_refused(trio):
+def test_peer_speaking_another_protocol_is_refused(trio, tmp_path):
     a = trio[0]
     fake = _FakePeer(99, [])
-    server = _serve(fake)
+    server = _serve(fake, tmp_path)
     try:
         with a.client() as ca:
             with pytest.raises(archipel.FailedPrecondition, match="protocol 99"):
@@ -166,7 +185,7 @@ def test_peer_speaking_another_protocol_is_refused(trio):
         server.stop(0)
 
 
-def test_malformed_changes_are_refused_and_the_island_keeps_serving(trio):
+def test_malformed_changes_are_refused_and_the_island_keeps_serving(trio, tmp_path):
     a = trio[0]
     good = {"name": "evil.t", "origin": "evil", "kind": "table", "root": "/", "arrow_schema": "00",
             "num_rows": 1, "num_bytes": 1, "partitions": []}
@@ -186,7 +205,7 @@ def test_malformed_changes_are_refused_and_the_island_keeps_serving(trio):
             if payload["origin"] == "evil":
                 payload["origin"] = fake.name
             change.payload_json = json.dumps(payload)
-        server = _serve(fake)
+        server = _serve(fake, tmp_path)
         try:
             with a.client() as ca:
                 ca.add_peer(fake.address)
