@@ -3,7 +3,8 @@
 One CA per archipelago (``CA_DIR/ca.pem``, ``CA_DIR/ca-key.pem``) signs one certificate per
 island. The island's name is the certificate's common name and a ``DNS`` name of it; its host
 (and ``localhost``/``127.0.0.1``) are subject names too, so clients verify the host they dial.
-The same key signs the island's tokens and its catalog changes.
+The same key signs the island's tokens and its catalog changes. Island keys are RSA 2048: the
+XRootD GSI security plugin (root:// between islands) takes RSA keys only; the CA's is EC P-256.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from archipel.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from metacatalog.signing import sign, verify_signature
 
 __all__ = ["CA_FILE", "CA_KEY_FILE", "CERT_FILE", "KEY_FILE", "IslandCredentials", "create_ca", "issue_island",
            "load_credentials", "verify_island_cert", "verify_island_der", "island_of", "sign", "verify_signature"]
@@ -43,7 +45,7 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _key_pem(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -94,7 +96,7 @@ def issue_island(ca_dir: str | Path, island_dir: str | Path, name: str, host: st
     ca_cert, ca_key = _load_ca(Path(ca_dir))
     folder = Path(island_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     names: list[x509.GeneralName] = [x509.DNSName(name), x509.DNSName("localhost"),
                                      x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     try:
@@ -110,6 +112,9 @@ def issue_island(ca_dir: str | Path, island_dir: str | Path, name: str, host: st
             .not_valid_after(min(_now() + datetime.timedelta(days=days), ca_cert.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectAlternativeName(unique), critical=False)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, data_encipherment=True,
+                                         content_commitment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
@@ -128,7 +133,7 @@ class IslandCredentials:
     key_pem: bytes
     ca: x509.Certificate
     cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key: rsa.RSAPrivateKey
 
     @property
     def cert_der(self) -> bytes:
@@ -157,7 +162,7 @@ def load_credentials(folder: str | Path, name: str, ca: str = CA_FILE, cert: str
     verify_island_cert(ca_cert, own)
     if island_of(own) != name:
         raise FailedPrecondition(f"island {name}: its certificate is issued to {island_of(own)!r}")
-    if not isinstance(priv, ec.EllipticCurvePrivateKey) or priv.public_key() != own.public_key():
+    if not isinstance(priv, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)) or priv.public_key() != own.public_key():
         raise FailedPrecondition(f"island {name}: {paths['key']} is not the key of {paths['cert']}")
     return IslandCredentials(name, ca_pem, cert_pem, key_pem, ca_cert, own, priv)
 
@@ -205,20 +210,3 @@ def verify_island_der(ca: x509.Certificate, cert_der: bytes) -> str:
     except ValueError:
         raise PermissionDenied("malformed certificate") from None
     return _verified(ca.public_bytes(serialization.Encoding.DER), cert_der)
-
-
-def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
-    return key.sign(data, ec.ECDSA(hashes.SHA256()))
-
-
-@lru_cache(maxsize=256)
-def _public_key(cert_der: bytes):
-    return x509.load_der_x509_certificate(cert_der).public_key()
-
-
-def verify_signature(cert_der: bytes, signature: bytes, data: bytes) -> bool:
-    try:
-        _public_key(cert_der).verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        return True
-    except (InvalidSignature, ValueError, TypeError):
-        return False

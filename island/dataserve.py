@@ -148,10 +148,34 @@ class HttpDataServer:
         self._thread.join(5)
 
 
-class XrootdServer:
-    """An ``xrootd`` child exporting the island's export tree read-only, adler32 enabled."""
+def ca_hash_dir(ca_pem: Path, folder: Path) -> Path:
+    """A folder holding the CA certificate under its OpenSSL subject hash (``<hash>.0``), the
+    layout X.509 tools (XRootD's GSI) look CAs up in."""
+    out = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca_pem)], capture_output=True, text=True,
+                         timeout=30)
+    if out.returncode != 0:
+        raise FailedPrecondition(f"openssl cannot read {ca_pem}: {out.stderr.strip()}")
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ca_pem, folder / f"{out.stdout.strip()}.0")
+    return folder
 
-    def __init__(self, root: Path, export: Path, host: str, port: int, user: str, name: str) -> None:
+
+def xrootd_client_env(root: Path, ca: Path, cert: Path, key: Path) -> dict[str, str]:
+    """The environment in which XRootD clients (the island's and its workers') authenticate
+    with the island's certificate (GSI, no proxy) and accept servers the CA signed."""
+    return {"X509_CERT_DIR": str(ca_hash_dir(ca, root / "certs")), "X509_USER_CERT": str(cert),
+            "X509_USER_KEY": str(key), "X509_USER_PROXY": str(root / "certs" / "no-proxy.pem"),
+            "XrdSecGSICREATEPROXY": "0", "XrdSecGSISRVNAMES": "*", "XrdSecPROTOCOL": "gsi"}
+
+
+class XrootdServer:
+    """An ``xrootd`` child exporting the island's export tree read-only, adler32 enabled. With
+    the island's credentials it admits only islands of the archipelago: XRootD's GSI security
+    plugin checks the caller's X.509 certificate against the archipelago's CA."""
+
+    def __init__(self, root: Path, export: Path, host: str, port: int, user: str, name: str,
+                 credentials: tuple[Path, Path, Path] | None = None) -> None:
+        self.credentials = credentials
         self.dir = root / "xrootd"
         self.export = export
         self.host = host
@@ -191,6 +215,7 @@ class XrootdServer:
         pw = pwd.getpwnam(self.user)
         for p in (self.dir, admin):
             os.chown(p, pw.pw_uid, pw.pw_gid)
+        security = self._security(pw)
         cfg = self.dir / "xrootd.cfg"
         cfg.write_text("\n".join([
             "# written by the island at each start; edits are lost",
@@ -201,6 +226,7 @@ class XrootdServer:
             "xrootd.chksum adler32",
             f"all.adminpath {admin}",
             f"all.pidpath {admin}",
+            *security,
         ]) + "\n")
         log = open(self.dir / "xrootd.log", "ab")
         cmd = ["xrootd", "-c", str(cfg), "-n", self.name, "-I", "v4"]
@@ -209,6 +235,30 @@ class XrootdServer:
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # the island's process group
         log.close()
         self._wait_listening()
+
+    def _security(self, pw) -> list[str]:
+        """GSI directives: the CA (by hash), and the island's certificate and key copied for the
+        xrootd user (which must own its key, mode 0400)."""
+        if self.credentials is None:
+            return []
+        from cryptography.hazmat.primitives import serialization
+
+        ca, cert, key = self.credentials
+        gsi = self.dir / "gsi"
+        shutil.rmtree(gsi, ignore_errors=True)
+        certdir = ca_hash_dir(ca, gsi / "certs")
+        shutil.copyfile(cert, gsi / "cert.pem")
+        private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+        fd = os.open(gsi / "key.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
+        with os.fdopen(fd, "wb") as f:
+            f.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                          serialization.NoEncryption()))
+        for p in (gsi, certdir, *certdir.iterdir(), gsi / "cert.pem", gsi / "key.pem"):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        return ["xrootd.seclib libXrdSec.so",
+                f"sec.protocol gsi -certdir:{certdir} -cert:{gsi / 'cert.pem'} -key:{gsi / 'key.pem'} -crl:0 "
+                f"-gmapopt:10 -dlgpxy:0",
+                "sec.protbind * only gsi"]
 
     def _wait_listening(self, timeout: float = 20.0) -> None:
         import time

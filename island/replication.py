@@ -16,7 +16,7 @@ from archipel.errors import FailedPrecondition, ResourceExhausted
 from federation.peers import Archipelago
 from federation.rules import RuleBook
 from island.config import IslandConfig
-from island.dataserve import HttpDataServer, XrootdServer, free_port, sync_exports
+from island.dataserve import HttpDataServer, XrootdServer, free_port, sync_exports, xrootd_client_env
 from island.workers import WorkerPool
 from metacatalog.model import Partition
 from metacatalog.store import CatalogStore
@@ -74,8 +74,9 @@ class Replication:
         self.xrootd: XrootdServer | None = None
         self.xrootd_error = ""
         if r.xrootd == "on" or (r.xrootd == "auto" and XrootdServer.available()):
+            creds = tuple(cfg.security_path(k) for k in ("ca", "cert", "key")) if gate is not None else None
             self.xrootd = XrootdServer(cfg.root, self.export, host, r.xrootd_port or _kept_port(store, "xrootd_port", host),
-                                       r.xrootd_user, self.here)
+                                       r.xrootd_user, self.here, creds)
         self.wakeup_path = cfg.root / "wakeup.sock"
         self.wakeup = WakeupListener(self.wakeup_path, store.bump)
         env = {
@@ -84,7 +85,10 @@ class Replication:
             "ARCHIPEL_WAKEUP": str(self.wakeup_path), "XRD_CPUSEPGWRTRD": "0",
         }
         if gate is not None:  # the island's identity on the data plane, for it and its workers
-            tls = dict(zip(DATA_TLS_ENV, (str(cfg.security_path(k)) for k in ("ca", "cert", "key"))))
+            paths = [cfg.security_path(k) for k in ("ca", "cert", "key")]
+            tls = dict(zip(DATA_TLS_ENV, map(str, paths)))
+            if XrootdServer.available():
+                tls.update(xrootd_client_env(cfg.root, *paths))
             env.update(tls)
             os.environ.update(tls)
         self.workers = WorkerPool(self.here, r.workers, r.concurrency, env, cfg.root / "logs", self._worker_died)

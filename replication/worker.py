@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import current_task
 
+from metacatalog.signing import signer_from_key_file
 from metacatalog.store import CatalogStore
 from replication import jobs
 from replication.celery_app import COPY_TASK, make_app
@@ -47,7 +48,9 @@ def store() -> CatalogStore:
     global _store
     with _store_lock:
         if _store is None:
-            _store = CatalogStore(os.environ["ARCHIPEL_CATALOG"], os.environ["ARCHIPEL_ISLAND_NAME"])
+            key = os.environ.get("ARCHIPEL_DATA_KEY", "")
+            signer = signer_from_key_file(key) if key else None  # the island's key: its changes are signed
+            _store = CatalogStore(os.environ["ARCHIPEL_CATALOG"], os.environ["ARCHIPEL_ISLAND_NAME"], signer=signer)
         return _store
 
 

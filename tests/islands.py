@@ -58,6 +58,19 @@ class TestArchipelago:
 _ARCHIPELAGO: TestArchipelago | None = None
 
 
+def https_open(url: str, token: str | None = None, headers: dict[str, str] | None = None, timeout: float = 30):
+    """``urlopen`` of an island's HTTPS URL, trusting the test CA, as the holder of ``token``
+    (the session's admin token by default; "" for none)."""
+    import ssl
+    import urllib.request
+
+    token = archipelago().admin_token if token is None else token
+    ctx = ssl.create_default_context(cafile=str(archipelago().ca_pem))
+    req = urllib.request.Request(url, headers={**(headers or {}), **({"Authorization": f"Bearer {token}"}
+                                                                     if token else {})})
+    return urllib.request.urlopen(req, context=ctx, timeout=timeout)
+
+
 def archipelago() -> TestArchipelago:
     """The session's archipelago (made on first use, in a temporary folder)."""
     global _ARCHIPELAGO
@@ -94,16 +107,18 @@ class IslandProcess:
         if (folder / "archipel.toml").exists():  # an island made earlier: keep its port
             from island.config import load_config
 
-            self.port = load_config(folder, environ={}).island.port
+            cfg = load_config(folder, environ={})
+            self.port, self.peer_port = cfg.island.port, cfg.island.peer_port
         else:
-            self.port = free_port()
+            self.port, self.peer_port = free_port(), free_port()
             ca = ca_dir if ca_dir is not None else archipelago().ca_dir
             cli("island", "init", str(folder), "--name", name, "--port", str(self.port), "--peer-port",
-                str(free_port()), "--ca", str(ca))
+                str(self.peer_port), "--ca", str(ca))
             if extra_config:
                 cfg = folder / "archipel.toml"
                 cfg.write_text(_merge_config(cfg.read_text(), extra_config))
         self.address = f"127.0.0.1:{self.port}"
+        self.peer_address = f"127.0.0.1:{self.peer_port}"
         self.ca = folder / "ca.pem"
         self.admin_token = (folder / "admin.token").read_text().strip()
 
@@ -129,6 +144,12 @@ class IslandProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"island {self.name} not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)
+
+    def xrootd_env(self) -> dict[str, str]:
+        """The environment in which XRootD's tools (xrdfs, xrdcp) call as this island (GSI)."""
+        return {**os.environ, "X509_CERT_DIR": str(self.folder / "certs"),
+                "X509_USER_CERT": str(self.folder / "island.pem"), "X509_USER_KEY": str(self.folder / "island-key.pem"),
+                "XrdSecGSICREATEPROXY": "0", "XrdSecGSISRVNAMES": "*", "XrdSecPROTOCOL": "gsi"}
 
     def client(self, token: str | None = None) -> archipel.Client:
         """A client of this island, as its admin unless another ``token`` is given."""

@@ -70,7 +70,7 @@ def cmd_island_init(args: argparse.Namespace) -> int:
 def cmd_island_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("py4j", "sqlglot"):
+    for noisy in ("py4j", "sqlglot", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         from island.server import serve

@@ -24,7 +24,7 @@ from astropy import units as u
 
 import archipel
 from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from islands import SHARED_HATS, IslandProcess, cli, free_port
+from islands import SHARED_HATS, IslandProcess, cli, free_port, https_open
 from islands import wait_for as _wait_for
 from skydata import angular_distance
 
@@ -146,7 +146,7 @@ def test_every_island_serves_http_and_root_and_the_catalog_records_them(trio):
     a, b, c = trio
     for isl in trio:
         info = isl.client().info()
-        assert info["http_url"].startswith("http://127.0.0.1:")
+        assert info["http_url"].startswith("https://127.0.0.1:")
         assert info["root_url"].startswith("root://127.0.0.1:"), "xrootd is not serving"
         for other in trio:  # every island's catalog knows every island's URLs
             _wait_for(lambda: _urls(other).get(isl.name) == (info["http_url"], info["root_url"]),
@@ -159,14 +159,13 @@ def test_http_serves_ranges_of_catalog_partitions_only(trio, base):
     part = next(iter(_partitions(a.client(), "sky.order1").values()))
     local = base / "hats" / "small_sky_o1_collection" / "small_sky_order1" / part.path
     url = f"{info['http_url']}/sky.order1/{part.path}"
-    req = urllib.request.Request(url, headers={"Range": "bytes=4-99"})
-    with urllib.request.urlopen(req) as resp:
+    with https_open(url, headers={"Range": "bytes=4-99"}) as resp:
         assert resp.status == 206
         assert resp.read() == local.read_bytes()[4:100]
     for bad in ("sky.order1/../../../etc/passwd", "sky.order1/properties", "nope.x/a.parquet",
                 "sky.order1/%2e%2e/%2e%2e/catalog.sqlite"):
         with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(f"{info['http_url']}/{bad}")
+            https_open(f"{info['http_url']}/{bad}")
         assert err.value.code in (403, 404), bad
     assert a.client().info()["name"] == "a"
 
@@ -176,9 +175,30 @@ def test_xrootd_reports_the_catalog_adler32(trio):
     info = a.client().info()
     for path, p in list(_partitions(a.client(), "test.big").items())[:3]:
         out = subprocess.run(["xrdfs", info["root_url"].rstrip("/"), "query", "checksum", f"/test.big/{path}"],
-                             capture_output=True, text=True, timeout=30)
+                             capture_output=True, text=True, timeout=30, env=a.xrootd_env())
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["adler32", f"{p.adler32:08x}"]
+
+
+def test_xrootd_serves_islands_of_the_archipelago_only(trio, tmp_path):
+    from federation.pki import create_ca, issue_island
+
+    a, _, _ = trio
+    url = a.client().info()["root_url"].rstrip("/")
+    path = next(iter(_partitions(a.client(), "test.big")))
+    anonymous = {k: v for k, v in os.environ.items() if not k.startswith(("X509", "XrdSec"))}
+    create_ca(tmp_path / "other-ca")
+    issue_island(tmp_path / "other-ca", tmp_path / "evil", "evil", "127.0.0.1")
+    foreign = {**a.xrootd_env(), "X509_USER_CERT": str(tmp_path / "evil" / "island.pem"),
+               "X509_USER_KEY": str(tmp_path / "evil" / "island-key.pem")}
+    for env in (anonymous, foreign):
+        out = subprocess.run(["xrdcp", "-f", f"{url}//test.big/{path}", str(tmp_path / "stolen")],
+                             capture_output=True, text=True, timeout=60, env={**env, "XRD_CONNECTIONRETRY": "1"})
+        assert out.returncode != 0 and "Auth failed" in out.stderr, out.stderr
+        assert not (tmp_path / "stolen").exists()
+    out = subprocess.run(["xrdcp", "-f", f"{url}//test.big/{path}", str(tmp_path / "fetched")], capture_output=True,
+                         text=True, timeout=60, env=a.xrootd_env())
+    assert out.returncode == 0, out.stderr
 
 
 # -- rules -----------------------------------------------------------------------------------

@@ -176,3 +176,26 @@ def test_v2_catalog_upgrades_numbering_changes_in_commit_order(tmp_path):
     with upgraded.transaction() as w:
         w.append_partitions("x.one", [part("p0-append", 0, adler=5)])
     assert upgraded.position() == 3 and upgraded.sequence() == 3
+
+
+def test_v3_catalog_upgrades_to_access_facts_and_signed_changes(tmp_path):
+    path = tmp_path / "v3.sqlite"
+    store = CatalogStore(path, "a")
+    with store.transaction() as w:
+        w.put_dataset(ds("x.one", (part("p0", 0),)))
+    store.close()
+    with sqlite3.connect(path) as db:  # back to version 3: no access facts, no signatures, no rule owners
+        db.executescript("""
+            ALTER TABLE datasets DROP COLUMN owner; ALTER TABLE datasets DROP COLUMN readers;
+            ALTER TABLE datasets DROP COLUMN public_after; ALTER TABLE changes DROP COLUMN sig;
+            ALTER TABLE rules DROP COLUMN owner;
+            UPDATE meta SET value='3' WHERE key='schema_version';
+        """)
+    signed: list[bytes] = []
+    upgraded = CatalogStore(path, "a", signer=lambda data: signed.append(data) or b"sig")
+    assert upgraded.meta("schema_version") == str(SCHEMA_VERSION)
+    one = upgraded.dataset("x.one")
+    assert (one.owner, one.readers, one.public_after) == ("", ("public",), "")  # older data stays public
+    assert upgraded.sign_own_changes() == 1 and len(signed) == 1
+    assert [c.signature for c in upgraded.changes()] == [b"sig"]
+    assert upgraded.sign_own_changes() == 0
