@@ -168,10 +168,12 @@ class Client:
     """A connection to one island, and through it to the archipelago."""
 
     def __init__(self, address: str | None = None, timeout: float | None = 30.0, *, token: str | None = None,
-                 ca: str | None = None) -> None:
+                 ca: str | None = None, plaintext: bool = False) -> None:
+        """``plaintext``: benchmarks only, for an island's ``[security] benchmark_plaintext_port``."""
         self.address = default_address(address)
         self.timeout = timeout
-        self._channel = open_channel(self.address, token, ca)
+        self._channel = (grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS) if plaintext
+                         else open_channel(self.address, token, ca))
         self._stub = pb_grpc.IslandStub(self._channel)
         self._query = self._channel.unary_stream(QUERY_METHOD, **QUERY_CALL)
         self._publish = self._channel.stream_unary(PUBLISH_METHOD, **PUBLISH_CALL)

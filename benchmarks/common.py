@@ -54,6 +54,10 @@ def bench_island(extra_config: str = "") -> IslandProcess:
     isl = IslandProcess(DATA / "island", "bench", extra_config=extra_config)
     try:
         isl.start(wait_spark=True)
+        import os
+
+        # The benchmark's reader processes reach the island as its admin.
+        os.environ.update({"ARCHIPEL_CA": str(isl.ca), "ARCHIPEL_TOKEN": isl.admin_token})
         with isl.client() as c:
             names = {d.name for d in c.datasets()}
             if DATASET not in names:

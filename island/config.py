@@ -108,6 +108,9 @@ class SecuritySection:
     cert: str = "island.pem"
     key: str = "island-key.pem"
     audit: bool = True  # DIR/audit.jsonl: who called what, on which datasets, what went out
+    # Benchmarks only: a second client port on 127.0.0.1 without TLS or tokens (every caller
+    # there is an admin), to measure what TLS and token checks cost. 0: none (the default).
+    benchmark_plaintext_port: int = 0
 
 
 @dataclass
@@ -223,6 +226,10 @@ def _validate(cfg: IslandConfig, source: str) -> None:
             raise InvalidArgument("dots are not allowed")
     except InvalidArgument as exc:
         raise InvalidArgument(f"{source}: [island] name {name!r} is not a valid island name ({exc})") from None
+    if cfg.security.benchmark_plaintext_port and cfg.island.host != "127.0.0.1":
+        raise InvalidArgument(f"{source}: [security] benchmark_plaintext_port is for benchmarks on 127.0.0.1 only")
+    if not 0 <= cfg.security.benchmark_plaintext_port <= 65535:
+        raise InvalidArgument(f"{source}: [security] benchmark_plaintext_port is not a valid TCP port")
     for key in ("port", "http_port", "peer_port"):
         port = getattr(cfg.island, key)
         if not 0 <= port <= 65535 or (key == "port" and port == 0):

@@ -81,7 +81,7 @@ class Island:
         self.store = CatalogStore(cfg.catalog_path, cfg.island.name, signer=self.creds.sign)
         self.store.keep_island_cert(cfg.island.name, self.creds.cert_der)
         self.store.sign_own_changes()
-        self.gate = Gate(self.creds, self.store, sec.anonymous)
+        self.gate = Gate(self.creds, self.store, sec.anonymous, bool(sec.benchmark_plaintext_port))
         self.audit = AuditLog(cfg.root / "audit.jsonl", cfg.island.name, sec.audit)
         self.spark = SparkEngine(cfg.spark, self.spool, app_name=f"archipel-{cfg.island.name}")
         self.ingester = Ingester(self.store, cfg.data_path, partition_rows=cfg.ingest.partition_rows,
@@ -113,9 +113,14 @@ class Island:
         ports = [(self.cfg.address, grpc.ssl_server_credentials(pair, self.creds.ca_pem, require_client_auth=False)),
                  (self.cfg.peer_address, grpc.ssl_server_credentials(pair, self.creds.ca_pem,
                                                                      require_client_auth=True))]
+        if self.cfg.security.benchmark_plaintext_port:
+            ports.append((f"127.0.0.1:{self.cfg.security.benchmark_plaintext_port}", None))
+            logger.warning("benchmark plaintext port 127.0.0.1:%d: no TLS, no tokens",
+                           self.cfg.security.benchmark_plaintext_port)
         for address, creds in ports:
             try:
-                port = self.server.add_secure_port(address, creds)
+                port = (self.server.add_secure_port(address, creds) if creds is not None
+                        else self.server.add_insecure_port(address))
             except RuntimeError as exc:
                 self.spark.stop()
                 raise FailedPrecondition(f"cannot listen on {address}: {exc}") from None

@@ -122,8 +122,8 @@ class IslandServicer(IdentityRpcs):
     @rpc
     def DescribeDataset(self, request, context, call: Call):
         name = check_dataset_name(request.name)
-        ds = self._readable(call.caller, name)
         call.datasets.append(name)
+        ds = self._readable(call.caller, name)
         return dataset_to_pb(ds, self.cfg.island.name, replicas=self.store.replica_islands(name))
 
     # -- access ---------------------------------------------------------------------------
@@ -137,9 +137,8 @@ class IslandServicer(IdentityRpcs):
         """The planner's catalog lookup for ``call``: every dataset a query names (joins and
         subqueries included) is checked, and recorded for the audit log."""
         def lookup(name: str, **kw):
-            ds = self._readable(call.caller, name, **kw)
-            call.datasets.append(name)
-            return ds
+            call.datasets.append(name)  # before the check: a refusal names what was refused
+            return self._readable(call.caller, name, **kw)
         return lookup
 
     def _share(self, caller: Caller, what: str, limit: int, label: str):
@@ -233,6 +232,7 @@ class IslandServicer(IdentityRpcs):
         origins = set()
         for name in names:
             try:
+                call.datasets.append(name)
                 origins.add(self._readable(call.caller, name, with_partitions=False).origin)
             except ArchipelError:
                 return ""
@@ -337,7 +337,7 @@ class IslandServicer(IdentityRpcs):
             engine = self.spark if plan.engine == "spark" else self.arrow
             for name in {d for d, _ in replica_files}:
                 self.store.touch(name, [p for d, p in replica_files if d == name])
-            execution = engine.execute(plan, rq.id, rq.on_cancel, timeout)
+            execution = engine.execute(plan, rq.id, rq.on_cancel, timeout, pool=call.caller.name)
             rq.raise_if_cancelled()
             limit_rows = lowest_limit(request.max_rows, q.max_rows)
             limit_bytes = lowest_limit(request.max_bytes, max_bytes)

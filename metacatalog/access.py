@@ -85,7 +85,10 @@ def parse_reader(text: str) -> str:
     kind, sep, name = text.partition(":")
     if not sep or kind not in ("user", "group"):
         raise InvalidArgument(f"reader {text!r} must be 'public', 'user:NAME' or 'group:NAME'")
-    return f"{kind}:{_check_name(kind, name)}"
+    try:
+        return f"{kind}:{_check_name(kind, name)}"
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"reader {text[:80]!r}: {exc}") from None
 
 
 def parse_readers(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:

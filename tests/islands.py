@@ -14,7 +14,8 @@ import archipel
 from archipel.errors import ArchipelError
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_HATS = Path(os.environ.get("ARCHIPEL_SAMPLE_DATA", ROOT.parent / "shared" / "data" / "hats"))
+# Small real HATS catalogs from the hats project's test suite (BSD-3, samples/hats/LICENSE).
+SHARED_HATS = Path(os.environ.get("ARCHIPEL_SAMPLE_DATA", ROOT / "samples" / "hats"))
 
 
 def free_port() -> int:

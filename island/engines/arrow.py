@@ -49,7 +49,7 @@ class ArrowEngine:
         self._lock = threading.Lock()
 
     def execute(self, plan: QueryPlan, query_id: str, on_cancel: Callable[[Callable[[], None]], None],
-                timeout: float) -> Execution:
+                timeout: float, pool: str = "") -> Execution:
         if plan.projection is not None:
             return self._scan(plan, on_cancel)
         return self._sql(plan, on_cancel)

@@ -61,6 +61,9 @@ class SparkEngine:
             ("spark.sql.shuffle.partitions", "8"),
             ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"),
             ("spark.sql.sources.partitionColumnTypeInference.enabled", "false"),
+            # Each user's jobs run in a pool of their own, shared fairly: one user's heavy job
+            # does not stall another's small query.
+            ("spark.scheduler.mode", "FAIR"),
             *self.cfg.conf.items(),
         ]
 
@@ -154,23 +157,39 @@ class SparkEngine:
 
     # -- queries ------------------------------------------------------------------------
     def execute(self, plan: QueryPlan, query_id: str, on_cancel: Callable[[Callable[[], None]], None],
-                timeout: float) -> Execution:
+                timeout: float, pool: str = "") -> Execution:
+        """Runs ``plan`` in Spark, its jobs in the job group ``query_id`` and the FAIR pool
+        ``pool`` (the caller's). A cancel stops the group's running jobs and keeps stopping the
+        ones it starts later (a query's later stages and broadcasts are jobs of their own,
+        submitted after a cancel that found nothing to stop) until the query returns."""
         self.wait_ready(timeout)
         session = self.session.newSession()
         sc = session.sparkContext
         out = self.spool_dir / query_id
         cancelled = threading.Event()
+        running = threading.Event()
+        running.set()
 
-        def cancel() -> None:
-            cancelled.set()
+        def cancel_group() -> None:
             try:
                 sc.cancelJobGroup(query_id)
             except Exception:  # the context may be stopping
                 logger.debug("cancelJobGroup failed", exc_info=True)
 
+        def keep_cancelling() -> None:
+            while running.is_set():
+                cancel_group()
+                time.sleep(0.25)
+
+        def cancel() -> None:
+            cancelled.set()
+            cancel_group()
+            threading.Thread(target=keep_cancelling, name=f"cancel-{query_id}", daemon=True).start()
+
         on_cancel(cancel)
         try:
             sc.setJobGroup(query_id, plan.sql[:200], interruptOnCancel=True)
+            sc.setLocalProperty("spark.scheduler.pool", _pool_name(pool))
             for scan in plan.tables:
                 paths = scan_paths(scan)
                 if paths:
@@ -188,8 +207,10 @@ class SparkEngine:
                 raise Cancelled(f"query {query_id} was cancelled") from None
             raise _spark_error(exc) from None
         finally:
+            running.clear()
             try:
                 sc.setLocalProperty("spark.jobGroup.id", None)
+                sc.setLocalProperty("spark.scheduler.pool", None)
             except Exception:
                 pass
 
@@ -213,6 +234,12 @@ class SparkEngine:
                 shutil.rmtree(out, ignore_errors=True)
 
         return Execution(schema=schema, batches=batches(), close=lambda: shutil.rmtree(out, ignore_errors=True))
+
+
+def _pool_name(user: str) -> str:
+    """A FAIR scheduler pool per user (names made safe; "default" for none)."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in user)[:64]
+    return f"user-{safe}" if safe else "default"
 
 
 def _spark_error(exc: Exception) -> ArchipelError:

@@ -29,11 +29,16 @@ def bearer_metadata(caller: Caller) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {caller.raw_token}")] if caller.raw_token else []
 
 
+_BENCHMARK = Caller(user="benchmark", admin=True)
+
+
 class Gate:
-    def __init__(self, creds: IslandCredentials, store: CatalogStore, anonymous: str = "none") -> None:
+    def __init__(self, creds: IslandCredentials, store: CatalogStore, anonymous: str = "none",
+                 benchmark_plaintext: bool = False) -> None:
         self.creds = creds
         self.store = store
         self.anonymous = anonymous
+        self.benchmark_plaintext = benchmark_plaintext
 
     # -- users ---------------------------------------------------------------------------
     def caller_from_header(self, header: str | None) -> Caller:
@@ -52,6 +57,8 @@ class Gate:
         return claims.caller(token)
 
     def grpc_caller(self, context: Any) -> Caller:
+        if self.benchmark_plaintext and context.auth_context().get("transport_security_type") != [b"ssl"]:
+            return _BENCHMARK  # the benchmark plaintext port (configured, 127.0.0.1 only)
         headers = [v for k, v in (context.invocation_metadata() or ()) if k == "authorization"]
         if len(headers) > 1:
             raise Unauthenticated("more than one authorization header")
