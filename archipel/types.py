@@ -151,7 +151,11 @@ def rpc_error(exc: grpc.RpcError, address: str) -> ArchipelError:
     details = exc.details() if hasattr(exc, "details") else str(exc)
     name = code.name if code is not None else "UNKNOWN"
     if name == "UNAVAILABLE":
-        return Unavailable(f"island {address} is unavailable: {details}")
+        hint = ""
+        if "handshake" in (details or "").lower() or "certificate" in (details or "").lower():
+            hint = (" (TLS failed: is ca=, --ca or $ARCHIPEL_CA the ca.pem of this island's archipelago, and the "
+                    "address the one its certificate names?)")
+        return Unavailable(f"island {address} is unavailable: {details}{hint}")
     if name == "CANCELLED" and not details:
         details = "the call was cancelled"
     return error_for_code(name, details or name)

@@ -122,8 +122,13 @@ def main() -> None:
             f.read_bytes()
         with tempfile.TemporaryDirectory(dir=DATA) as tmp:
             out = Path(tmp)
-            env = {**os.environ, "XRD_CPUSEPGWRTRD": "0"}
-            curl = ["curl", "-s", "--parallel", "--parallel-max", "4"]
+            # The baselines read as the destination island does: its certificate (GSI for
+            # root://, TLS client certificate for https://), so they pay the same security.
+            me = next(iter(dst.values()))
+            env = {**me.xrootd_env(), "XRD_CPUSEPGWRTRD": "0"}
+            os.environ.update({k: v for k, v in me.xrootd_env().items() if k.startswith(("X509", "XrdSec"))})
+            curl = ["curl", "-s", "--fail", "--cacert", str(me.ca), "--cert", str(me.folder / "island.pem"), "--key",
+                    str(me.folder / "island-key.pem"), "--parallel", "--parallel-max", "4"]
             for i, u in enumerate(http_urls):
                 curl += [u, "-o", str(out / f"{i}")]
 

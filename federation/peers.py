@@ -264,6 +264,14 @@ class Archipelago:
         """Stops following the peer at address (or named) ``who``; NotFound when none is."""
         with self._lock:
             link = self._links.get(who) or next((li for li in self._links.values() if li.island == who), None)
+        if link is None and ":" in who:  # an island's client address: ask it for its name
+            try:
+                name = hello(check_address(who), self.creds, self.address)[0].island
+            except ArchipelError:
+                name = ""
+            with self._lock:
+                link = next((li for li in self._links.values() if name and li.island == name), None)
+        with self._lock:
             if link is not None:
                 self._links.pop(link.address, None)
         if link is None:

@@ -122,7 +122,8 @@ class RuleBook:
         self.here = here
         self.quota = quota
 
-    def pin(self, rule_id: str, ds: Dataset, parts: list[Partition], subscription: str) -> int:
+    def pin(self, rule_id: str, ds: Dataset, parts: list[Partition], subscription: str, owner: str = "",
+            owner_limit: int = 0) -> int:
         """Pins ``parts`` under a subscription's rule (made on first use) and asks for the copies
         missing; refuses what would go over the quota. Returns the copies sent."""
         pinned_bytes, new_bytes = self._pin_cost(ds.name, parts)
@@ -130,10 +131,12 @@ class RuleBook:
             raise ResourceExhausted(
                 f"subscription {subscription} needs {new_bytes} more bytes pinned on {self.here}, over the cache "
                 f"quota of {self.quota} bytes ([replication] cache_bytes) with {pinned_bytes} pinned already")
+        if owner_limit:
+            self._check_owner_limit(owner, parts, owner_limit)
         region = Region(subscription=subscription)
         with self.store.transaction() as w:
-            w.execute("INSERT OR IGNORE INTO rules VALUES (?, ?, ?, ?, ?, ?)",
-                      (rule_id, ds.name, region.to_json(), "", time.time(), 0.0))
+            w.execute("INSERT OR IGNORE INTO rules (id, dataset, region, protocol, created, expires, owner)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (rule_id, ds.name, region.to_json(), "", time.time(), 0.0, owner))
             for p in parts:
                 w.execute("INSERT OR IGNORE INTO rule_partitions VALUES (?, ?, ?)", (rule_id, ds.name, p.pid))
         return len(self.mover.want(ds, parts))
@@ -152,6 +155,13 @@ class RuleBook:
             " AND p.pid = x.pid", (owner,))
         return int(rows[0][0])
 
+    def _check_owner_limit(self, owner: str, parts: list[Partition], limit: int) -> None:
+        mine = self.owner_pinned_bytes(owner)
+        wanted = sum(p.num_bytes for p in parts)
+        if mine + wanted > limit:
+            raise ResourceExhausted(f"{owner}'s rules would pin {mine + wanted} bytes ({mine} already, {wanted} for "
+                                    f"this rule): over the per-user [limits] pinned_bytes = {limit}")
+
     def create(self, dataset: str, region: Region, lifetime: float = 0.0, protocol: str = "", owner: str = "",
                owner_limit: int = 0) -> Rule:
         if not 0 <= lifetime <= MAX_LIFETIME:
@@ -166,12 +176,7 @@ class RuleBook:
             raise InvalidArgument(f"the region {region.describe()} covers no partition of {dataset}")
         pinned_bytes, new_bytes = self._pin_cost(dataset, parts)
         if owner_limit:
-            mine = self.owner_pinned_bytes(owner)
-            wanted = sum(p.num_bytes for p in parts)
-            if mine + wanted > owner_limit:
-                raise ResourceExhausted(
-                    f"{owner}'s rules would pin {mine + wanted} bytes ({mine} already, {wanted} for this rule): "
-                    f"over the per-user [limits] pinned_bytes = {owner_limit}")
+            self._check_owner_limit(owner, parts, owner_limit)
         if pinned_bytes + new_bytes > self.quota:
             raise ResourceExhausted(
                 f"the rule needs {new_bytes} more bytes pinned on {self.here}; with {pinned_bytes} bytes pinned "

@@ -313,7 +313,8 @@ class ReplicateKeeper:
             try:
                 d = matcher.deliver(m, with_rows=False)
                 if d is not None:
-                    self.rules.pin(rule_id(sub.name, m.dataset.name), m.dataset, d.partitions, sub.name)
+                    self.rules.pin(rule_id(sub.name, m.dataset.name), m.dataset, d.partitions, sub.name,
+                                   owner=sub.owner.name)
                 error = ""
             except Unavailable as exc:  # tried again at the next change, nothing skipped
                 logger.warning("subscription %s waits: %s", sub.name, exc.message)

@@ -218,6 +218,40 @@ def test_malformed_changes_are_refused_and_the_island_keeps_serving(trio, tmp_pa
     assert "refused" in log or "expected seq" in log
 
 
+def test_a_peer_cannot_forge_another_islands_records(trio, tmp_path):
+    """A peer of the archipelago (its certificate is valid) sends changes in b's name: signed
+    with its own key, unsigned, or with b's name on its own signature. a refuses each; b's real
+    records are untouched and a keeps serving."""
+    a, b, _c = trio
+    with b.client() as cb:
+        cb.publish("b.real", pa.table({"i": [1]}))
+    with a.client() as ca:
+        wait_for(lambda: "b.real" in {d.name for d in ca.datasets()})
+        before = catalog(a)
+    forged = {"name": "b.real", "origin": "b", "kind": "table", "root": "/etc", "arrow_schema": "00",
+              "num_rows": 1, "num_bytes": 1, "partitions": []}
+    cases = [
+        (True, ppb.CatalogChange(origin="b", seq=99, op="dataset.delete", key="b.real", payload_json="{}")),
+        (True, ppb.CatalogChange(origin="b", seq=99, op="dataset.put", key="b.real",
+                                 payload_json=json.dumps(forged))),
+        (False, ppb.CatalogChange(origin="mallory", seq=1, op="dataset.put", key="mallory.t",
+                                  payload_json=json.dumps({**forged, "name": "mallory.t", "origin": "mallory"}))),
+    ]
+    for i, (sign, change) in enumerate(cases):
+        fake = _FakePeer(1, [change], name=f"mallory{i}" if change.origin == "b" else "mallory", sign=sign)
+        server = _serve(fake, tmp_path)
+        try:
+            with a.client() as ca:
+                ca.add_peer(fake.address)
+                wait_for(lambda: any(p["address"] == fake.address and "signed" in p["error"] for p in ca.peers()))
+                assert ca.info()["name"] == "a"
+        finally:
+            server.stop(0)
+    assert catalog(a) == before
+    log = a.log.read_text()
+    assert "is signed by mallory0, not by its origin" in log and "is not signed by its origin" in log
+
+
 def test_five_islands_in_a_chain_converge(tmp_path):
     """e <- d <- c <- b <- a, each told only of its neighbour: introductions and relaying bring
     every change everywhere; the time it took is printed (asserted only to be finite)."""

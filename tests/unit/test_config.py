@@ -61,3 +61,28 @@ def test_replication_config_from_file_and_environment(tmp_path):
     (tmp_path / "archipel.toml").write_text('[island]\nname = "x"\n[replication]\nbroker = "redis://127.0.0.1:6379/0"\n')
     cfg = load_config(tmp_path, environ={"ARCHIPEL_REPLICATION_CACHE_BYTES": "1000"})
     assert cfg.replication.broker.startswith("redis://") and cfg.replication.cache_bytes == 1000
+
+
+@pytest.mark.parametrize("text,words", [
+    ("[security]\nanonymous = 'yes'\n", "anonymous"),
+    ("[limits]\nconcurrent_queries = -1\n", "[limits] concurrent_queries"),
+    ("[limits]\nresult_bytes = 'lots'\n", "expected int"),
+    ("[island]\npeer_port = 70000\n", "peer_port"),
+    ("[island]\nport = 7770\npeer_port = 7770\n", "peer_port"),
+    ("[island]\nhost = '10.0.0.1'\n[security]\nbenchmark_plaintext_port = 9000\n", "127.0.0.1 only"),
+    ("[security]\nnope = 1\n", "unknown key"),
+])
+def test_bad_security_config_is_refused(tmp_path, text, words):
+    island = "[island]\nname = 'a'\n"
+    body = text.replace("[island]\n", island, 1) if text.startswith("[island]") else island + text
+    (tmp_path / "archipel.toml").write_text(body)
+    with pytest.raises(InvalidArgument) as err:
+        load_config(tmp_path, environ={})
+    assert words in str(err.value)
+
+
+def test_security_config_defaults_and_paths(tmp_path):
+    (tmp_path / "archipel.toml").write_text("[island]\nname = 'a'\nport = 7000\n[limits]\nsubscriptions = 3\n")
+    cfg = load_config(tmp_path, environ={"ARCHIPEL_SECURITY_ANONYMOUS": "read-public"})
+    assert cfg.security.anonymous == "read-public" and cfg.limits.subscriptions == 3
+    assert cfg.peer_address == "127.0.0.1:7001" and cfg.security_path("key") == tmp_path / "island-key.pem"
