@@ -132,7 +132,7 @@ class RuleBook:
                 f"subscription {subscription} needs {new_bytes} more bytes pinned on {self.here}, over the cache "
                 f"quota of {self.quota} bytes ([replication] cache_bytes) with {pinned_bytes} pinned already")
         if owner_limit:
-            self._check_owner_limit(owner, parts, owner_limit)
+            self._check_owner_limit(owner, ds.name, parts, owner_limit)
         region = Region(subscription=subscription)
         with self.store.transaction() as w:
             w.execute("INSERT OR IGNORE INTO rules (id, dataset, region, protocol, created, expires, owner)"
@@ -155,9 +155,13 @@ class RuleBook:
             " AND p.pid = x.pid", (owner,))
         return int(rows[0][0])
 
-    def _check_owner_limit(self, owner: str, parts: list[Partition], limit: int) -> None:
+    def _check_owner_limit(self, owner: str, dataset: str, parts: list[Partition], limit: int) -> None:
+        """RESOURCE_EXHAUSTED when pinning ``parts`` would take ``owner`` over ``limit`` bytes."""
         mine = self.owner_pinned_bytes(owner)
-        wanted = sum(p.num_bytes for p in parts)
+        held = {p for (p,) in self.store.query(
+            "SELECT rp.pid FROM rule_partitions rp JOIN rules r ON r.id = rp.rule WHERE r.owner=? AND rp.dataset=?",
+            (owner, dataset))}
+        wanted = sum(p.num_bytes for p in parts if p.pid not in held)
         if mine + wanted > limit:
             raise ResourceExhausted(f"{owner}'s rules would pin {mine + wanted} bytes ({mine} already, {wanted} for "
                                     f"this rule): over the per-user [limits] pinned_bytes = {limit}")
@@ -176,7 +180,7 @@ class RuleBook:
             raise InvalidArgument(f"the region {region.describe()} covers no partition of {dataset}")
         pinned_bytes, new_bytes = self._pin_cost(dataset, parts)
         if owner_limit:
-            self._check_owner_limit(owner, parts, owner_limit)
+            self._check_owner_limit(owner, dataset, parts, owner_limit)
         if pinned_bytes + new_bytes > self.quota:
             raise ResourceExhausted(
                 f"the rule needs {new_bytes} more bytes pinned on {self.here}; with {pinned_bytes} bytes pinned "

@@ -92,7 +92,7 @@ class Island:
         self.subscriptions = SubscriptionBook(self.store, cfg.island.name)
         self.rows = RowSource(self.store, cfg.island.name, cfg.data_path, cfg.replication.protocols,
                               self.archipelago.down)
-        self.keeper = ReplicateKeeper(self.subscriptions, self.replication.rules, self.rows)
+        self.keeper = ReplicateKeeper(self.subscriptions, self.replication.rules, self.rows, cfg.limits.pinned_bytes)
         self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago, self.replication,
                                        self.subscriptions, self.rows, self.gate, self.audit)
         self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping, self.gate, cfg.peer_address)

@@ -271,10 +271,11 @@ class ReplicateKeeper:
     with or without a subscriber connected (and across restarts: the pinned position is in the
     catalog)."""
 
-    def __init__(self, book: SubscriptionBook, rules: RuleBook, rows: RowSource) -> None:
+    def __init__(self, book: SubscriptionBook, rules: RuleBook, rows: RowSource, pinned_limit: int = 0) -> None:
         self.book = book
         self.rules = rules
         self.rows = rows
+        self.pinned_limit = pinned_limit  # [limits] pinned_bytes, per subscription owner
         self._matchers: dict[str, Matcher] = {}  # per subscription: filters compiled once
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="subscriptions", daemon=True)
@@ -314,7 +315,7 @@ class ReplicateKeeper:
                 d = matcher.deliver(m, with_rows=False)
                 if d is not None:
                     self.rules.pin(rule_id(sub.name, m.dataset.name), m.dataset, d.partitions, sub.name,
-                                   owner=sub.owner.name)
+                                   owner=sub.owner.name, owner_limit=self.pinned_limit)
                 error = ""
             except Unavailable as exc:  # tried again at the next change, nothing skipped
                 logger.warning("subscription %s waits: %s", sub.name, exc.message)
