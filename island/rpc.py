@@ -19,6 +19,7 @@ __all__ = ["Call", "rpc", "peer_rpc", "status_of"]
 logger = logging.getLogger(__name__)
 
 _UNAUDITED = {"GetInfo", "WhoAmI", "GetAudit"}  # polled by tools; no data goes out
+_UNAUTHENTICATED = Caller(user="(no valid token)")
 
 
 @dataclass
@@ -66,7 +67,13 @@ def rpc(method):
     name = method.__name__
 
     def _call(self, context) -> Call:
-        return Call(self.gate.grpc_caller(context), name)
+        try:
+            return Call(self.gate.grpc_caller(context), name)
+        except ArchipelError as err:  # refused at the door: audited too
+            audit = getattr(self, "audit", None)
+            if audit is not None and name not in _UNAUDITED:
+                audit.record(Call(_UNAUTHENTICATED, name, detail=err.message[:300]), "refused")
+            raise
 
     @functools.wraps(method)
     def unary(self, request, context):

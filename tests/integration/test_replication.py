@@ -112,7 +112,9 @@ def _urls(isl: IslandProcess) -> dict[str, tuple[str, str]]:
 
 def _replica_files(isl: IslandProcess, dataset: str) -> dict[str, Path]:
     root = isl.folder / "data" / "replicas" / dataset
-    return {str(p.relative_to(root)): p for p in root.rglob("*") if p.is_file()} if root.is_dir() else {}
+    # Copies in flight are hidden ``.NAME.TOKEN.part`` files: not replicas (and gone any moment).
+    return {str(p.relative_to(root)): p for p in root.rglob("*")
+            if p.is_file() and not p.name.startswith(".")} if root.is_dir() else {}
 
 
 def _adler(path: Path) -> int:
