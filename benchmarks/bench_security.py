@@ -30,6 +30,37 @@ for _ in range(repeat):
 print(json.dumps({"seconds": times, "bytes": nbytes}))
 """
 
+# The transport alone: a gRPC server streaming 3 MiB messages, read over TLS and over plaintext
+# by a client in another process (the floor of what TLS costs any gRPC data path here).
+RAW_SERVER = """
+import os, sys, grpc
+from concurrent import futures
+pay = os.urandom(3 << 20)
+class H(grpc.GenericRpcHandler):
+    def service(self, details):
+        return grpc.unary_stream_rpc_method_handler(lambda req, ctx: (pay for _ in range(300)))
+srv = grpc.server(futures.ThreadPoolExecutor(4))
+srv.add_generic_rpc_handlers((H(),))
+plain = srv.add_insecure_port("127.0.0.1:0")
+key, cert = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+tls = srv.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+srv.start()
+print(plain, tls, flush=True)
+srv.wait_for_termination()
+"""
+RAW_CLIENT = """
+import json, sys, time, grpc
+mode, port, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+opts = [("grpc.max_receive_message_length", 64 << 20)]
+ch = (grpc.insecure_channel("127.0.0.1:" + port, options=opts) if mode == "plain" else
+      grpc.secure_channel("127.0.0.1:" + port, grpc.ssl_channel_credentials(open(ca, "rb").read()), options=opts))
+call = ch.unary_stream("/raw/stream", request_serializer=lambda x: x, response_deserializer=lambda x: x)
+list(call(b"", timeout=120))
+t0 = time.perf_counter()
+n = sum(len(m) for m in call(b"", timeout=120))
+print(json.dumps({"rate": n / (time.perf_counter() - t0)}))
+"""
+
 SMALL = f"SELECT id, ra, dec FROM {DATASET} WHERE cone(ra, dec, 40, 20, 0.2)"
 WHOLE = f"SELECT * FROM {DATASET}"
 
@@ -71,6 +102,7 @@ def main() -> None:
     finally:
         isl.stop()
     verify_us = _token_verify_us(folder)
+    raw = _raw_grpc(folder)
     s_tls, s_plain = median(small["tls"]) * 1000, median(small["plain"]) * 1000
     w_tls, w_plain = nbytes / min(whole["tls"]) / 1e9, nbytes / min(whole["plain"]) / 1e9
     report(f"TLS and tokens against plaintext ({time.strftime('%Y-%m-%d')})", [
@@ -81,7 +113,26 @@ def main() -> None:
         ("whole-catalog read, plaintext", f"{w_plain:.2f} GB/s"),
         ("whole-catalog ratio TLS / plaintext", f"{w_tls / w_plain:.2f}"),
         ("one token verification (cached certificate)", f"{verify_us:.0f} us"),
+        ("raw gRPC stream, TLS / plaintext (the transport's floor)",
+         f"{raw['tls'] / 1e9:.2f} / {raw['plain'] / 1e9:.2f} GB/s = {raw['tls'] / raw['plain']:.2f}"),
     ])
+
+
+def _raw_grpc(folder) -> dict[str, float]:
+    import subprocess
+
+    server = subprocess.Popen([sys.executable, "-c", RAW_SERVER, str(folder / "island-key.pem"),
+                               str(folder / "island.pem")], stdout=subprocess.PIPE, text=True)
+    try:
+        plain, tls = server.stdout.readline().split()
+        best = {"plain": 0.0, "tls": 0.0}
+        for _ in range(3):
+            for mode, port in (("plain", plain), ("tls", tls)):
+                best[mode] = max(best[mode], run_python(RAW_CLIENT, mode, port, str(folder / "ca.pem"))["rate"])
+        return best
+    finally:
+        server.kill()
+        server.wait()
 
 
 def _token_verify_us(folder) -> float:
