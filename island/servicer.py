@@ -37,6 +37,7 @@ from island.rpc import Call, rpc
 from island.security.gate import Gate, bearer_metadata
 from island.audit import AuditLog
 from island.identity_servicer import IdentityRpcs
+from island.shares import FairShares
 from metacatalog import access
 from metacatalog.access import Caller
 from island.convert import ENGINES, ROUTES, dataset_to_pb, plan_to_pb
@@ -73,8 +74,7 @@ class IslandServicer(IdentityRpcs):
         self.cfg = cfg
         self.gate = gate
         self.audit = audit
-        self._shares: dict[tuple[str, str], int] = {}  # (user, what) -> in use now, for [limits]
-        self._shares_lock = threading.Lock()
+        self.shares = FairShares()
         self.subscriptions = subscriptions or SubscriptionBook(store, cfg.island.name)
         self.rows = rows or RowSource(store, cfg.island.name, cfg.data_path, cfg.replication.protocols,
                                       archipelago.down)
@@ -141,31 +141,6 @@ class IslandServicer(IdentityRpcs):
             return self._readable(call.caller, name, **kw)
         return lookup
 
-    def _share(self, caller: Caller, what: str, limit: int, label: str):
-        """Holds one of ``caller``'s ``what`` (queries, subscriptions) for the ``with`` block;
-        RESOURCE_EXHAUSTED naming the limit when it is reached."""
-        from contextlib import contextmanager
-
-        from archipel.errors import ResourceExhausted
-
-        @contextmanager
-        def held():
-            key = (caller.name, what)
-            with self._shares_lock:
-                if limit and self._shares.get(key, 0) >= limit:
-                    raise ResourceExhausted(f"{caller.name} has {self._shares.get(key, 0)} {label} open: "
-                                            f"[limits] {what} = {limit}")
-                self._shares[key] = self._shares.get(key, 0) + 1
-            try:
-                yield
-            finally:
-                with self._shares_lock:
-                    self._shares[key] -= 1
-                    if not self._shares[key]:
-                        del self._shares[key]
-        return held()
-
-    # -- queries --------------------------------------------------------------------------
     def _plan(self, request, call: Call) -> tuple[QueryPlan, str, Placement, Localization | None]:
         route = ROUTES.get(request.route)
         engine = ENGINES.get(request.engine)
@@ -281,12 +256,11 @@ class IslandServicer(IdentityRpcs):
             raise InvalidArgument(f"compression must be one of {_COMPRESSIONS}")
         q = self.cfg.query
         limits = self.cfg.limits
-        share = self._share(call.caller, "concurrent_queries", limits.concurrent_queries, "queries")
-        share.__enter__()
+        release = self.shares.take(call.caller.name, "concurrent_queries", limits.concurrent_queries, "queries")
         try:
             rq = self.queries.start(request.query_id, owner=call.caller.name)
         except BaseException:
-            share.__exit__(None, None, None)
+            release()
             raise
         context.add_callback(lambda: rq.cancel("cancelled: the client went away"))
         timeout = q.timeout_seconds
@@ -370,7 +344,7 @@ class IslandServicer(IdentityRpcs):
             held.close()
             shutil.rmtree(spool, ignore_errors=True)
             self.queries.finish(rq)
-            share.__exit__(None, None, None)
+            release()
 
     # -- peers ----------------------------------------------------------------------------
     @rpc
@@ -645,12 +619,12 @@ class IslandServicer(IdentityRpcs):
                              check_rows=lambda ds, flt: RowFilter(ds, flt).check(), reader=call.caller)
         if mode == "replicate" and call.caller.anonymous:
             raise PermissionDenied("replicate-mode subscriptions pin replicas: they need a token")
-        share = self._share(call.caller, "subscriptions", self.cfg.limits.subscriptions, "subscription streams")
-        share.__enter__()
+        release = self.shares.take(call.caller.name, "subscriptions", self.cfg.limits.subscriptions,
+                                   "subscription streams")
         try:
             sub = book.open(spec.name, f, mode, spec.start_at, owner=call.caller)
         except BaseException:
-            share.__exit__(None, None, None)
+            release()
             raise
         name = sub.name
         with self._streams_lock:
@@ -704,7 +678,7 @@ class IslandServicer(IdentityRpcs):
                     del self._streams[name]
             if not sub.durable:
                 book.forget(name)
-            share.__exit__(None, None, None)
+            release()
 
     @rpc
     def ListSubscriptions(self, request, context, call: Call):

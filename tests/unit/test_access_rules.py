@@ -149,3 +149,22 @@ def test_changes_are_signed_by_their_origin(two_archipelagos):
     forged = Change("alpha", 3, "dataset.delete", "x.z", {}, 1.5, b"", "{}")
     assert not verify_signature(creds["alpha"].cert_der, sig, forged.signed_bytes())
     assert not verify_signature(creds["beta"].cert_der, sig, change.signed_bytes())
+
+
+def test_fair_shares_count_per_user_and_name_the_limit():
+    from archipel.errors import ResourceExhausted
+    from island.shares import FairShares
+
+    shares = FairShares()
+    first = shares.take("bob", "concurrent_queries", 2, "queries")
+    shares.take("bob", "concurrent_queries", 2, "queries")
+    with pytest.raises(ResourceExhausted, match=r"bob has 2 queries open: \[limits\] concurrent_queries = 2"):
+        shares.take("bob", "concurrent_queries", 2, "queries")
+    shares.take("eve", "concurrent_queries", 2, "queries")  # another user's share is their own
+    first()
+    first()  # a release counts once
+    assert shares.held("bob", "concurrent_queries") == 1
+    shares.take("bob", "concurrent_queries", 2, "queries")
+    assert shares.held("bob", "concurrent_queries") == 2
+    for _ in range(100):
+        shares.take("x", "subscriptions", 0, "streams")  # 0: no limit
