@@ -26,7 +26,7 @@ from archipel.errors import FailedPrecondition, InvalidArgument, PermissionDenie
 from metacatalog.signing import sign, verify_signature
 
 __all__ = ["CA_FILE", "CA_KEY_FILE", "CERT_FILE", "KEY_FILE", "IslandCredentials", "create_ca", "issue_island",
-           "load_credentials", "verify_island_cert", "verify_island_der", "island_of", "sign", "verify_signature"]
+           "load_credentials", "check_ca", "verify_island_cert", "verify_island_der", "island_of", "sign", "verify_signature"]
 
 CA_FILE = "ca.pem"
 CA_KEY_FILE = "ca-key.pem"
@@ -88,6 +88,11 @@ def _load_ca(ca_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey
     except ValueError as exc:
         raise InvalidArgument(f"{ca_dir}: not a readable CA ({exc})") from None
     return cert, key
+
+
+def check_ca(ca_dir: Path) -> None:
+    """InvalidArgument naming what is wrong when ``ca_dir`` is not a usable CA folder."""
+    _load_ca(Path(ca_dir))
 
 
 def issue_island(ca_dir: str | Path, island_dir: str | Path, name: str, host: str, days: int = 825) -> None:

@@ -28,15 +28,10 @@ def _client(args: argparse.Namespace):
 
 
 def cmd_island_init(args: argparse.Namespace) -> int:
-    from island.config import IslandConfig, IslandSection, write_config
+    from island.config import IslandConfig, IslandSection
+    from island.founding import found_island
 
-    from federation.pki import create_ca, issue_island
-    from island.security.tokens import mint
-    from federation.pki import load_credentials
-    from metacatalog.store import CatalogStore
-
-    root = Path(args.dir).resolve()
-    cfg = IslandConfig(root=root)
+    cfg = IslandConfig(root=Path(args.dir).resolve())
     cfg.island = IslandSection(name=args.name, host=args.host, port=args.port, http_port=args.http_port,
                                peer_port=args.peer_port or 0)
     if args.spark_master:
@@ -44,26 +39,13 @@ def cmd_island_init(args: argparse.Namespace) -> int:
     if args.anonymous:
         cfg.security.anonymous = args.anonymous
     cfg.federation.peers = list(args.peer or [])
-    path = write_config(cfg)  # validates and refuses an existing island before any key is made
-    ca_dir = Path(args.ca) if args.ca else root / "ca"
-    if not args.ca:
-        create_ca(ca_dir, f"{args.name}'s")
-    issue_island(ca_dir, root, args.name, args.host)
-    creds = load_credentials(root, args.name)
-    token, claims = mint(creds, "admin", admin=True)
-    store = CatalogStore(cfg.catalog_path, args.name, signer=creds.sign)
-    with store.transaction() as w:
-        w.put_token(claims.record())
-    store.close()
-    token_path = root / "admin.token"
-    token_path.touch(mode=0o600)
-    token_path.write_text(token + "\n")
-    print(f"wrote {path}, the island's certificate (signed by {ca_dir / 'ca.pem'}) and {token_path}")
-    if not args.ca:
-        print(f"a new archipelago CA is in {ca_dir}: other islands join with --ca {ca_dir}")
+    done = found_island(cfg, args.ca)
+    print(f"wrote {done.config}, the island's certificate (signed by {done.ca_dir / 'ca.pem'}) and {done.admin_token}")
+    if done.new_ca:
+        print(f"a new archipelago CA is in {done.ca_dir}: other islands join with --ca {done.ca_dir}")
     print(f"start it with: archipel island serve {args.dir}")
-    print(f"then: export ARCHIPEL_ISLAND={cfg.address} ARCHIPEL_CA={root / 'ca.pem'} "
-          f"ARCHIPEL_TOKEN=$(cat {token_path})")
+    print(f"then: export ARCHIPEL_ISLAND={cfg.address} ARCHIPEL_CA={cfg.root / 'ca.pem'} "
+          f"ARCHIPEL_TOKEN=$(cat {done.admin_token})")
     return 0
 
 

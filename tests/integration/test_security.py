@@ -477,3 +477,28 @@ def test_anonymous_read_public_island(tmp_path):
                 anon.tokens()
     finally:
         assert isl.stop() == 0
+
+
+def test_island_init_with_a_bad_ca_or_name_leaves_nothing(tmp_path):
+    target = tmp_path / "new"
+    for args, message in (((["--ca", str(tmp_path / "nope")]), "is not a CA folder"),
+                          (["--name", "bad name"], "not a valid island name")):
+        argv = ["island", "init", str(target), "--name", "n", *args] if args[0] == "--ca" else \
+            ["island", "init", str(target), *args]
+        out = cli(*argv, check=False)
+        assert out.returncode == 1 and message in out.stderr, out.stderr
+        assert not target.exists()
+    (tmp_path / "notca").mkdir()
+    (tmp_path / "notca" / "ca.pem").write_text("not a certificate")
+    (tmp_path / "notca" / "ca-key.pem").write_text("not a key")
+    out = cli("island", "init", str(target), "--name", "n", "--ca", str(tmp_path / "notca"), check=False)
+    assert out.returncode == 1 and "not a readable CA" in out.stderr and not target.exists()
+    cli("island", "init", str(target), "--name", "n")
+    assert {p.name for p in target.iterdir()} == {"archipel.toml", "ca", "ca.pem", "island.pem", "island-key.pem",
+                                                  "catalog.sqlite", "admin.token"}
+    again = cli("island", "init", str(target), "--name", "m", check=False)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    assert (target / "island.pem").read_bytes()  # the island made first is untouched
+    from federation.pki import load_credentials
+
+    assert load_credentials(target, "n").name == "n"
