@@ -93,6 +93,8 @@ class IdentityRpcs:
         if request.reader:
             reader = access.parse_reader(request.reader)
             if request.grant and reader not in readers:
+                if len(readers) >= 256:
+                    raise InvalidArgument(f"{name} has 256 readers already: grant a group instead")
                 readers.append(reader)
             elif not request.grant and reader in readers:
                 readers.remove(reader)

@@ -60,6 +60,8 @@ def mint(creds: IslandCredentials, user: str, groups: list[str] | tuple[str, ...
          now: float | None = None) -> tuple[str, TokenClaims]:
     """A new token signed by this island, and its claims."""
     check_user_name(user)
+    if len(groups) > 64 or len(rights) > 16:
+        raise InvalidArgument("a token holds at most 64 groups and 16 rights")
     for g in groups:
         check_user_name(g)
     bad = [r for r in rights if r not in RIGHTS]

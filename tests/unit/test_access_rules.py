@@ -139,6 +139,10 @@ def test_bad_token_requests_are_refused(two_archipelagos):
         tokens.mint(creds["alpha"], "a b")
     with pytest.raises(InvalidArgument, match="unknown right"):
         tokens.mint(creds["alpha"], "bob", rights=["root"])
+    with pytest.raises(InvalidArgument, match="at most 64 groups"):
+        tokens.mint(creds["alpha"], "bob", groups=[f"g{i}" for i in range(65)])
+    token, _ = tokens.mint(creds["alpha"], "bob", groups=[f"group{i:02d}" for i in range(64)], rights=["compute"])
+    assert len(token) < tokens.MAX_TOKEN_CHARS and tokens.verify(creds["alpha"], token, lambda _id: False)
 
 
 def test_changes_are_signed_by_their_origin(two_archipelagos):
