@@ -11,7 +11,6 @@ import pyarrow as pa
 
 from archipel.arrowwire import (
     DEFAULT_CHUNK_BYTES,
-    MAX_MESSAGE_BYTES,
     PUBLISH_CHUNK_FIELD,
     RawChunk,
     chunk_message,

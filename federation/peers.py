@@ -203,6 +203,7 @@ class Archipelago:
         self.max_peers = max_peers  # islands followed at most through introductions (0: all)
         self._links: dict[str, PeerLink] = {}
         self._channels: dict[str, grpc.Channel] = {}
+        self._certs: dict[str, bytes] = {}  # origins' certificates known to be in the catalog
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -299,7 +300,9 @@ class Archipelago:
         if not verify_signature(cert_der, change.signature, change.signed_bytes()):
             raise PermissionDenied(f"change {change.origin}:{change.seq} does not match its origin's signature "
                                    f"(forged or altered)")
-        self.store.keep_island_cert(change.origin, cert_der)
+        if self._certs.get(change.origin) != cert_der:  # stored once, not at every change
+            self.store.keep_island_cert(change.origin, cert_der)
+            self._certs[change.origin] = cert_der
 
     def moved(self, link: PeerLink, address: str) -> bool:
         """A link learned by an island's client address follows its peer address from now on;

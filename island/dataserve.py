@@ -59,9 +59,11 @@ class HttpDataServer:
     over TLS when the island has a ``gate``: islands of the archipelago get in with their
     certificate, users with a bearer token of someone who may read the dataset."""
 
-    def __init__(self, store: CatalogStore, export: Path, host: str, port: int, gate=None) -> None:
+    def __init__(self, store: CatalogStore, export: Path, host: str, port: int, gate=None,
+                 tls_files: tuple[Path, Path] | None = None) -> None:
         self.store = store
         self.gate = gate
+        self.tls_files = tls_files  # the island's certificate and key
         self.export = export
         self.host = host
         self.port = port or free_port(host)
@@ -103,7 +105,7 @@ class HttpDataServer:
         runner = web.AppRunner(app, access_log=None)
         try:
             self._loop.run_until_complete(runner.setup())
-            ssl_context = self.gate.server_ssl() if self.gate is not None else None
+            ssl_context = self.gate.server_ssl(*map(str, self.tls_files)) if self.gate is not None else None
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True, ssl_context=ssl_context)
             self._loop.run_until_complete(site.start())
         except BaseException as exc:  # noqa: BLE001 - reported by start()

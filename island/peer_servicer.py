@@ -4,7 +4,6 @@ TLS), and each method checks the island it names."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 

@@ -70,7 +70,7 @@ class Replication:
         # islands recorded stay valid across restarts.
         host = cfg.island.host
         self.http = HttpDataServer(store, self.export, host, cfg.island.http_port or _kept_port(store, "http_port", host),
-                                   gate)
+                                   gate, (cfg.security_path("cert"), cfg.security_path("key")))
         self.xrootd: XrootdServer | None = None
         self.xrootd_error = ""
         if r.xrootd == "on" or (r.xrootd == "auto" and XrootdServer.available()):

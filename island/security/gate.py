@@ -88,20 +88,12 @@ class Gate:
         return verify_island_cert(self.creds.ca, cert)
 
     # -- TLS contexts --------------------------------------------------------------------
-    def server_ssl(self, ask_client_cert: bool = True) -> ssl.SSLContext:
-        """TLS for an HTTP port: the island's certificate; an island's client certificate is
-        asked for and verified when sent (users send a bearer token instead)."""
-        import tempfile
-
+    def server_ssl(self, cert_path: str, key_path: str) -> ssl.SSLContext:
+        """TLS for an HTTP port: the island's certificate (from its files); an island's client
+        certificate is asked for and verified when sent (users send a bearer token instead)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        with tempfile.NamedTemporaryFile("wb", suffix=".pem") as chain, \
-                tempfile.NamedTemporaryFile("wb", suffix=".pem") as key:
-            chain.write(self.creds.cert_pem)
-            chain.flush()
-            key.write(self.creds.key_pem)
-            key.flush()
-            ctx.load_cert_chain(chain.name, key.name)
+        ctx.load_cert_chain(cert_path, key_path)
         ctx.load_verify_locations(cadata=self.creds.ca_pem.decode())
-        ctx.verify_mode = ssl.CERT_OPTIONAL if ask_client_cert else ssl.CERT_NONE
+        ctx.verify_mode = ssl.CERT_OPTIONAL
         return ctx

@@ -5,16 +5,13 @@ changed; the positive side reads exactly the truth rows."""
 
 from __future__ import annotations
 
-import datetime as dt
 import ssl
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import grpc
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
 import archipel
