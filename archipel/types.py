@@ -63,6 +63,7 @@ class DatasetInfo:
     owner: str = ""
     readers: tuple[str, ...] = ("public",)
     public_after: str = ""
+    hats_urls: tuple[str, ...] = ()  # where it reads as HATS over HTTP (lsdb.open_catalog)
 
     @classmethod
     def from_pb(cls, m: pb.Dataset) -> DatasetInfo:
@@ -77,7 +78,7 @@ class DatasetInfo:
                               stats=json.loads(p.stats_json or "{}"), islands=list(p.islands))
                 for p in m.partitions
             ],
-            owner=m.owner, readers=tuple(m.readers), public_after=m.public_after,
+            owner=m.owner, readers=tuple(m.readers), public_after=m.public_after, hats_urls=tuple(m.hats_urls),
         )
 
 

@@ -7,7 +7,7 @@ import json
 from archipel.v1 import island_pb2 as pb
 from federation.planner import QueryPlan
 from federation.router import Placement
-from metacatalog.model import Dataset
+from metacatalog.model import SKY_KINDS, Dataset
 
 __all__ = ["dataset_to_pb", "plan_to_pb", "ROUTES", "ENGINES"]
 
@@ -15,8 +15,26 @@ ROUTES = {pb.ROUTE_AUTO: "auto", pb.ROUTE_LOCAL: "local", pb.ROUTE_REMOTE: "remo
 ENGINES = {pb.ENGINE_AUTO: "auto", pb.ENGINE_ARROW: "arrow", pb.ENGINE_SPARK: "spark"}
 
 
+def hats_urls(ds: Dataset, here: str, replicas: dict[str, list[str]], data_urls: dict[str, tuple[str, str]]
+              ) -> list[str]:
+    """The ``/hats/<dataset>`` URLs of the islands holding every partition of a sky dataset
+    (this island first when it is one of them)."""
+    if ds.kind not in SKY_KINDS or not ds.partitions:
+        return []
+    holders = set.intersection(*[{ds.origin, *replicas.get(p.pid, [])} for p in ds.partitions])
+    out = []
+    for island in sorted(holders, key=lambda i: (i != here, i != ds.origin, i)):
+        http = (data_urls.get(island) or ("", ""))[0]
+        if http.endswith("/data"):
+            out.append(f"{http[:-len('/data')]}/hats/{ds.name}")
+    return out
+
+
 def dataset_to_pb(ds: Dataset, island: str, num_partitions: int | None = None,
-                  replicas: dict[str, list[str]] | None = None) -> pb.Dataset:
+                  replicas: dict[str, list[str]] | None = None,
+                  data_urls: dict[str, tuple[str, str]] | None = None) -> pb.Dataset:
+    """``data_urls`` (the islands' HTTP bases) with the partitions and ``replicas``: where the
+    dataset reads as HATS over HTTP."""
     replicas = replicas or {}
     msg = pb.Dataset(
         name=ds.name, origin=ds.origin, kind=ds.kind, arrow_schema=ds.arrow_schema,
@@ -25,6 +43,8 @@ def dataset_to_pb(ds: Dataset, island: str, num_partitions: int | None = None,
         num_partitions=num_partitions if num_partitions is not None else len(ds.partitions),
         created=ds.created, owner=ds.owner, readers=list(ds.readers), public_after=ds.public_after,
     )
+    if data_urls is not None:
+        msg.hats_urls.extend(hats_urls(ds, island, replicas, data_urls))
     for p in ds.partitions:
         msg.partitions.append(pb.Partition(
             has_pixel=p.has_pixel, order=p.order or 0, pixel=p.pixel or 0, path=p.path,

@@ -62,6 +62,7 @@ class HttpDataServer:
     def __init__(self, store: CatalogStore, export: Path, host: str, port: int, gate=None,
                  tls_files: tuple[Path, Path] | None = None) -> None:
         self.store = store
+        self.face = None  # the web face (island.web.app.WebFace), mounted at start when set
         self.gate = gate
         self.tls_files = tls_files  # the island's certificate and key
         self.export = export
@@ -89,7 +90,7 @@ class HttpDataServer:
             dataset = request.match_info["dataset"]
             pid = request.match_info["pid"]
             if self.gate is not None:
-                self._authorize(request, dataset)
+                self.authorize(request, dataset)
             row = self.store.query("SELECT 1 FROM partitions WHERE dataset=? AND pid=?", (dataset, pid))
             if not row or ".." in pid.split("/"):
                 raise web.HTTPNotFound(text=f"no partition {pid!r} of {dataset!r} here\n")
@@ -98,8 +99,12 @@ class HttpDataServer:
                 raise web.HTTPNotFound(text=f"partition {pid!r} of {dataset!r} is not held here\n")
             return web.FileResponse(path, chunk_size=1 << 20)
 
-        app = web.Application()
+        from island.web.app import MAX_BODY_BYTES
+
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("GET", "/data/{dataset}/{pid:.+}", handle)
+        if self.face is not None:
+            self.face.install(app)
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
         runner = web.AppRunner(app, access_log=None)
@@ -119,7 +124,7 @@ class HttpDataServer:
             self._loop.run_until_complete(runner.cleanup())
             self._loop.close()
 
-    def _authorize(self, request, dataset: str) -> None:
+    def authorize(self, request, dataset: str) -> None:
         """An island's verified certificate, or a token whose holder may read ``dataset``;
         401/403 with the reason otherwise."""
         from aiohttp import web
@@ -148,6 +153,8 @@ class HttpDataServer:
         if self._loop is not None and self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if self.face is not None:
+            self.face.close()
 
 
 def ca_hash_dir(ca_pem: Path, folder: Path) -> Path:

@@ -95,8 +95,24 @@ class Island:
         self.keeper = ReplicateKeeper(self.subscriptions, self.replication.rules, self.rows, cfg.limits.pinned_bytes)
         self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago, self.replication,
                                        self.subscriptions, self.rows, self.gate, self.audit)
+        self._mount_web()
         self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping, self.gate, cfg.peer_address)
         self.server: grpc.Server | None = None
+
+    def _mount_web(self) -> None:
+        """The web face (page, HTTP API, TAP, HATS) on the HTTP port, calling this island's
+        client port as each HTTP caller."""
+        from island.web.app import WebFace
+        from island.web.gateway import Gateway
+        from island.web.hats import HatsView
+
+        host, _, port = self.cfg.address.rpartition(":")
+        if host in ("0.0.0.0", "::", "[::]", ""):
+            host = "127.0.0.1"
+        http = self.replication.http
+        gateway = Gateway(f"{host}:{port}", str(self.cfg.security_path("ca")))
+        hats = HatsView(self.store, self.replication.export, self.cfg.island.name)
+        http.face = WebFace(gateway, hats, self.cfg.root / "tap" / "jobs", http.authorize)
 
     def start(self) -> None:
         # The Spark JVM is launched (a fork) before any gRPC server thread exists.

@@ -111,12 +111,14 @@ class IslandServicer(IdentityRpcs):
         if len(pattern) > 256:
             raise InvalidArgument("pattern is longer than 256 characters")
         counts = self.store.partition_counts()
+        urls = self.store.islands()
         out = pb.ListDatasetsResponse()
         for ds in self.store.datasets(pattern, with_partitions=request.with_partitions):
             if not access.may_read(call.caller, ds.access):
                 continue  # a dataset the caller may not read is not listed
             replicas = self.store.replica_islands(ds.name) if request.with_partitions else None
-            out.datasets.append(dataset_to_pb(ds, self.cfg.island.name, counts.get(ds.name, 0), replicas))
+            out.datasets.append(dataset_to_pb(ds, self.cfg.island.name, counts.get(ds.name, 0), replicas,
+                                              urls if request.with_partitions else None))
         return out
 
     @rpc
@@ -124,7 +126,8 @@ class IslandServicer(IdentityRpcs):
         name = check_dataset_name(request.name)
         call.datasets.append(name)
         ds = self._readable(call.caller, name)
-        return dataset_to_pb(ds, self.cfg.island.name, replicas=self.store.replica_islands(name))
+        return dataset_to_pb(ds, self.cfg.island.name, replicas=self.store.replica_islands(name),
+                             data_urls=self.store.islands())
 
     # -- access ---------------------------------------------------------------------------
     def _readable(self, caller: Caller, name: str, with_partitions: bool = True):

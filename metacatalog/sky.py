@@ -179,3 +179,26 @@ def partitions_in_moc(pixels: Sequence[tuple[int, int]], moc) -> list[bool]:
         i = int(np.searchsorted(ends, lo, side="right"))  # first range ending after lo
         out.append(bool(i < len(starts) and starts[i] < hi))
     return out
+
+
+def moc_outline(moc_text: str, max_cells: int = 3072, step: int = 2) -> list[list[tuple[float, float]]]:
+    """The cells of an ASCII MOC as (ra, dec) polygons for drawing, degraded to a coarser
+    order until at most ``max_cells`` remain."""
+    import astropy.units as u
+    from cdshealpix.nested import vertices
+    from mocpy import MOC
+
+    if not moc_text.strip():
+        return []
+    moc = parse_moc(moc_text)
+    order = int(moc.max_order)
+    ipix = moc.flatten()
+    while order > 0 and len(ipix) > max_cells:
+        order -= 1
+        ipix = moc.degrade_to_order(order).flatten()
+    ipix = ipix.astype(np.uint64)
+    if len(ipix) == 0:
+        return []
+    lon, lat = vertices(ipix, order, step=step)
+    lon, lat = lon.to_value(u.deg), lat.to_value(u.deg)
+    return [[(round(float(a), 4), round(float(d), 4)) for a, d in zip(lo, la)] for lo, la in zip(lon, lat)]

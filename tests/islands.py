@@ -109,16 +109,17 @@ class IslandProcess:
             from island.config import load_config
 
             cfg = load_config(folder, environ={})
-            self.port, self.peer_port = cfg.island.port, cfg.island.peer_port
+            self.port, self.peer_port, self.http_port = cfg.island.port, cfg.island.peer_port, cfg.island.http_port
         else:
-            self.port, self.peer_port = free_port(), free_port()
+            self.port, self.peer_port, self.http_port = free_port(), free_port(), free_port()
             ca = ca_dir if ca_dir is not None else archipelago().ca_dir
             cli("island", "init", str(folder), "--name", name, "--port", str(self.port), "--peer-port",
-                str(self.peer_port), "--ca", str(ca))
+                str(self.peer_port), "--http-port", str(self.http_port), "--ca", str(ca))
             if extra_config:
                 cfg = folder / "archipel.toml"
                 cfg.write_text(_merge_config(cfg.read_text(), extra_config))
         self.address = f"127.0.0.1:{self.port}"
+        self.http_url = f"https://127.0.0.1:{self.http_port}"  # the web face: page, API, TAP, HATS
         self.peer_address = f"127.0.0.1:{self.peer_port}"
         self.ca = folder / "ca.pem"
         self.admin_token = (folder / "admin.token").read_text().strip()

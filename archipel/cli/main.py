@@ -122,6 +122,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if d.ra_column:
         print(f"sky       ra={d.ra_column} dec={d.dec_column}, {d.sky_fraction * 100:.4g}% of the sky")
         print(f"moc       {d.moc[:200]}{' ...' if len(d.moc) > 200 else ''}")
+    for url in d.hats_urls:
+        print(f"hats      {url}")
     print("schema")
     for f in d.schema:
         print(f"  {f.name}: {f.type}")

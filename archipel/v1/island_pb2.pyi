@@ -538,7 +538,7 @@ class Partition(_message.Message):
     def __init__(self, has_pixel: _Optional[bool] = ..., order: _Optional[int] = ..., pixel: _Optional[int] = ..., path: _Optional[str] = ..., num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., adler32: _Optional[int] = ..., stats_json: _Optional[str] = ..., islands: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Dataset(_message.Message):
-    __slots__ = ("name", "origin", "kind", "arrow_schema", "num_rows", "num_bytes", "ra_column", "dec_column", "hats_properties", "moc", "sky_fraction", "partitions", "num_partitions", "created", "owner", "readers", "public_after")
+    __slots__ = ("name", "origin", "kind", "arrow_schema", "num_rows", "num_bytes", "ra_column", "dec_column", "hats_properties", "moc", "sky_fraction", "partitions", "num_partitions", "created", "owner", "readers", "public_after", "hats_urls")
     class HatsPropertiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -563,6 +563,7 @@ class Dataset(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     READERS_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_AFTER_FIELD_NUMBER: _ClassVar[int]
+    HATS_URLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     origin: str
     kind: str
@@ -580,7 +581,8 @@ class Dataset(_message.Message):
     owner: str
     readers: _containers.RepeatedScalarFieldContainer[str]
     public_after: str
-    def __init__(self, name: _Optional[str] = ..., origin: _Optional[str] = ..., kind: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., hats_properties: _Optional[_Mapping[str, str]] = ..., moc: _Optional[str] = ..., sky_fraction: _Optional[float] = ..., partitions: _Optional[_Iterable[_Union[Partition, _Mapping]]] = ..., num_partitions: _Optional[int] = ..., created: _Optional[str] = ..., owner: _Optional[str] = ..., readers: _Optional[_Iterable[str]] = ..., public_after: _Optional[str] = ...) -> None: ...
+    hats_urls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., origin: _Optional[str] = ..., kind: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., hats_properties: _Optional[_Mapping[str, str]] = ..., moc: _Optional[str] = ..., sky_fraction: _Optional[float] = ..., partitions: _Optional[_Iterable[_Union[Partition, _Mapping]]] = ..., num_partitions: _Optional[int] = ..., created: _Optional[str] = ..., owner: _Optional[str] = ..., readers: _Optional[_Iterable[str]] = ..., public_after: _Optional[str] = ..., hats_urls: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("sql", "route", "engine", "max_rows", "max_bytes", "query_id", "compression", "route_path")
