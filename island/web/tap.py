@@ -129,8 +129,8 @@ def _tap_schema_query(client, sql: str, limit: int) -> pa.Table:
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         try:
-            rel = con.execute(sql)
-            return rel.fetch_arrow_table() if limit < 0 else rel.arrow().slice(0, limit + 1)
+            table = con.execute(sql).to_arrow_table()
+            return table.slice(0, limit + 1)
         except duckdb.Error as exc:
             raise InvalidArgument(f"invalid TAP_SCHEMA query: {str(exc).splitlines()[0]}") from None
     finally:
@@ -233,12 +233,21 @@ def _column_xml(f: pa.Field, meta: ColumnMeta, indexed: bool) -> str:
     return "      <column>\n" + "".join(parts) + "      </column>\n"
 
 
+def _foreign_keys(name: str) -> str:
+    from island.web.tapschema import _KEYS
+
+    return "".join(f"      <foreignKey>\n        <targetTable>TAP_SCHEMA.{t}</targetTable>\n"
+                   f"        <fkColumn>\n          <fromColumn>{fc}</fromColumn>\n"
+                   f"          <targetColumn>{tc}</targetColumn>\n        </fkColumn>\n      </foreignKey>\n"
+                   for _, f, fc, t, tc in _KEYS if f"TAP_SCHEMA.{f}" == name)
+
+
 def _table_xml(name: str, desc: str, schema: pa.Schema | None, ra: str = "", dec: str = "",
                indent: str = "    ") -> str:
     cols = ""
     if schema is not None:
         meta = column_meta(schema, ra, dec)
-        cols = "".join(_column_xml(f, meta[f.name], f.name in (ra, dec)) for f in schema)
+        cols = "".join(_column_xml(f, meta[f.name], f.name in (ra, dec)) for f in schema) + _foreign_keys(name)
     return (f'{indent}<table type="output">\n      <name>{escape(name)}</name>\n'
             f"      <description>{escape(desc)}</description>\n{cols}{indent}</table>\n")
 
@@ -393,8 +402,7 @@ class TapRoutes:
             return _xml(jobs_xml(jobs, base))
         if request.method != "POST":
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
-        params = await _params(request)
-        check_request(params)  # a job that cannot run is refused now, with the reason
+        params = await _params(request)  # a job that cannot run fails when it runs, with the reason
         phase = _param(params, "PHASE").upper()
         kept = {k.upper(): v for k, v in params.items() if k.upper() not in ("PHASE",)}
         job = self.jobs.create(owner, kept)

@@ -55,6 +55,16 @@ _TAP_COLUMNS = {
 }
 
 
+# TAP_SCHEMA's own foreign keys: (key_id, from table, column, target table, column).
+_KEYS = [
+    ("tables_schema", "tables", "schema_name", "schemas", "schema_name"),
+    ("columns_table", "columns", "table_name", "tables", "table_name"),
+    ("keys_from", "keys", "from_table", "tables", "table_name"),
+    ("keys_target", "keys", "target_table", "tables", "table_name"),
+    ("key_columns_key", "key_columns", "key_id", "keys", "key_id"),
+]
+
+
 def adql_name(name: str) -> str:
     """A column name as written in ADQL: quoted when it is not a regular identifier."""
     if _REGULAR.match(name) and name.upper() not in _RESERVED:
@@ -98,6 +108,9 @@ def tap_schema_tables(datasets: list[DatasetInfo]) -> dict[str, pa.Table]:
     rows = {
         "schemas": [{"schema_name": s, "description": d, "utype": None, "schema_index": i}
                     for i, (s, d) in enumerate(schemas.items())],
-        "tables": tables, "columns": columns, "keys": [], "key_columns": [],
+        "tables": tables, "columns": columns,
+        "keys": [{"key_id": k, "from_table": f"TAP_SCHEMA.{f}", "target_table": f"TAP_SCHEMA.{t}",
+                  "description": f"{f}.{fc} refers to {t}.{tc}", "utype": None} for k, f, fc, t, tc in _KEYS],
+        "key_columns": [{"key_id": k, "from_column": fc, "target_column": tc} for k, _, fc, _, tc in _KEYS],
     }
     return {t: pa.Table.from_pylist(rows[t], schema=pa.schema(cols)) for t, cols in _TAP_COLUMNS.items()}
