@@ -26,7 +26,7 @@ __all__ = ["HatsView", "hats_path", "properties_text"]
 
 _KIND = {"catalog": "object", "object": "object", "source": "source", "margin": "margin"}
 _DROPPED = ("hats_skymap_order", "hats_skymap_alt_orders", "hats_npix_suffix", "hats_nrows", "obs_collection",
-            "dataproduct_type", "hats_estsize")
+            "dataproduct_type", "hats_estsize", "hats_col_ra", "hats_col_dec")
 _PIXEL = re.compile(r"^dataset/Norder=(\d{1,2})/Dir=(\d{1,12})/Npix=(\d{1,15})(\.parquet|/|/(\d{1,6})\.parquet)?$")
 
 
@@ -73,9 +73,11 @@ class HatsView:
             have = self.store.valid_replicas(name)
             missing = [p for p in ds.partitions if p.pid not in have]
             if missing:
+                http = (self.store.islands().get(ds.origin) or ("", ""))[0]
+                where = f"{http[:-len('/data')]}/hats/{name}/" if http.endswith("/data") else f"island {ds.origin}"
                 raise NotFound(f"island {self.here} holds {len(ds.partitions) - len(missing)} of the "
-                               f"{len(ds.partitions)} partitions of {name!r}: read it as HATS at its origin "
-                               f"{ds.origin} (see describe's hats URLs)")
+                               f"{len(ds.partitions)} partitions of {name!r}: read it as HATS at its origin, "
+                               f"{where} (describe lists every island holding it whole)")
         return ds
 
     @staticmethod
