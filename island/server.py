@@ -111,7 +111,7 @@ class Island:
             host = "127.0.0.1"
         http = self.replication.http
         gateway = Gateway(f"{host}:{port}", str(self.cfg.security_path("ca")))
-        hats = HatsView(self.store, self.replication.export, self.cfg.island.name)
+        hats = HatsView(self.store, self.replication.export, self.cfg.island.name, self.cfg.root / "cache" / "hats")
         http.face = WebFace(gateway, hats, self.cfg.root / "tap" / "jobs", http.authorize)
 
     def start(self) -> None:

@@ -158,6 +158,21 @@ async def stream_result(request: web.Request, gw: Gateway, client, sql: str, *, 
             await gw.run(result.cancel)
 
 
+def columns_meta(client, sql: str) -> dict:
+    """Units, UCDs and descriptions of the columns of the datasets ``sql`` reads (by name)."""
+    from federation.planner import referenced_datasets
+
+    out: dict = {}
+    for name in sorted(referenced_datasets(sql) or ()):
+        try:
+            d = client.describe(name)
+        except ArchipelError:
+            continue  # the query's own error says why
+        for col, m in column_meta(d.schema, d.ra_column, d.dec_column).items():
+            out.setdefault(col, m)
+    return out
+
+
 class ApiRoutes:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
@@ -219,8 +234,12 @@ class ApiRoutes:
             raise InvalidArgument(f"route must be one of {', '.join(ROUTE_VALUES)}, not {route!r}")
         fmt = check_format(_str(p, "format", "arrow", 32))
         timeout = float(_int(p, "timeout", 0, 86400)) or None
-        return await stream_result(request, self.gw, self._client(request), sql, route=route, fmt=fmt,
-                                   limit=_int(p, "limit"), max_rows=_int(p, "max_rows"), timeout=timeout)
+        client = self._client(request)
+        writer = None
+        if fmt == "votable":  # units, UCDs and descriptions of the columns the datasets have
+            writer = ResultWriter(fmt, meta=await self.gw.run(columns_meta, client, sql))
+        return await stream_result(request, self.gw, client, sql, route=route, fmt=fmt, limit=_int(p, "limit"),
+                                   max_rows=_int(p, "max_rows"), timeout=timeout, writer=writer)
 
     async def explain(self, request: web.Request) -> web.Response:
         p = await params_of(request)

@@ -4,13 +4,17 @@ as a HATS catalog at ``/hats/<dataset>/``, readable by ``lsdb.open_catalog`` and
 The catalog's metadata files (``hats.properties``, ``partition_info.csv``,
 ``dataset/_common_metadata``) are written from the metacatalog; the partition files are the
 files held here, at their HATS paths ``dataset/Norder=K/Dir=D/Npix=N.parquet``. A pixel with
-several files (rows appended later) makes every pixel a folder (``hats_npix_suffix=/``) whose
-listing names its files."""
+several files (rows appended later) is served as one file, their rows written together once
+into the island's ``cache/hats/`` under a name made of the files' checksums (so it is never
+stale); HATS readers do not list pixel folders over HTTP."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,19 +31,19 @@ __all__ = ["HatsView", "hats_path", "properties_text"]
 _KIND = {"catalog": "object", "object": "object", "source": "source", "margin": "margin"}
 _DROPPED = ("hats_skymap_order", "hats_skymap_alt_orders", "hats_npix_suffix", "hats_nrows", "obs_collection",
             "dataproduct_type", "hats_estsize", "hats_col_ra", "hats_col_dec")
-_PIXEL = re.compile(r"^dataset/Norder=(\d{1,2})/Dir=(\d{1,12})/Npix=(\d{1,15})(\.parquet|/|/(\d{1,6})\.parquet)?$")
+_PIXEL = re.compile(r"^dataset/Norder=(\d{1,2})/Dir=(\d{1,12})/Npix=(\d{1,15})\.parquet$")
 
 
 def hats_path(order: int, pixel: int, suffix: str = ".parquet") -> str:
     return f"dataset/Norder={order}/Dir={pixel // 10000 * 10000}/Npix={pixel}{suffix}"
 
 
-def properties_text(ds: Dataset, folders: bool) -> str:
+def properties_text(ds: Dataset) -> str:
     props = {k: v for k, v in ds.hats_properties.items() if k not in _DROPPED and "\n" not in k + v and "=" not in k}
     lines = ["#HATS catalog (written by an Archipel island from its metacatalog)",
              f"obs_collection={ds.name}", f"dataproduct_type={_KIND.get(ds.kind, 'object')}",
              f"hats_nrows={ds.num_rows}", f"hats_col_ra={ds.ra_column}", f"hats_col_dec={ds.dec_column}",
-             f"hats_npix_suffix={'/' if folders else '.parquet'}"]
+             "hats_npix_suffix=.parquet"]
     props.setdefault("hats_col_healpix", "_healpix_29")
     props.setdefault("hats_col_healpix_order", "29")
     props.setdefault("hats_version", "v1.0")
@@ -59,10 +63,11 @@ class Served:
 class HatsView:
     """The HATS catalog view of the datasets held here."""
 
-    def __init__(self, store: CatalogStore, export: Path, here: str) -> None:
+    def __init__(self, store: CatalogStore, export: Path, here: str, cache: Path) -> None:
         self.store = store
         self.export = export
         self.here = here
+        self.cache = cache
 
     def dataset(self, name: str) -> Dataset:
         """The dataset if it is a sky catalog held whole here; NotFound says why not."""
@@ -93,10 +98,9 @@ class HatsView:
     def serve(self, name: str, path: str) -> Served:
         ds = self.dataset(name)
         pixels = self._pixels(ds)
-        folders = any(len(v) > 1 for v in pixels.values())
         path = path.strip("/") if path not in ("", "/") else ""
         if path in ("hats.properties", "properties"):
-            return Served(data=properties_text(ds, folders).encode(), content_type="text/plain; charset=utf-8")
+            return Served(data=properties_text(ds).encode(), content_type="text/plain; charset=utf-8")
         if path == "partition_info.csv":
             rows = "".join(f"{o},{p}\n" for o, p in sorted(pixels))
             return Served(data=f"Norder,Npix\n{rows}".encode(), content_type="text/csv; charset=utf-8")
@@ -106,21 +110,17 @@ class HatsView:
             pq.write_metadata(schema, buf)
             return Served(data=buf.getvalue())
         if path == "":
-            return Served(data=self._listing(name, ["hats.properties", "partition_info.csv", "dataset/"]),
+            return Served(data=self._listing(name, [f"/hats/{name}/{n}" for n in
+                                                    ("hats.properties", "partition_info.csv", "dataset/")]),
                           content_type="text/html; charset=utf-8")
         m = _PIXEL.match(path)
         if m:
             order, dir_, pixel = int(m.group(1)), int(m.group(2)), int(m.group(3))
             parts = pixels.get((order, pixel))
             if parts and dir_ == pixel // 10000 * 10000:
-                suffix, index = m.group(4), m.group(5)
-                if not folders and suffix == ".parquet":
+                if len(parts) == 1:
                     return Served(path=self._file(name, parts[0]))
-                if folders and suffix == "/":
-                    return Served(data=self._listing(f"Npix={pixel}", [f"{i}.parquet" for i in range(len(parts))]),
-                                  content_type="text/html; charset=utf-8")
-                if folders and index is not None and int(index) < len(parts):
-                    return Served(path=self._file(name, parts[int(index)]))
+                return Served(path=self._merged(name, order, pixel, parts))
         raise NotFound(f"no HATS file {path!r} in {name!r}")
 
     def _file(self, name: str, part: Partition) -> Path:
@@ -130,6 +130,24 @@ class HatsView:
         if not path.is_file():
             raise NotFound(f"partition {part.pid!r} of {name!r} is not on this island's disk")
         return path
+
+    def _merged(self, name: str, order: int, pixel: int, parts: list[Partition]) -> Path:
+        """One file holding the rows of a pixel's several files, written once."""
+        digest = hashlib.sha256(repr([(p.pid, p.adler32, p.num_bytes) for p in parts]).encode()).hexdigest()[:24]
+        folder = self.cache / name
+        target = folder / f"{order}-{pixel}-{digest}.parquet"
+        if target.is_file():
+            return target
+        folder.mkdir(parents=True, exist_ok=True)
+        tables = [pq.read_table(self._file(name, p)) for p in parts]
+        table = pa.concat_tables(tables, promote_options="default")
+        tmp = folder / f".{uuid.uuid4().hex}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, target)
+        for old in folder.glob(f"{order}-{pixel}-*.parquet"):
+            if old != target:
+                old.unlink(missing_ok=True)
+        return target
 
     @staticmethod
     def _listing(title: str, names: list[str]) -> bytes:

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from archipel.errors import ArchipelError, Cancelled, InvalidArgument, NotFound
 from federation.adql import translate
+from island.web.api import columns_meta
 from island.web.formats import ResultWriter
 from island.web.gateway import Gateway, http_status
 from island.web.tapschema import adql_name, schema_of, tap_schema_tables
@@ -104,18 +105,6 @@ def check_request(params: dict[str, str]) -> str:
     return query
 
 
-def _meta_for(client, tables: tuple[str, ...]) -> dict[str, ColumnMeta]:
-    out: dict[str, ColumnMeta] = {}
-    for name in tables:
-        try:
-            d = client.describe(name)
-        except ArchipelError:
-            continue
-        for col, m in column_meta(d.schema, d.ra_column, d.dec_column).items():
-            out.setdefault(col, m)
-    return out
-
-
 def _tap_schema_query(client, sql: str, limit: int) -> pa.Table:
     import duckdb
 
@@ -163,7 +152,7 @@ def run_tap_query(client, params: dict[str, str], abort: threading.Event | None 
             if result.stats is None:
                 result.cancel()
         table = pa.Table.from_batches(batches, schema=result.schema)
-        meta = _meta_for(client, q.tables)
+        meta = columns_meta(client, q.sql)
     overflow = table.num_rows > maxrec
     table = table.slice(0, maxrec)
     if fmt == "votable":
