@@ -118,7 +118,7 @@ def _tap_schema_query(client, sql: str, limit: int) -> pa.Table:
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         try:
-            table = con.execute(sql).to_arrow_table()
+            table = con.sql(sql).to_arrow_table()
             return table.slice(0, limit + 1)
         except duckdb.Error as exc:
             raise InvalidArgument(f"invalid TAP_SCHEMA query: {str(exc).splitlines()[0]}") from None
