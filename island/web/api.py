@@ -9,18 +9,16 @@ import asyncio
 import json
 import logging
 import math
-import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from aiohttp import web
 
-from archipel.errors import ArchipelError, Cancelled, InvalidArgument
-from archipel.types import DatasetInfo, ROUTE_VALUES
-from island.web.formats import EXTENSIONS, FORMATS, ResultWriter, check_format
+from archipel.errors import ArchipelError, InvalidArgument
+from archipel.types import ROUTE_VALUES, DatasetInfo
+from island.web.formats import EXTENSIONS, ResultWriter, check_format
 from island.web.gateway import Gateway
 from island.web.votable import column_meta
 
@@ -269,10 +267,13 @@ class ApiRoutes:
         with its cursor as ``id``. Reconnecting with ``Last-Event-ID`` (or ``start_at``)
         resumes after it; a ``name`` makes the cursor durable at the island."""
         q = dict(request.query)
-        pattern = _str(q, "dataset", max_len=256) or _str(q, "pattern", max_len=256)
+        pattern = (_str(q, "dataset", max_len=256) or _str(q, "pattern", max_len=256)
+                   or _str(q, "dataset_pattern", max_len=256))
         if not pattern:
             raise InvalidArgument("subscribe needs dataset=PATTERN (a dataset name or glob)")
         cone = None
+        if not q.get("cone") and any(q.get(k) for k in ("ra", "dec", "radius")):
+            q["cone"] = ",".join(_str(q, k, max_len=30) for k in ("ra", "dec", "radius"))
         if q.get("cone"):
             try:
                 cone = tuple(float(x) for x in _str(q, "cone", max_len=100).split(","))

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from archipel.errors import ArchipelError, InvalidArgument, NotFound
+from archipel.errors import ArchipelError, InvalidArgument
 from island.web.api import ApiRoutes
-from island.web.gateway import Gateway, error_body, http_status
+from island.web.gateway import Gateway, http_status
 from island.web.hats import HatsView
 from island.web.tap import TapRoutes
 from island.web.votable import error_votable

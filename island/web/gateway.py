@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 from archipel.client import Client
 from archipel.errors import ArchipelError, Unauthenticated
 
-__all__ = ["Gateway", "STATUS", "http_status", "error_body", "bearer_token"]
+__all__ = ["Gateway", "STATUS", "http_status", "bearer_token"]
 
 T = TypeVar("T")
 
@@ -29,10 +28,6 @@ STATUS = {
 
 def http_status(exc: ArchipelError) -> int:
     return STATUS.get(exc.code, 500)
-
-
-def error_body(exc: ArchipelError) -> bytes:
-    return json.dumps({"error": {"code": exc.code, "status": http_status(exc), "message": exc.message}}).encode()
 
 
 def bearer_token(header: str | None) -> str:

@@ -132,7 +132,7 @@ def table_to_votable(table: pa.Table, meta: dict[str, ColumnMeta] | None = None,
 
 def error_votable(message: str) -> bytes:
     """The VOTable of a failed TAP query: QUERY_STATUS=ERROR with the message."""
-    from xml.sax.saxutils import escape, quoteattr
+    from xml.sax.saxutils import escape
 
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">\n'
