@@ -48,6 +48,8 @@ def make_app(broker: str, queue_dir: str | Path, island: str) -> Celery:
             # A taken message is renamed here (atomic within one folder), so two workers never
             # take the same one.
             "processed_folder": str(processed),
+            # Kombu's exchange tables, which it writes to ./control otherwise (the caller's folder).
+            "control_folder": str(folder / "control"),
             "store_processed": True,
             "polling_interval": 0.05,
         }

@@ -99,8 +99,9 @@ class IslandProcess:
     """One island: ``archipel island init`` then ``archipel island serve`` in a child process."""
 
     def __init__(self, folder: Path, name: str, extra_config: str = "", env: dict[str, str] | None = None,
-                 ca_dir: Path | None = None) -> None:
+                 ca_dir: Path | None = None, cwd: Path | None = None) -> None:
         self.folder = folder
+        self.cwd = cwd  # the folder the island's process starts in (the test's own by default)
         self.name = name
         self.env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})}
         self.proc: subprocess.Popen | None = None
@@ -128,7 +129,7 @@ class IslandProcess:
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "archipel.cli.main", "island", "serve", str(self.folder)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True, cwd=self.cwd,
         )
         deadline = time.monotonic() + timeout
         while True:
