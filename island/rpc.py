@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -32,6 +33,8 @@ class Call:
     rows: int = 0
     bytes: int = 0
     detail: str = ""
+    labels: dict[str, str] = field(default_factory=dict)  # for the metrics: a query's engine and route
+    started: float = field(default_factory=time.monotonic)
 
 
 def status_of(err: ArchipelError) -> grpc.StatusCode:
@@ -39,7 +42,7 @@ def status_of(err: ArchipelError) -> grpc.StatusCode:
 
 
 @contextmanager
-def _statuses(context, name: str, call: Call | None, audit):
+def _statuses(context, name: str, call: Call | None, audit, metrics=None):
     """ArchipelError to its status code with its message; anything else to INTERNAL, logged."""
     outcome = "ok"
     try:
@@ -59,6 +62,8 @@ def _statuses(context, name: str, call: Call | None, audit):
     finally:
         if audit is not None and call is not None and name not in _UNAUDITED:
             audit.record(call, outcome)
+        if metrics is not None and call is not None:
+            metrics.observe(call, outcome, time.monotonic() - call.started)
 
 
 def rpc(method):
@@ -73,6 +78,9 @@ def rpc(method):
             audit = getattr(self, "audit", None)
             if audit is not None and name not in _UNAUDITED:
                 audit.record(Call(_UNAUTHENTICATED, name, detail=err.message[:300]), "refused")
+            metrics = getattr(self, "metrics", None)
+            if metrics is not None:
+                metrics.rpcs.labels(name, "refused").inc()
             raise
 
     @functools.wraps(method)
@@ -80,7 +88,7 @@ def rpc(method):
         call = None
         with _statuses(context, name, None, None):
             call = _call(self, context)
-        with _statuses(context, name, call, getattr(self, "audit", None)):
+        with _statuses(context, name, call, getattr(self, "audit", None), getattr(self, "metrics", None)):
             return method(self, request, context, call)
 
     @functools.wraps(method)
@@ -88,7 +96,7 @@ def rpc(method):
         call = None
         with _statuses(context, name, None, None):
             call = _call(self, context)
-        with _statuses(context, name, call, getattr(self, "audit", None)):
+        with _statuses(context, name, call, getattr(self, "audit", None), getattr(self, "metrics", None)):
             yield from method(self, request, context, call)
 
     return streaming if inspect.isgeneratorfunction(method) else unary

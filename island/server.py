@@ -23,6 +23,7 @@ from island.config import IslandConfig, load_config
 from island.engines import SparkEngine
 from island.ingest import Ingester
 from island.audit import AuditLog
+from island.metrics import IslandMetrics
 from island.peer_servicer import PeerServicer
 from island.security.gate import Gate
 from island.replication import Replication
@@ -95,6 +96,11 @@ class Island:
         self.keeper = ReplicateKeeper(self.subscriptions, self.replication.rules, self.rows, cfg.limits.pinned_bytes)
         self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago, self.replication,
                                        self.subscriptions, self.rows, self.gate, self.audit)
+        self.metrics = IslandMetrics(cfg.island.name)
+        self.servicer.metrics = self.metrics
+        self.metrics.watch(store=self.store, archipelago=self.archipelago, replication=self.replication,
+                           subscriptions=self.subscriptions, spark=self.spark, queries=self.servicer.queries,
+                           cache_quota=cfg.replication.cache_bytes)
         self._mount_web()
         self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping, self.gate, cfg.peer_address)
         self.server: grpc.Server | None = None
@@ -112,7 +118,7 @@ class Island:
         http = self.replication.http
         gateway = Gateway(f"{host}:{port}", str(self.cfg.security_path("ca")))
         hats = HatsView(self.store, self.replication.export, self.cfg.island.name, self.cfg.root / "cache" / "hats")
-        http.face = WebFace(gateway, hats, self.cfg.root / "tap" / "jobs", http.authorize)
+        http.face = WebFace(gateway, hats, self.cfg.root / "tap" / "jobs", http.authorize, self.metrics, self.gate)
 
     def start(self) -> None:
         # The Spark JVM is launched (a fork) before any gRPC server thread exists.

@@ -89,6 +89,7 @@ class IslandServicer(IdentityRpcs):
         self.ingester = ingester
         self.queries = QueryRegistry()
         self._ingest_lock = threading.Lock()
+        self.metrics = None  # island.metrics.IslandMetrics, set by the island
 
     # -- catalog --------------------------------------------------------------------------
     @rpc
@@ -284,8 +285,10 @@ class IslandServicer(IdentityRpcs):
         spool = self.spark.spool_dir / f"gather-{rq.id}"
         try:
             max_bytes = lowest_limit(q.max_bytes, limits.result_bytes)
+            call.labels["route"] = ROUTES.get(request.route, "unknown")
             island = self._pushdown_target(request, call)
             if island:  # all its data is on one other island: no need to plan it here
+                call.labels["engine"] = "remote"
                 yield from forward_query(self.archipelago, island, request, self.cfg.island.name, rq, timeout,
                                          q.max_rows, max_bytes, bearer_metadata(call.caller))
                 return
@@ -303,6 +306,7 @@ class IslandServicer(IdentityRpcs):
                 if fetch:
                     self.replication.fetch(fetch, time.monotonic() + timeout, rq.cancelled)
                     rq.raise_if_cancelled()
+            call.labels["engine"] = "remote" if placement.kind == "pushdown" else plan.engine
             if placement.kind == "pushdown":
                 yield from forward_query(self.archipelago, placement.island, request, self.cfg.island.name, rq,
                                          timeout, q.max_rows, max_bytes, bearer_metadata(call.caller))

@@ -17,7 +17,7 @@ from archipel.errors import InvalidArgument, PermissionDenied
 __all__ = ["Caller", "ANONYMOUS", "Access", "parse_readers", "parse_public_after", "may_read", "check_read",
            "check_owner", "check_admin", "check_right", "check_user_name", "parse_reader", "RIGHTS"]
 
-RIGHTS = ("compute",)  # rights beyond reading; admins hold every right
+RIGHTS = ("compute", "metrics")  # rights beyond reading (metrics: /metrics); admins hold every right
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from metacatalog.store import CatalogStore
 
 __all__ = ["TransferState", "request", "claim", "renew", "complete", "fail", "report_error", "release_worker",
-           "unfinished", "states"]
+           "unfinished", "states", "summary", "Summary"]
 
 LEASE_SECONDS = 60.0
 
@@ -110,3 +110,18 @@ def states(store: CatalogStore, dataset: str, pids: list[str] | None = None) -> 
                        " WHERE dataset=?", (dataset,))
     wanted = set(pids) if pids is not None else None
     return {r[1]: TransferState(*r) for r in rows if wanted is None or r[1] in wanted}
+
+
+@dataclass(frozen=True)
+class Summary:
+    counts: dict[str, int]  # state -> transfers
+    bytes_done: int
+    errors: int  # occurrences of reported transfer errors
+
+
+def summary(store: CatalogStore) -> Summary:
+    """Transfers by state, their bytes, and the errors workers reported (for monitoring)."""
+    counts = {state: int(n) for state, n in store.query("SELECT state, COUNT(*) FROM transfers GROUP BY state")}
+    done = store.query("SELECT COALESCE(SUM(bytes_done), 0) FROM transfers")[0][0]
+    errors = store.query("SELECT COALESCE(SUM(count), 0) FROM transfer_errors")[0][0]
+    return Summary(counts, int(done), int(errors))

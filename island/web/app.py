@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 MAX_BODY_BYTES = 4 * 1024 * 1024
+_FAMILIES = {"api", "tap", "scs", "hats", "data", "static", "metrics", "page"}
 
 
 def _error_response(request: web.Request, status: int, code: str, message: str) -> web.Response:
@@ -66,21 +67,62 @@ async def errors(request: web.Request, handler):
 class WebFace:
     """Adds the web routes to the island's HTTP application."""
 
-    def __init__(self, gateway: Gateway, hats: HatsView, jobs_dir: Path, authorize) -> None:
+    def __init__(self, gateway: Gateway, hats: HatsView, jobs_dir: Path, authorize, metrics=None,
+                 gate=None) -> None:
         self.gw = gateway
         self.hats = hats
+        self.metrics = metrics  # island.metrics.IslandMetrics
+        self.gate = gate
         self.authorize = authorize  # (request, dataset) -> None, raising HTTP 401/403/404
         self.api = ApiRoutes(gateway)
         self.tap = TapRoutes(gateway, jobs_dir)
 
     def install(self, app: web.Application) -> None:
+        if self.metrics is not None:
+            app.middlewares.append(self._counted)
         app.middlewares.append(errors)
         self.api.add(app)
         self.tap.add(app)
         app.router.add_get("/hats/{dataset}", self.hats_root)
         app.router.add_get("/hats/{dataset}/{path:.*}", self.hats_file)
         app.router.add_get("/", self.page)
+        if self.metrics is not None:
+            app.router.add_get("/metrics", self.metrics_page)
         app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
+
+    @web.middleware
+    async def _counted(self, request: web.Request, handler):
+        family = request.path.strip("/").split("/", 1)[0] or "page"
+        if family not in _FAMILIES:
+            family = "other"
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self.metrics.http.labels(family, str(status)).inc()
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        """Prometheus' text format, for an admin's token, a token with the ``metrics`` right,
+        or an island of the archipelago (its certificate)."""
+        from archipel.errors import PermissionDenied
+        from island.metrics import CONTENT_TYPE
+
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der:
+            self.gate.island_of_der(der)
+        else:
+            caller = self.gate.caller_from_header(request.headers.get("Authorization"))
+            if not caller.has("metrics"):
+                raise PermissionDenied(f"{caller.name} may not read the island's metrics: they need an admin's "
+                                       f"token or the 'metrics' right (archipel tokens create --right metrics)")
+        body = await self.gw.run(self.metrics.exposition)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def page(self, request: web.Request) -> web.Response:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
