@@ -65,7 +65,7 @@ def test_a_fresh_clone_runs_the_readme_command_and_its_printed_queries_answer(tm
             assert out.stdout.strip(), cmd
             if "cone(ra, dec, 315, -60, 10)" in cmd and "query" in cmd:
                 assert "(28 rows)" in out.stdout, out.stdout[-1000:]
-            if "count(*)" in cmd.lower() and "small_sky_source" in cmd and "explain" not in cmd:
+            if re.search(r"count\(\*\)( AS n)? FROM sample\.small_sky_source", cmd, re.I):
                 assert "17161" in out.stdout, out.stdout[-1000:]
             if "rules" in cmd:
                 assert re.search(r"sample\.small_sky_order1\s+island3\s+ok", out.stdout), out.stdout
