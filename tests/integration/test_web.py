@@ -557,7 +557,7 @@ def test_web_page_in_headless_chromium(web):
             page.goto(f"{wb.http_url}/")
             page.fill("#token", archipelago().admin_token)
             page.click("#login button")
-            page.wait_for_selector("#datasets tbody tr[data-name='web.stars']")
+            page.wait_for_selector("#datasets[data-caller='tester'] tbody tr[data-name='web.private']")
             listed = page.eval_on_selector_all("#datasets tbody tr", "rows => rows.map(r => r.dataset.name)")
             assert {"web.stars", "web.sky_source", "web.private"} <= set(listed)
             page.click("#datasets a:text-is('web.stars')")

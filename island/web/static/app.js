@@ -6,7 +6,7 @@
 const $ = (sel) => document.querySelector(sel);
 const PAGE_ROWS = 50;
 let token = localStorage.getItem("archipel-token") || "";
-let rows = [], columns = [], page = 0, subAbort = null;
+let rows = [], columns = [], page = 0, subAbort = null, listing = 0;
 
 function headers(extra) {
   const h = Object.assign({}, extra || {});
@@ -61,7 +61,9 @@ function humanBytes(n) {
 // -- datasets ---------------------------------------------------------------------------
 async function loadDatasets() {
   const pattern = $("#pattern").value.trim();
+  const mine = ++listing;  // an answer to an older call (another token, another filter) is dropped
   const data = await json("/api/v1/datasets" + (pattern ? "?pattern=" + encodeURIComponent(pattern) : ""));
+  if (mine !== listing) return;
   fill($("#datasets tbody"), data.datasets, (tr, d) => {
     const a = document.createElement("a");
     a.href = "#" + d.name;
@@ -280,14 +282,19 @@ function switchTab(name) {
   if (name === "island") loadIsland().catch((e) => showError(e.message));
 }
 
+let starting = 0;
+
 async function start() {
   $("#token").value = token;
   $("#tap-url").textContent = location.origin + "/tap";
+  const mine = ++starting;
   try {
     const who = await json("/api/v1/whoami");
+    if (mine !== starting) return;  // the token changed meanwhile
     $("#whoami").textContent = who.anonymous ? "anonymous" : `${who.user}${who.admin ? " (admin)" : ""}`;
     $("#island-name").textContent = "· island " + who.island;
     document.title = `Archipel · ${who.island}`;
+    $("#datasets").dataset.caller = who.anonymous ? "anonymous" : who.user;
     await loadDatasets();
     showError("");
   } catch (e) { showError(e.message); }
