@@ -578,6 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_subscriptions, action="delete")
     add_commands(sub, common)
+    from archipel.cli.bench import add_command as add_bench
+
+    add_bench(sub, common)
     return parser
 
 
