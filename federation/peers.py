@@ -30,7 +30,11 @@ logger = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 _ADDRESS = re.compile(r"^[A-Za-z0-9.\-_\[\]:]+:\d{1,5}$")
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   # A link that drops packets silently (a cut cable, a firewall) shows within
+                   # 15 s: pings every 10 s, even between calls, each answered within 5 s.
+                   ("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+                   ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
 
 
 def check_address(address: str) -> str:

@@ -82,7 +82,7 @@ class ReplicationSection:
     # "" runs Celery on an embedded transport (files under DIR/queue, no server needed);
     # "redis://HOST:PORT/DB" uses Redis.
     broker: str = ""
-    workers: int = 1  # Celery worker processes the island starts
+    workers: int = 1  # Celery worker processes the island starts (0 with a broker: workers run elsewhere)
     concurrency: int = 4  # transfers per worker process (threads)
     xrootd: str = "auto"  # "auto": serve root:// when the xrootd binary is installed; "on"; "off"
     xrootd_port: int = 0  # 0: any free port, advertised
@@ -267,8 +267,11 @@ def _validate(cfg: IslandConfig, source: str) -> None:
     if bad or not r.protocols:
         raise InvalidArgument(f"{source}: [replication] protocols must list root and/or http, not {r.protocols!r}")
     for key in ("workers", "concurrency", "retries", "block_bytes"):
+        if key == "workers" and r.broker and r.workers == 0:
+            continue  # a Redis broker: the workers may all run elsewhere
         if getattr(r, key) < 1:
-            raise InvalidArgument(f"{source}: [replication] {key} must be at least 1")
+            raise InvalidArgument(f"{source}: [replication] {key} must be at least 1"
+                                  + (" (0 only with a broker: workers started elsewhere)" if key == "workers" else ""))
     for key in ("cache_bytes", "bandwidth_bytes", "auto_max_bytes"):
         if getattr(r, key) < 0:
             raise InvalidArgument(f"{source}: [replication] {key} must not be negative")

@@ -44,6 +44,9 @@ def _raise_remote(exc: grpc.RpcError, island: str, address: str, rq: RunningQuer
     code = exc.code().name if exc.code() else "UNKNOWN"
     if code == "UNAVAILABLE":
         raise Unavailable(f"island {island} at {address} is unavailable: {exc.details()}") from None
+    if code == "DEADLINE_EXCEEDED":
+        raise error_for_code(code, f"island {island} at {address} did not answer in time "
+                                   f"({exc.details() or code})") from None
     raise error_for_code(code, exc.details() or code) from None
 
 

@@ -39,6 +39,13 @@ GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
+    # Peers ping every 10 s (federation.peers.CHANNEL_OPTIONS); the island pings its callers
+    # every 30 s, so streams of a caller whose link died end instead of holding a thread.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
 ]
 
 
@@ -84,7 +91,7 @@ class Island:
         self.store.sign_own_changes()
         self.gate = Gate(self.creds, self.store, sec.anonymous, bool(sec.benchmark_plaintext_port))
         self.audit = AuditLog(cfg.root / "audit.jsonl", cfg.island.name, sec.audit)
-        self.spark = SparkEngine(cfg.spark, self.spool, app_name=f"archipel-{cfg.island.name}")
+        self.spark = SparkEngine(cfg.spark, self.spool, app_name=f"archipel-{cfg.island.name}", host=cfg.island.host)
         self.ingester = Ingester(self.store, cfg.data_path, partition_rows=cfg.ingest.partition_rows,
                                  max_order=cfg.ingest.max_order, allowed_roots=cfg.ingest.allowed_roots)
         self.stopping = threading.Event()

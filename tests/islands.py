@@ -99,8 +99,11 @@ class IslandProcess:
     """One island: ``archipel island init`` then ``archipel island serve`` in a child process."""
 
     def __init__(self, folder: Path, name: str, extra_config: str = "", env: dict[str, str] | None = None,
-                 ca_dir: Path | None = None, cwd: Path | None = None) -> None:
+                 ca_dir: Path | None = None, cwd: Path | None = None, host: str = "127.0.0.1",
+                 netns: str | None = None) -> None:
         self.folder = folder
+        self.host = host
+        self.netns = netns  # a network namespace (tests/netns.py) the island runs in
         self.cwd = cwd  # the folder the island's process starts in (the test's own by default)
         self.name = name
         self.env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})}
@@ -115,20 +118,21 @@ class IslandProcess:
             self.port, self.peer_port, self.http_port = free_port(), free_port(), free_port()
             ca = ca_dir if ca_dir is not None else archipelago().ca_dir
             cli("island", "init", str(folder), "--name", name, "--port", str(self.port), "--peer-port",
-                str(self.peer_port), "--http-port", str(self.http_port), "--ca", str(ca))
+                str(self.peer_port), "--http-port", str(self.http_port), "--ca", str(ca), "--host", host)
             if extra_config:
                 cfg = folder / "archipel.toml"
                 cfg.write_text(_merge_config(cfg.read_text(), extra_config))
-        self.address = f"127.0.0.1:{self.port}"
-        self.http_url = f"https://127.0.0.1:{self.http_port}"  # the web face: page, API, TAP, HATS
-        self.peer_address = f"127.0.0.1:{self.peer_port}"
+        self.address = f"{host}:{self.port}"
+        self.http_url = f"https://{host}:{self.http_port}"  # the web face: page, API, TAP, HATS
+        self.peer_address = f"{host}:{self.peer_port}"
         self.ca = folder / "ca.pem"
         self.admin_token = (folder / "admin.token").read_text().strip()
 
     def start(self, wait_spark: bool = False, timeout: float = 180) -> IslandProcess:
         self._log = open(self.log, "ab")
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "archipel.cli.main", "island", "serve", str(self.folder)],
+            [*prefix, sys.executable, "-m", "archipel.cli.main", "island", "serve", str(self.folder)],
             stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True, cwd=self.cwd,
         )
         deadline = time.monotonic() + timeout

@@ -36,8 +36,11 @@ BATCH_ROWS = 65_536
 class SparkEngine:
     name = "spark"
 
-    def __init__(self, cfg: SparkSection, spool_dir: Path, app_name: str = "archipel") -> None:
+    def __init__(self, cfg: SparkSection, spool_dir: Path, app_name: str = "archipel",
+                 host: str = "127.0.0.1") -> None:
+        """``host``: the island's address, where a cluster's executors reach the driver."""
         self.cfg = cfg
+        self.host = host if host not in ("", "0.0.0.0", "::") else os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
         self.spool_dir = spool_dir
         self.app_name = app_name
         self.session = None
@@ -53,8 +56,8 @@ class SparkEngine:
             ("spark.app.name", self.app_name),
             ("spark.driver.memory", self.cfg.driver_memory),
             ("spark.executor.memory", self.cfg.executor_memory),
-            ("spark.driver.host", "127.0.0.1"),
-            ("spark.driver.bindAddress", "127.0.0.1"),
+            ("spark.driver.host", self.host),
+            ("spark.driver.bindAddress", self.host),
             ("spark.ui.enabled", "false"),
             ("spark.ui.showConsoleProgress", "false"),
             ("spark.sql.session.timeZone", "UTC"),
@@ -78,7 +81,7 @@ class SparkEngine:
             return
         t0 = time.monotonic()
         try:
-            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            os.environ.setdefault("SPARK_LOCAL_IP", self.host)
             from pyspark import SparkConf, SparkContext
 
             self._conf = SparkConf().setAll(self._settings())
