@@ -19,8 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import archipel
-from archipel.errors import ArchipelError, Unavailable
+from archipel.errors import ArchipelError
 from islands import SHARED_HATS, IslandProcess, free_port, wait_for
 from netns import Sites, available
 
