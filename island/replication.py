@@ -26,7 +26,7 @@ from replication.celery_app import make_app
 from replication.mover import REPLICAS_DIR, Mover
 from replication.wakeup import WakeupListener
 
-__all__ = ["Replication"]
+__all__ = ["Replication", "worker_environment"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,24 @@ def _kept_port(store: CatalogStore, key: str, host: str) -> int:
     port = free_port(host)
     store.set_meta(key, str(port))
     return port
+
+
+def worker_environment(cfg: IslandConfig, secure: bool = True) -> dict[str, str]:
+    """The environment of the island's Celery workers: its catalog, queue and wake-up socket,
+    and its identity on the data plane (its certificate for HTTPS and XRootD's GSI). Workers
+    the island starts get it; ``archipel island worker DIR`` starts one elsewhere with it."""
+    r = cfg.replication
+    env = {
+        "ARCHIPEL_CATALOG": str(cfg.catalog_path), "ARCHIPEL_ISLAND_NAME": cfg.island.name,
+        "ARCHIPEL_QUEUE_DIR": str(cfg.root / "queue"), "ARCHIPEL_BROKER": r.broker,
+        "ARCHIPEL_WAKEUP": str(cfg.root / "wakeup.sock"), "XRD_CPUSEPGWRTRD": "0",
+    }
+    if secure:
+        paths = [cfg.security_path(k) for k in ("ca", "cert", "key")]
+        env.update(dict(zip(DATA_TLS_ENV, map(str, paths))))
+        if XrootdServer.available():
+            env.update(xrootd_client_env(cfg.root, *paths))
+    return env
 
 
 class Replication:
@@ -79,18 +97,9 @@ class Replication:
                                        r.xrootd_user, self.here, creds)
         self.wakeup_path = cfg.root / "wakeup.sock"
         self.wakeup = WakeupListener(self.wakeup_path, store.bump)
-        env = {
-            "ARCHIPEL_CATALOG": str(cfg.catalog_path), "ARCHIPEL_ISLAND_NAME": self.here,
-            "ARCHIPEL_QUEUE_DIR": str(self.queue_dir), "ARCHIPEL_BROKER": r.broker,
-            "ARCHIPEL_WAKEUP": str(self.wakeup_path), "XRD_CPUSEPGWRTRD": "0",
-        }
+        env = worker_environment(cfg, secure=gate is not None)
         if gate is not None:  # the island's identity on the data plane, for it and its workers
-            paths = [cfg.security_path(k) for k in ("ca", "cert", "key")]
-            tls = dict(zip(DATA_TLS_ENV, map(str, paths)))
-            if XrootdServer.available():
-                tls.update(xrootd_client_env(cfg.root, *paths))
-            env.update(tls)
-            os.environ.update(tls)
+            os.environ.update({k: v for k, v in env.items() if k in DATA_TLS_ENV or k.startswith(("X509", "XrdSec"))})
         self.workers = WorkerPool(self.here, r.workers, r.concurrency, env, cfg.root / "logs", self._worker_died)
         self._in_use: Counter[tuple[str, str]] = Counter()
         self._in_use_lock = threading.Lock()

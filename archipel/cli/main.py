@@ -49,6 +49,26 @@ def cmd_island_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_island_worker(args: argparse.Namespace) -> int:
+    """Runs one of the island's Celery replication workers in this process (another host of a
+    shared filesystem, a systemd unit of its own); with a Redis broker the island may start
+    none itself (``[replication] workers = 0``)."""
+    from island.config import load_config
+    from island.replication import worker_environment
+
+    cfg = load_config(args.dir)
+    if args.concurrency is not None and not 1 <= args.concurrency <= 256:
+        raise InvalidArgument("--concurrency is 1 to 256")
+    env = {**os.environ, **worker_environment(cfg, secure=True)}
+    name = args.name or f"worker-{os.uname().nodename}@{cfg.island.name}"
+    cmd = [sys.executable, "-m", "celery", "-A", "replication.worker", "worker", "--pool", "threads",
+           "--concurrency", str(args.concurrency or cfg.replication.concurrency), "--hostname", name,
+           "--loglevel", args.log_level.upper(), "--without-heartbeat", "--without-gossip", "--without-mingle"]
+    sys.stdout.flush()
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # not reached
+
+
 def cmd_island_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -470,6 +490,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "new CA is made in DIR/ca")
     p.add_argument("--anonymous", choices=["none", "read-public"], help="[security] anonymous (default none)")
     p.set_defaults(func=cmd_island_init)
+    p = isub.add_parser("worker", help="run a Celery replication worker of the island in DIR (until SIGTERM)")
+    p.add_argument("dir")
+    p.add_argument("--concurrency", type=int, help="transfer threads (default: [replication] concurrency)")
+    p.add_argument("--name", help="the worker's Celery name (default worker-HOST@ISLAND)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_island_worker)
     p = isub.add_parser("serve", help="run the island in DIR until SIGINT/SIGTERM")
     p.add_argument("dir")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

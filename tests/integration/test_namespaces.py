@@ -180,16 +180,9 @@ def test_a_celery_worker_in_its_own_namespace_replicates_over_a_cut_link(sites, 
                       ).start()
     worker = None
     try:
-        env = {**os.environ, "ARCHIPEL_CATALOG": str(b.folder / "catalog.sqlite"), "ARCHIPEL_ISLAND_NAME": "wb",
-               "ARCHIPEL_QUEUE_DIR": str(b.folder / "queue"), "ARCHIPEL_BROKER": broker,
-               "ARCHIPEL_WAKEUP": str(b.folder / "wakeup.sock"), "ARCHIPEL_DATA_CA": str(b.folder / "ca.pem"),
-               "ARCHIPEL_DATA_CERT": str(b.folder / "island.pem"), "ARCHIPEL_DATA_KEY": str(b.folder / "island-key.pem"),
-               "ARCHIPEL_DATA_DIR": str(b.folder / "data")}
-        env.update(b.xrootd_env())
-        worker = subprocess.Popen([*sites.exec_prefix("w"), sys.executable, "-m", "celery", "-A", "replication.worker",
-                                   "worker", "--pool", "threads", "--concurrency", "2", "--loglevel", "INFO", "-n",
-                                   "remote@w", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-                                  env=env, stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT,
+        worker = subprocess.Popen([*sites.exec_prefix("w"), sys.executable, "-m", "archipel.cli.main", "island",
+                                   "worker", str(b.folder), "--concurrency", "2", "--name", "remote@w"],
+                                  stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT,
                                   start_new_session=True)
         with a.client() as ca:
             big = _table(300_000, 7)

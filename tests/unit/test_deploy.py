@@ -30,7 +30,7 @@ def test_systemd_units_verify(tmp_path):
         text = text.replace("/usr/bin/xrootd", shutil.which("xrootd") or "/bin/true")
         (units / unit.name).write_text(text)
     shutil.copytree(DEPLOY / "systemd" / "archipel-island@.service.d", units / "archipel-island@.service.d")
-    for name in ("archipel-island@site1.service", "archipel-xrootd@site1.service"):
+    for name in ("archipel-island@site1.service", "archipel-worker@site1.service", "archipel-xrootd@site1.service"):
         (units / name).symlink_to(units / name.replace("site1", ""))
         out = subprocess.run(["systemd-analyze", "verify", "--man=no", str(units / name)], capture_output=True,
                              text=True, timeout=60)
