@@ -27,6 +27,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from archipel.errors import InvalidArgument
+from federation.planner import literal_number as _number
 
 __all__ = ["AdqlQuery", "translate", "TAP_SCHEMA"]
 
@@ -45,20 +46,6 @@ class AdqlQuery:
     top: int | None  # the TOP n of the outer query
     tables: tuple[str, ...]  # the tables it reads, as written (lower case)
     tap_schema: bool  # it reads TAP_SCHEMA tables only
-
-
-def _number(node: exp.Expression) -> float | None:
-    neg = False
-    while isinstance(node, (exp.Neg, exp.Paren)):
-        neg ^= isinstance(node, exp.Neg)
-        node = node.this
-    if isinstance(node, exp.Literal) and not node.is_string:
-        try:
-            value = float(node.this)
-        except ValueError:
-            return None
-        return -value if neg else value
-    return None
 
 
 def _fname(node: exp.Expression) -> str:

@@ -23,7 +23,8 @@ from archipel.errors import InvalidArgument, NotFound, PermissionDenied
 from metacatalog.model import Dataset, Partition
 from metacatalog.sky import Cone, healpix29_ranges, partitions_in_cone
 
-__all__ = ["TableScan", "QueryPlan", "plan_query", "referenced_datasets", "cone_predicate_sql", "ENGINES"]
+__all__ = ["TableScan", "QueryPlan", "plan_query", "referenced_datasets", "cone_predicate_sql", "literal_number",
+           "ENGINES"]
 
 ENGINES = ("arrow", "spark")
 
@@ -91,7 +92,8 @@ class QueryPlan:
         return sum(t.bytes_read for t in self.tables)
 
 
-def _literal_number(node: exp.Expression) -> float | None:
+def literal_number(node: exp.Expression) -> float | None:
+    """The value of a numeric literal (signs and parentheses allowed), else None."""
     neg = False
     while isinstance(node, (exp.Neg, exp.Paren)):
         if isinstance(node, exp.Neg):
@@ -104,6 +106,9 @@ def _literal_number(node: exp.Expression) -> float | None:
             return None
         return -value if neg else value
     return None
+
+
+_literal_number = literal_number
 
 
 def cone_predicate_sql(ra: str, dec: str, ra0: str, dec0: str, radius: str) -> str:
