@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from archipel.errors import FailedPrecondition, InvalidArgument
 from federation.planner import QueryPlan, TableScan
 
-__all__ = ["Placement", "place", "MAX_HOPS", "ROUTES"]
+__all__ = ["Placement", "place", "MAX_HOPS", "ROUTES", "SessionPlace", "place_session"]
 
 ROUTES = ("auto", "local", "remote", "replicate")
 # A query may pass through at most this many islands before it must run where it is.
@@ -65,3 +65,32 @@ def place(plan: QueryPlan, here: str, route: str, route_path: list[str],
         raise FailedPrecondition(f"route='remote' needs all datasets on one island; {names} are spread out")
     return Placement("gather", remote=tuple(remote),
                      reason=f"data on {', '.join(sorted(holders))}: remote parts are fetched (pruned) and joined here")
+
+
+@dataclass(frozen=True)
+class SessionPlace:
+    island: str
+    reason: str
+
+
+def place_session(datasets: list[str], here: str, holders: dict[str, set[str]], down: set[str]) -> SessionPlace:
+    """Where a Spark session over ``datasets`` runs: here when this island holds them all;
+    else the one island up that holds them all; else the island holding most of them (the rest
+    copied there as the session reads them), here on a tie. ``holders``: dataset -> islands
+    holding all its partitions (its origin and full replicas)."""
+    if not datasets:
+        return SessionPlace(here, "no dataset named: the session runs on the island connected to")
+    if all(here in holders.get(d, set()) for d in datasets):
+        return SessionPlace(here, "this island holds every dataset named")
+    counts: dict[str, int] = {}
+    for d in datasets:
+        for island in holders.get(d, set()) - down:
+            counts[island] = counts.get(island, 0) + 1
+    full = sorted(i for i, n in counts.items() if n == len(datasets))
+    if full:
+        return SessionPlace(full[0], f"island {full[0]} holds every dataset named")
+    counts[here] = counts.get(here, 0)
+    best = max(counts.values())
+    island = here if counts[here] == best else sorted(i for i, n in counts.items() if n == best)[0]
+    return SessionPlace(island, f"island {island} holds {best} of the {len(datasets)} datasets named; the others are "
+                                f"copied there as the session reads them")

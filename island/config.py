@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,29 @@ class LimitsSection:
 
 
 @dataclass
+class SessionsSection:
+    """Spark sessions (Spark Connect through the island) and the tables kept in Spark's memory."""
+
+    enabled: bool = True  # needs [spark] start = true
+    idle_seconds: float = 1800.0  # a session with no call for this long ends
+    max_per_user: int = 4  # open sessions of one user on this island (0: no limit)
+    connect_port: int = 0  # the island JVM's internal Spark Connect port on 127.0.0.1 (0: any free)
+    cache_bytes: int = 1024**3  # tables kept in Spark's memory by cache-table, at most (least recent dropped)
+
+
+@dataclass
+class JobsSection:
+    """Batch jobs (Livy's batches): PySpark scripts run by the island as child processes."""
+
+    user: str = "nobody"  # the unprivileged user jobs run as (when the island runs as root)
+    concurrent: int = 2  # jobs running at once on this island; more wait queued
+    per_user: int = 2  # jobs one user may have queued or running (0: no limit)
+    max_seconds: float = 3600.0  # a job running longer is cancelled
+    memory_bytes: int = 4 * 1024**3  # address-space limit of a job's Python process (0: none)
+    keep_days: float = 7.0  # finished jobs (their logs) are removed after this long
+
+
+@dataclass
 class IslandConfig:
     island: IslandSection = field(default_factory=IslandSection)
     spark: SparkSection = field(default_factory=SparkSection)
@@ -134,6 +158,8 @@ class IslandConfig:
     replication: ReplicationSection = field(default_factory=ReplicationSection)
     security: SecuritySection = field(default_factory=SecuritySection)
     limits: LimitsSection = field(default_factory=LimitsSection)
+    sessions: SessionsSection = field(default_factory=SessionsSection)
+    jobs: JobsSection = field(default_factory=JobsSection)
     root: Path = field(default=Path("."), compare=False)
 
     @property
@@ -275,6 +301,17 @@ def _validate(cfg: IslandConfig, source: str) -> None:
     for key in ("cache_bytes", "bandwidth_bytes", "auto_max_bytes"):
         if getattr(r, key) < 0:
             raise InvalidArgument(f"{source}: [replication] {key} must not be negative")
+    se, jb = cfg.sessions, cfg.jobs
+    if se.idle_seconds <= 0 or se.max_per_user < 0 or se.cache_bytes < 0:
+        raise InvalidArgument(f"{source}: [sessions] idle_seconds must be positive, max_per_user and cache_bytes "
+                              f"not negative")
+    if not 0 <= se.connect_port <= 65535:
+        raise InvalidArgument(f"{source}: [sessions] connect_port {se.connect_port} is not a valid TCP port")
+    if jb.concurrent < 1 or jb.per_user < 0 or jb.max_seconds <= 0 or jb.memory_bytes < 0 or jb.keep_days <= 0:
+        raise InvalidArgument(f"{source}: [jobs] concurrent must be at least 1, max_seconds and keep_days positive, "
+                              f"per_user and memory_bytes not negative")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", jb.user):
+        raise InvalidArgument(f"{source}: [jobs] user {jb.user!r} is not a user name")
     if cfg.ingest.partition_rows < 1 or not 0 <= cfg.ingest.max_order <= 19:
         raise InvalidArgument(f"{source}: [ingest] partition_rows must be >= 1 and max_order in 0..19")
 

@@ -91,7 +91,9 @@ class Island:
         self.store.sign_own_changes()
         self.gate = Gate(self.creds, self.store, sec.anonymous, bool(sec.benchmark_plaintext_port))
         self.audit = AuditLog(cfg.root / "audit.jsonl", cfg.island.name, sec.audit)
-        self.spark = SparkEngine(cfg.spark, self.spool, app_name=f"archipel-{cfg.island.name}", host=cfg.island.host)
+        sessions_on = cfg.sessions.enabled and cfg.spark.start
+        self.spark = SparkEngine(cfg.spark, self.spool, app_name=f"archipel-{cfg.island.name}", host=cfg.island.host,
+                                 connect_port=cfg.sessions.connect_port if sessions_on else None)
         self.ingester = Ingester(self.store, cfg.data_path, partition_rows=cfg.ingest.partition_rows,
                                  max_order=cfg.ingest.max_order, allowed_roots=cfg.ingest.allowed_roots)
         self.stopping = threading.Event()
@@ -103,6 +105,13 @@ class Island:
         self.keeper = ReplicateKeeper(self.subscriptions, self.replication.rules, self.rows, cfg.limits.pinned_bytes)
         self.servicer = IslandServicer(cfg, self.store, self.spark, self.ingester, self.archipelago, self.replication,
                                        self.subscriptions, self.rows, self.gate, self.audit)
+        self.sessions = None
+        if sessions_on:
+            from island.sessions.service import Sessions
+
+            self.sessions = Sessions(cfg, self.store, self.spark, self.gate, self.archipelago, self.replication,
+                                     self.audit)
+        self.servicer.sessions = self.sessions
         self.metrics = IslandMetrics(cfg.island.name)
         self.servicer.metrics = self.metrics
         self.metrics.watch(store=self.store, archipelago=self.archipelago, replication=self.replication,
@@ -135,8 +144,10 @@ class Island:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.cfg.query.workers + 64,
                                                              thread_name_prefix="rpc"),
                                   options=GRPC_OPTIONS)
-        self.server.add_generic_rpc_handlers((service_handlers(pb, "Island", self.servicer),
-                                              service_handlers(ppb, "Peer", self.peer_servicer)))
+        handlers = [service_handlers(pb, "Island", self.servicer), service_handlers(ppb, "Peer", self.peer_servicer)]
+        if self.sessions is not None:  # Spark Connect's own service, each call checked (island.sessions.proxy)
+            handlers.append(self.sessions.proxy.handler())
+        self.server.add_generic_rpc_handlers(tuple(handlers))
         pair = [(self.creds.key_pem, self.creds.cert_pem)]
         # Clients: TLS, identified by their token. Islands: mutual TLS on the peer port.
         ports = [(self.cfg.address, grpc.ssl_server_credentials(pair, self.creds.ca_pem, require_client_auth=False)),
@@ -165,6 +176,8 @@ class Island:
         if dropped:
             logger.info("%d subscriptions of streams from before the restart dropped", dropped)
         self.keeper.start()
+        if self.sessions is not None:
+            self.sessions.start()
         self.server.start()
         self.archipelago.start(self.cfg.federation.peers)
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
@@ -194,6 +207,8 @@ class Island:
         if self.server is not None:
             self.server.stop(grace=3).wait(5)
         self.keeper.stop()
+        if self.sessions is not None:
+            self.sessions.stop()
         self.replication.stop()
         self.spark.stop()
         self.store.close()

@@ -37,6 +37,7 @@ from island.rpc import Call, rpc
 from island.security.gate import Gate, bearer_metadata
 from island.audit import AuditLog
 from island.identity_servicer import IdentityRpcs
+from island.sessions.rpcs import SessionRpcs
 from island.shares import FairShares
 from metacatalog import access
 from metacatalog.access import Caller
@@ -66,7 +67,7 @@ def _peer_state(s) -> pb.PeerState:
     return pb.PeerState(island=s.island, address=s.address, state=s.state, last_seq=s.last_seq, error=s.error)
 
 
-class IslandServicer(IdentityRpcs):
+class IslandServicer(IdentityRpcs, SessionRpcs):
     def __init__(self, cfg: IslandConfig, store: CatalogStore, spark: SparkEngine, ingester: Ingester,
                  archipelago: Archipelago, replication: Replication | None = None,
                  subscriptions: SubscriptionBook | None = None, rows: RowSource | None = None,
@@ -90,6 +91,7 @@ class IslandServicer(IdentityRpcs):
         self.queries = QueryRegistry()
         self._ingest_lock = threading.Lock()
         self.metrics = None  # island.metrics.IslandMetrics, set by the island
+        self.sessions = None  # island.sessions.service.Sessions, set by the island when sessions are on
 
     # -- catalog --------------------------------------------------------------------------
     @rpc

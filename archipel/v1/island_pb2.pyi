@@ -27,6 +27,182 @@ ENGINE_AUTO: Engine
 ENGINE_ARROW: Engine
 ENGINE_SPARK: Engine
 
+class OpenSessionRequest(_message.Message):
+    __slots__ = ("datasets", "island")
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    island: str
+    def __init__(self, datasets: _Optional[_Iterable[str]] = ..., island: _Optional[str] = ...) -> None: ...
+
+class SessionInfo(_message.Message):
+    __slots__ = ("id", "user", "island", "created", "idle_seconds", "operations", "running", "memory_bytes", "datasets", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    user: str
+    island: str
+    created: float
+    idle_seconds: float
+    operations: int
+    running: int
+    memory_bytes: int
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., user: _Optional[str] = ..., island: _Optional[str] = ..., created: _Optional[float] = ..., idle_seconds: _Optional[float] = ..., operations: _Optional[int] = ..., running: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListSessionsRequest(_message.Message):
+    __slots__ = ("island",)
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    island: str
+    def __init__(self, island: _Optional[str] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[SessionInfo]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ...) -> None: ...
+
+class KillSessionRequest(_message.Message):
+    __slots__ = ("id", "island")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    island: str
+    def __init__(self, id: _Optional[str] = ..., island: _Optional[str] = ...) -> None: ...
+
+class CacheTableRequest(_message.Message):
+    __slots__ = ("dataset", "cone", "island")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CONE_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    cone: str
+    island: str
+    def __init__(self, dataset: _Optional[str] = ..., cone: _Optional[str] = ..., island: _Optional[str] = ...) -> None: ...
+
+class CachedTable(_message.Message):
+    __slots__ = ("dataset", "island", "cone", "files", "memory_bytes", "created", "last_used")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    CONE_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    island: str
+    cone: str
+    files: int
+    memory_bytes: int
+    created: float
+    last_used: float
+    def __init__(self, dataset: _Optional[str] = ..., island: _Optional[str] = ..., cone: _Optional[str] = ..., files: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., created: _Optional[float] = ..., last_used: _Optional[float] = ...) -> None: ...
+
+class ListCachedTablesRequest(_message.Message):
+    __slots__ = ("island",)
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    island: str
+    def __init__(self, island: _Optional[str] = ...) -> None: ...
+
+class ListCachedTablesResponse(_message.Message):
+    __slots__ = ("tables",)
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    tables: _containers.RepeatedCompositeFieldContainer[CachedTable]
+    def __init__(self, tables: _Optional[_Iterable[_Union[CachedTable, _Mapping]]] = ...) -> None: ...
+
+class SubmitJobRequest(_message.Message):
+    __slots__ = ("code", "filename", "args", "datasets", "island")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    filename: str
+    args: _containers.RepeatedScalarFieldContainer[str]
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    island: str
+    def __init__(self, code: _Optional[str] = ..., filename: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., datasets: _Optional[_Iterable[str]] = ..., island: _Optional[str] = ...) -> None: ...
+
+class JobInfo(_message.Message):
+    __slots__ = ("id", "user", "island", "state", "reason", "exit_code", "submitted", "started", "finished", "filename", "args", "datasets", "published")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    user: str
+    island: str
+    state: str
+    reason: str
+    exit_code: int
+    submitted: float
+    started: float
+    finished: float
+    filename: str
+    args: _containers.RepeatedScalarFieldContainer[str]
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    published: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., user: _Optional[str] = ..., island: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., exit_code: _Optional[int] = ..., submitted: _Optional[float] = ..., started: _Optional[float] = ..., finished: _Optional[float] = ..., filename: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., datasets: _Optional[_Iterable[str]] = ..., published: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("island",)
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    island: str
+    def __init__(self, island: _Optional[str] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ...) -> None: ...
+
+class JobRequest(_message.Message):
+    __slots__ = ("id", "island")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    island: str
+    def __init__(self, id: _Optional[str] = ..., island: _Optional[str] = ...) -> None: ...
+
+class JobLogsRequest(_message.Message):
+    __slots__ = ("id", "island", "follow", "offset")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    island: str
+    follow: bool
+    offset: int
+    def __init__(self, id: _Optional[str] = ..., island: _Optional[str] = ..., follow: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class JobLogChunk(_message.Message):
+    __slots__ = ("data", "job")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    job: JobInfo
+    def __init__(self, data: _Optional[bytes] = ..., job: _Optional[_Union[JobInfo, _Mapping]] = ...) -> None: ...
+
 class CreateTokenRequest(_message.Message):
     __slots__ = ("user", "groups", "rights", "admin", "expires_seconds")
     USER_FIELD_NUMBER: _ClassVar[int]

@@ -162,6 +162,61 @@ class IslandStub:
                 request_serializer=archipel_dot_v1_dot_island__pb2.GetAuditRequest.SerializeToString,
                 response_deserializer=archipel_dot_v1_dot_island__pb2.GetAuditResponse.FromString,
                 _registered_method=True)
+        self.OpenSession = channel.unary_unary(
+                '/archipel.v1.Island/OpenSession',
+                request_serializer=archipel_dot_v1_dot_island__pb2.OpenSessionRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.SessionInfo.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/archipel.v1.Island/ListSessions',
+                request_serializer=archipel_dot_v1_dot_island__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.KillSession = channel.unary_unary(
+                '/archipel.v1.Island/KillSession',
+                request_serializer=archipel_dot_v1_dot_island__pb2.KillSessionRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.SessionInfo.FromString,
+                _registered_method=True)
+        self.CacheTable = channel.unary_unary(
+                '/archipel.v1.Island/CacheTable',
+                request_serializer=archipel_dot_v1_dot_island__pb2.CacheTableRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.CachedTable.FromString,
+                _registered_method=True)
+        self.ListCachedTables = channel.unary_unary(
+                '/archipel.v1.Island/ListCachedTables',
+                request_serializer=archipel_dot_v1_dot_island__pb2.ListCachedTablesRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.ListCachedTablesResponse.FromString,
+                _registered_method=True)
+        self.DropCachedTable = channel.unary_unary(
+                '/archipel.v1.Island/DropCachedTable',
+                request_serializer=archipel_dot_v1_dot_island__pb2.CacheTableRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.CachedTable.FromString,
+                _registered_method=True)
+        self.SubmitJob = channel.unary_unary(
+                '/archipel.v1.Island/SubmitJob',
+                request_serializer=archipel_dot_v1_dot_island__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.JobInfo.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/archipel.v1.Island/ListJobs',
+                request_serializer=archipel_dot_v1_dot_island__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/archipel.v1.Island/GetJob',
+                request_serializer=archipel_dot_v1_dot_island__pb2.JobRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.JobInfo.FromString,
+                _registered_method=True)
+        self.JobLogs = channel.unary_stream(
+                '/archipel.v1.Island/JobLogs',
+                request_serializer=archipel_dot_v1_dot_island__pb2.JobLogsRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.JobLogChunk.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/archipel.v1.Island/CancelJob',
+                request_serializer=archipel_dot_v1_dot_island__pb2.JobRequest.SerializeToString,
+                response_deserializer=archipel_dot_v1_dot_island__pb2.JobInfo.FromString,
+                _registered_method=True)
 
 
 class IslandServicer:
@@ -348,6 +403,78 @@ class IslandServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenSession(self, request, context):
+        """Spark sessions (docs/sessions.md): Spark Connect's own service is served on this port
+        too, each call checked; these place, list and end sessions. Where a request names
+        another island, this island relays it there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KillSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CacheTable(self, request, context):
+        """Datasets (or their part in a cone) kept in Spark's memory for every session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCachedTables(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropCachedTable(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJob(self, request, context):
+        """Batch jobs: a PySpark script run by the island holding the data, with the caller's rights.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JobLogs(self, request, context):
+        """The job's output (stdout and stderr, interleaved as written); with follow, until it ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IslandServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -475,6 +602,61 @@ def add_IslandServicer_to_server(servicer, server):
                     servicer.GetAudit,
                     request_deserializer=archipel_dot_v1_dot_island__pb2.GetAuditRequest.FromString,
                     response_serializer=archipel_dot_v1_dot_island__pb2.GetAuditResponse.SerializeToString,
+            ),
+            'OpenSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenSession,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.OpenSessionRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.SessionInfo.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.ListSessionsRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'KillSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.KillSession,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.KillSessionRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.SessionInfo.SerializeToString,
+            ),
+            'CacheTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.CacheTable,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.CacheTableRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.CachedTable.SerializeToString,
+            ),
+            'ListCachedTables': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCachedTables,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.ListCachedTablesRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.ListCachedTablesResponse.SerializeToString,
+            ),
+            'DropCachedTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropCachedTable,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.CacheTableRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.CachedTable.SerializeToString,
+            ),
+            'SubmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJob,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.SubmitJobRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.JobInfo.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.ListJobsRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.JobRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.JobInfo.SerializeToString,
+            ),
+            'JobLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.JobLogs,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.JobLogsRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.JobLogChunk.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=archipel_dot_v1_dot_island__pb2.JobRequest.FromString,
+                    response_serializer=archipel_dot_v1_dot_island__pb2.JobInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1155,6 +1337,303 @@ class Island:
             '/archipel.v1.Island/GetAudit',
             archipel_dot_v1_dot_island__pb2.GetAuditRequest.SerializeToString,
             archipel_dot_v1_dot_island__pb2.GetAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/OpenSession',
+            archipel_dot_v1_dot_island__pb2.OpenSessionRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.SessionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/ListSessions',
+            archipel_dot_v1_dot_island__pb2.ListSessionsRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KillSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/KillSession',
+            archipel_dot_v1_dot_island__pb2.KillSessionRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.SessionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CacheTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/CacheTable',
+            archipel_dot_v1_dot_island__pb2.CacheTableRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.CachedTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCachedTables(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/ListCachedTables',
+            archipel_dot_v1_dot_island__pb2.ListCachedTablesRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.ListCachedTablesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropCachedTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/DropCachedTable',
+            archipel_dot_v1_dot_island__pb2.CacheTableRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.CachedTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/SubmitJob',
+            archipel_dot_v1_dot_island__pb2.SubmitJobRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.JobInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/ListJobs',
+            archipel_dot_v1_dot_island__pb2.ListJobsRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/GetJob',
+            archipel_dot_v1_dot_island__pb2.JobRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.JobInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JobLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/archipel.v1.Island/JobLogs',
+            archipel_dot_v1_dot_island__pb2.JobLogsRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.JobLogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/archipel.v1.Island/CancelJob',
+            archipel_dot_v1_dot_island__pb2.JobRequest.SerializeToString,
+            archipel_dot_v1_dot_island__pb2.JobInfo.FromString,
             options,
             channel_credentials,
             insecure,

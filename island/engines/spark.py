@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -37,9 +38,19 @@ class SparkEngine:
     name = "spark"
 
     def __init__(self, cfg: SparkSection, spool_dir: Path, app_name: str = "archipel",
-                 host: str = "127.0.0.1") -> None:
-        """``host``: the island's address, where a cluster's executors reach the driver."""
+                 host: str = "127.0.0.1", connect_port: int | None = None) -> None:
+        """``host``: the island's address, where a cluster's executors reach the driver.
+        ``connect_port``: run Spark Connect inside the JVM on 127.0.0.1 at this port (0: a free
+        one; None: no Connect), behind a secret only this process knows (the island's session
+        proxy is its only client)."""
         self.cfg = cfg
+        self.connect_port = 0
+        self.connect_secret = ""
+        if connect_port is not None:
+            import secrets
+
+            self.connect_port = connect_port or _free_port()
+            self.connect_secret = secrets.token_urlsafe(32)
         self.host = host if host not in ("", "0.0.0.0", "::") else os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
         self.spool_dir = spool_dir
         self.app_name = app_name
@@ -67,8 +78,21 @@ class SparkEngine:
             # Each user's jobs run in a pool of their own, shared fairly: one user's heavy job
             # does not stall another's small query.
             ("spark.scheduler.mode", "FAIR"),
+            # Python UDFs run in the island's own interpreter (pyarrow and pandas are there).
+            ("spark.pyspark.python", sys.executable),
             *self.cfg.conf.items(),
+            *self._connect_settings(),
         ]
+
+    def _connect_settings(self) -> list[tuple[str, str]]:
+        if not self.connect_port:
+            return []
+        return [("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin"),
+                ("spark.connect.grpc.binding.address", "127.0.0.1"),
+                ("spark.connect.grpc.binding.port", str(self.connect_port)),
+                ("spark.connect.grpc.maxInboundMessageSize", str(256 * 1024 * 1024)),
+                # Sessions end when the island says so ([sessions] idle_seconds), not before.
+                ("spark.connect.session.manager.defaultSessionTimeout", "7d")]
 
     def start(self) -> None:
         """Launches the Spark JVM now, then builds the session in a background thread.
@@ -85,7 +109,16 @@ class SparkEngine:
             from pyspark import SparkConf, SparkContext
 
             self._conf = SparkConf().setAll(self._settings())
-            SparkContext._ensure_initialized(conf=self._conf)
+            # The Connect secret reaches the JVM through its environment, not its configuration
+            # (which sessions could read), and no other child of the island inherits it.
+            if self.connect_secret:
+                os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.connect_secret
+            # Spark Connect's Python workers take the interpreter from the JVM's environment.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            try:
+                SparkContext._ensure_initialized(conf=self._conf)
+            finally:
+                os.environ.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
         except Exception as exc:
             self.error = f"Spark failed to start on {self.cfg.master}: {exc}"
             logger.error("%s", self.error)
@@ -237,6 +270,14 @@ class SparkEngine:
                 shutil.rmtree(out, ignore_errors=True)
 
         return Execution(schema=schema, batches=batches(), close=lambda: shutil.rmtree(out, ignore_errors=True))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _pool_name(user: str) -> str:
