@@ -106,6 +106,8 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
             root_url=self.replication.xrootd.base_url if self.replication and self.replication.xrootd else "",
             workers=[f"{n}={p}" for n, p in self.replication.workers.pids().items()] if self.replication else [],
             peer_address=self.cfg.peer_address, anonymous=self.cfg.security.anonymous,
+            spark_storage_bytes=self.spark.storage_bytes(),
+            sessions=len(self.sessions.book.sessions()) if self.sessions is not None else 0,
         )
 
     @rpc

@@ -607,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     from archipel.cli.bench import add_command as add_bench
 
     add_bench(sub, common)
+    from archipel.cli.sessions import add_commands as add_session_commands
+
+    add_session_commands(sub, common)
     return parser
 
 

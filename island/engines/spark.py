@@ -180,6 +180,15 @@ class SparkEngine:
         except Exception:
             return 0
 
+    def storage_bytes(self) -> int:
+        """Bytes of cached data Spark holds in memory now."""
+        if self.session is None or not self.ready.is_set():
+            return 0
+        try:
+            return sum(int(i.memSize()) for i in self.session.sparkContext._jsc.sc().getRDDStorageInfo())
+        except Exception:
+            return 0
+
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not self.ready.is_set():

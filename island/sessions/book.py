@@ -86,6 +86,10 @@ class SessionBook:
                         del self._ended[k]
             return s
 
+    def ended(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._ended
+
     def sessions(self, caller: Caller | None = None) -> list[Session]:
         with self._lock:
             out = list(self._sessions.values())

@@ -144,7 +144,7 @@ class TableCache:
         view = "archipel_cache_" + view_name(name).removeprefix("archipel_ds_")
         session = self.spark.session
         self.drop(name)
-        df = session.read.format("parquet").load(*files)
+        df = session.read.parquet(*files)
         df.createOrReplaceGlobalTempView(view)
         session.catalog.cacheTable(f"global_temp.{view}", StorageLevel.MEMORY_ONLY)
         session.table(f"global_temp.{view}").count()  # materialized now, not by the first reader

@@ -21,6 +21,7 @@ touches out. The rules, in the order a reader meets them:
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -82,6 +83,7 @@ _ARTIFACT_KINDS = {"cache/": "", "pyfiles/": "compute", "archives/": "compute", 
                    "jars/": "refused", "classes/": "refused", "forward_to_fs/": "refused"}
 _SQL_FORMATS = {"parquet", "csv", "json", "orc", "text", "avro", "binaryfile", "delta", "jdbc", "xml", "hive",
                 "iceberg", "file", "noop", "libsvm", "image"}
+_SQL_KEYWORDS = {"SELECT", "WITH", "VALUES", "DESCRIBE", "DESC", "CREATE", "TABLE", "FROM"}
 _SQL_QUERIES = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
 
 
@@ -293,6 +295,11 @@ class Guard:
     def sql(self, text: str) -> str:
         """A SQL statement checked (queries and temporary views only) with dataset names
         rewritten; the text unchanged when it names no dataset."""
+        first = re.match(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(*\s*([A-Za-z]+)", text, re.S)
+        keyword = first.group(1).upper() if first else ""
+        if keyword not in _SQL_KEYWORDS:
+            raise PermissionDenied(f"only queries (SELECT, WITH, VALUES, DESCRIBE) and temporary views are allowed "
+                                   f"in a session, not {keyword or text[:30]!r}")
         try:
             statements = [s for s in sqlglot.parse(text, read="spark") if s is not None]
         except (ParseError, sqlglot.errors.TokenError) as exc:

@@ -41,6 +41,13 @@ _BACKEND_OPTIONS = [("grpc.max_send_message_length", 256 * 1024 * 1024),
                     ("grpc.max_receive_message_length", 256 * 1024 * 1024)]
 
 
+def _remaining(context) -> float | None:
+    """The caller's deadline for the call passed on (None: none; gRPC reports "none" as a huge
+    or infinite value, which would end the passed call at once)."""
+    t = context.time_remaining()
+    return None if t is None or t != t or t > 1e7 else max(t, 0.001)
+
+
 def _pb():
     import pyspark.sql.connect.proto as pb  # the island's pyspark; imported when a session is used
 
@@ -146,11 +153,11 @@ class ConnectProxy:
 
     def _relay_unary(self, name, raw, caller, island, context):
         call = self._peer(island).unary_unary(f"/{SERVICE}/{name}")
-        return call(raw, metadata=self._relay_metadata(caller, island), timeout=context.time_remaining())
+        return call(raw, metadata=self._relay_metadata(caller, island), timeout=_remaining(context))
 
     def _relay_stream(self, name, raw, caller, island, context):
         call = self._peer(island).unary_stream(f"/{SERVICE}/{name}")
-        stream = call(raw, metadata=self._relay_metadata(caller, island), timeout=context.time_remaining())
+        stream = call(raw, metadata=self._relay_metadata(caller, island), timeout=_remaining(context))
         context.add_callback(stream.cancel)
         yield from stream
 
@@ -226,7 +233,7 @@ class ConnectProxy:
 
     def _forward_unary(self, name: str, request, context) -> bytes:
         call = self._backend().unary_unary(f"/{SERVICE}/{name}")
-        return call(request.SerializeToString(), metadata=self._metadata(), timeout=context.time_remaining())
+        return call(request.SerializeToString(), metadata=self._metadata(), timeout=_remaining(context))
 
     def _audit(self, caller: Caller, method: str, datasets, outcome: str = "ok", detail: str = "") -> None:
         if self.audit is None:
@@ -253,7 +260,7 @@ class ConnectProxy:
             session.operations += 1
             session.running += 1
         try:
-            stream = call(request.SerializeToString(), metadata=self._metadata(), timeout=context.time_remaining())
+            stream = call(request.SerializeToString(), metadata=self._metadata(), timeout=_remaining(context))
             context.add_callback(stream.cancel)
             yield from stream
         finally:
@@ -266,7 +273,7 @@ class ConnectProxy:
         request = pb.ReattachExecuteRequest.FromString(raw)
         self._session(request, caller)
         call = self._backend().unary_stream(f"/{SERVICE}/ReattachExecute")
-        stream = call(request.SerializeToString(), metadata=self._metadata(), timeout=context.time_remaining())
+        stream = call(request.SerializeToString(), metadata=self._metadata(), timeout=_remaining(context))
         context.add_callback(stream.cancel)
         yield from stream
 
@@ -296,10 +303,11 @@ class ConnectProxy:
         req = pb.ExecutePlanRequest(session_id=session.id, user_context=pb.UserContext(user_id=caller.name),
                                     operation_id=str(uuid.uuid4()), client_type=CLIENT_TYPE,
                                     plan=pb.Plan(root=pb.Relation(catalog=cache)))
-        for _ in self._backend().unary_stream(f"/{SERVICE}/ExecutePlan")(
+        server_side = ""
+        for raw in self._backend().unary_stream(f"/{SERVICE}/ExecutePlan")(
                 req.SerializeToString(), metadata=self._metadata(), timeout=self.timeout):
-            pass
-        return pb.AnalyzePlanResponse(session_id=request.session_id, server_side_session_id="",
+            server_side = server_side or pb.ExecutePlanResponse.FromString(raw).server_side_session_id
+        return pb.AnalyzePlanResponse(session_id=request.session_id, server_side_session_id=server_side,
                                       persist=pb.AnalyzePlanResponse.Persist()).SerializeToString()
 
     def _do_Config(self, raw: bytes, caller: Caller, context) -> bytes:
@@ -315,6 +323,8 @@ class ConnectProxy:
     def _do_ReleaseSession(self, raw: bytes, caller: Caller, context) -> bytes:
         pb = _pb()
         request = pb.ReleaseSessionRequest.FromString(raw)
+        if self.book.get(request.session_id) is None and self.book.ended(request.session_id):
+            return pb.ReleaseSessionResponse(session_id=request.session_id).SerializeToString()  # already ended
         session = self._session(request, caller)
         self.free(session)
         out = self._forward_unary("ReleaseSession", request, context)
@@ -336,7 +346,7 @@ class ConnectProxy:
             if island != self.here:
                 call = self._peer(island).stream_unary(f"/{SERVICE}/AddArtifacts")
                 return call(request_iterator, metadata=self._relay_metadata(caller, island),
-                            timeout=context.time_remaining())
+                            timeout=_remaining(context))
             guard = Guard(self._resolver(caller))
             first = True
 
@@ -358,7 +368,7 @@ class ConnectProxy:
                     yield req.SerializeToString()
 
             call = self._backend().stream_unary(f"/{SERVICE}/AddArtifacts")
-            return call(checked(), metadata=self._metadata(), timeout=context.time_remaining())
+            return call(checked(), metadata=self._metadata(), timeout=_remaining(context))
         except Exception as err:  # noqa: BLE001
             self._abort(context, err, "AddArtifacts")
 
