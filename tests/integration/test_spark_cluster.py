@@ -81,5 +81,23 @@ def test_island_runs_spark_queries_on_a_standalone_cluster(cluster, tmp_path):
         # the work ran in the cluster's executors, not in a local driver
         apps = list(workdir.glob("app-*"))
         assert apps and any((a / "0" / "stderr").exists() for a in apps)
+        # a Spark session through the island runs on the same cluster, a Python UDF included
+        from pyspark.sql.connect import functions as F
+        from pyspark.sql.connect.functions import udf
+        from pyspark.sql.types import LongType
+
+        with isl.client() as c:
+            spark = c.spark(datasets=["sky.order1", "sky.source"])
+            try:
+                parity = udf(lambda i: i % 2, LongType())
+                o, src = spark.table("sky.order1"), spark.table("sky.source")
+                rows = (src.join(o, src.object_id == o.id).groupBy(parity(o.id).alias("p"))
+                        .agg(F.count("*").alias("n")).orderBy("p").collect())
+                assert spark.conf.get("spark.master") == url
+            finally:
+                spark.stop()
+        ids = sources.join(objects.select(["id"]), keys="object_id", right_keys="id")["object_id"].to_pylist()
+        assert [(r["p"], r["n"]) for r in rows] == sorted({p: sum(1 for i in ids if i % 2 == p)
+                                                           for p in {i % 2 for i in ids}}.items())
     finally:
         assert isl.stop() == 0
