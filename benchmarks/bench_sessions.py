@@ -29,7 +29,7 @@ QUERIES = {
 SESSION = """
 import json, sys, time
 import archipel
-from pyspark.sql import functions as F
+from pyspark.sql.connect import functions as F  # the island's venv has classic pyspark too
 c = archipel.connect(sys.argv[1], timeout=None)
 opens = []
 for _ in range(5):
