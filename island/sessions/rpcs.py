@@ -11,7 +11,7 @@ import time
 
 import grpc
 
-from archipel.errors import FailedPrecondition, InvalidArgument, error_for_code
+from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, error_for_code
 from archipel.names import check_dataset_name
 from archipel.v1 import island_pb2 as pb
 from federation.router import place_session
@@ -146,9 +146,14 @@ class SessionRpcs:
     def ListCachedTables(self, request, context, call: Call):
         if self._elsewhere(request.island):
             return self._relay("ListCachedTables", request, call, request.island)
-        tables = self._sessions_here().cache.tables()
-        visible = [t for t in tables if access.may_read(call.caller, self.store.dataset(t.dataset, with_partitions=False)
-                                                        .access)]
+        visible = []
+        for t in self._sessions_here().cache.tables():
+            try:
+                readable = access.may_read(call.caller, self.store.dataset(t.dataset, with_partitions=False).access)
+            except ArchipelError:  # deleted since it was cached
+                readable = False
+            if readable:
+                visible.append(t)
         return pb.ListCachedTablesResponse(tables=[_table_pb(t, self.cfg.island.name) for t in visible])
 
     @rpc

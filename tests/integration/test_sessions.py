@@ -143,6 +143,15 @@ def test_a_session_opened_at_alpha_for_betas_data_runs_at_beta(island, beta, use
     with beta.client() as cb:
         truth = cb.sql("SELECT count(*) AS n, round(sum(mag), 3) AS m FROM beta.stars WHERE dec > 0").read_all()
     assert (got["n"], got["m"]) == (truth["n"][0].as_py(), pytest.approx(truth["m"][0].as_py()))
+    # a session kept at alpha reads beta's data too: its partitions are copied here first
+    with island.client(users["ana"]) as c:
+        spark = c.spark(datasets=["beta.stars"], island="alpha")
+        try:
+            assert spark.archipel["island"] == "alpha"
+            here = spark.sql("SELECT count(*) AS n FROM beta.stars WHERE dec > 0").collect()[0]["n"]
+        finally:
+            spark.stop()
+    assert here == got["n"]
 
 
 def test_two_users_sessions_do_not_see_each_others_views_or_sessions(island, users):
@@ -371,7 +380,8 @@ def test_a_job_survives_its_client_going_away(island, users, tmp_path):
 
 
 def test_an_island_restart_fails_the_running_job_with_the_reason_and_runs_the_queued(tmp_path, users):
-    g = IslandProcess(tmp_path / "gamma", "gamma", extra_config="[jobs]\nconcurrent = 1\nper_user = 3\n")
+    g = IslandProcess(tmp_path / "gamma", "gamma",
+                      extra_config="[jobs]\nconcurrent = 1\nper_user = 3\n[sessions]\nidle_seconds = 3\n")
     g.start(wait_spark=True)
     script = tmp_path / "slow.py"
     script.write_text(SLOW)
@@ -398,6 +408,14 @@ def test_an_island_restart_fails_the_running_job_with_the_reason_and_runs_the_qu
             assert "cancelled" in out.stdout
             wait_for(lambda: c.job(cancelled.id).info["finished"] > 0, "the cancelled job ended")
             assert c.job(cancelled.id).state == "cancelled"
+            # an idle session ends after [sessions] idle_seconds
+            spark = c.spark()
+            assert spark.range(3).count() == 3
+            sid = spark.archipel["id"]
+            wait_for(lambda: all(s["id"] != sid for s in c.sessions()), "the idle session ended", timeout=60)
+            with pytest.raises(Exception, match="ended"):
+                spark.range(1).count()
+            spark.stop()
     finally:
         assert g.stop() == 0, g.log.read_text()[-3000:]
 
