@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from archipel.errors import FailedPrecondition, InvalidArgument, NotFound
+from archipel.errors import FailedPrecondition, InvalidArgument
 from federation.lazy import localize
 from federation.planner import QueryPlan, TableScan, plan_query
 from island.engines.base import scan_paths
@@ -50,9 +50,6 @@ class DatasetFilesFinder:
         self.here = here
         self.replication = replication
         self.cache: TableCache | None = None
-
-    def exists(self, name: str) -> bool:
-        return name in self.store.dataset_names()
 
     def plan(self, caller: Caller, name: str, where: str = "") -> QueryPlan:
         def lookup(n: str, **kw):
@@ -198,7 +195,3 @@ class TableCache:
             self.drop(t.dataset)
             total -= t.bytes_in_memory
 
-
-def check_exists(finder: DatasetFilesFinder, name: str) -> None:
-    if not finder.exists(name):
-        raise NotFound(f"no dataset named {name!r}")

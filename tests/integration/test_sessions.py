@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import venv
 from pathlib import Path
 
@@ -25,10 +24,6 @@ pytestmark = pytest.mark.integration
 
 OBJECTS = SHARED_HATS / "small_sky_o1_collection" / "small_sky_order1" / "dataset"
 SOURCES = SHARED_HATS / "small_sky_source" / "dataset"
-
-
-def _spark(c: archipel.Client, **kw):
-    return c.spark(**kw)
 
 
 @pytest.fixture(scope="module")
