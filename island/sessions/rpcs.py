@@ -35,6 +35,12 @@ def _table_pb(t, island: str) -> pb.CachedTable:
                           memory_bytes=t.bytes_in_memory, created=t.created, last_used=t.last_used)
 
 
+def _remote_error(exc: grpc.RpcError, island: str):
+    """Another island's refusal, as the same error naming that island."""
+    code = exc.code().name if exc.code() else "UNKNOWN"
+    return error_for_code(code, f"island {island}: {exc.details() or code}")
+
+
 def parse_cone(text: str) -> tuple[float, float, float] | None:
     if not text:
         return None
@@ -60,30 +66,23 @@ class SessionRpcs:
     def _elsewhere(self, island: str) -> bool:
         return bool(island) and island != self.cfg.island.name
 
-    def _relay(self, method: str, request, call: Call, island: str, stream: bool = False):
-        address = self.archipelago.address_of(island)
-        channel = self.archipelago.channel(address)
-        kind = channel.unary_stream if stream else channel.unary_unary
+    def _relay(self, method: str, request, call: Call, island: str):
+        channel = self.archipelago.channel(self.archipelago.address_of(island))
         response = getattr(pb, {"OpenSession": "SessionInfo", "ListSessions": "ListSessionsResponse",
                                 "KillSession": "SessionInfo", "CacheTable": "CachedTable",
                                 "ListCachedTables": "ListCachedTablesResponse", "DropCachedTable": "CachedTable",
                                 "SubmitJob": "JobInfo", "ListJobs": "ListJobsResponse", "GetJob": "JobInfo",
                                 "JobLogs": "JobLogChunk", "CancelJob": "JobInfo"}[method])
-        fn = kind(f"/archipel.v1.Island/{method}", request_serializer=type(request).SerializeToString,
-                  response_deserializer=response.FromString)
+        fn = channel.unary_unary(f"/archipel.v1.Island/{method}", request_serializer=type(request).SerializeToString,
+                                 response_deserializer=response.FromString)
         try:
-            out = fn(request, metadata=bearer_metadata(call.caller) or None, timeout=None if stream else 600)
-            return list(out) if stream else out
+            return fn(request, metadata=bearer_metadata(call.caller) or None, timeout=600)
         except grpc.RpcError as exc:
-            code = exc.code().name if exc.code() else "UNKNOWN"
-            raise error_for_code(code, f"island {island}: {exc.details() or code}") from None
+            raise _remote_error(exc, island) from None
 
-    # -- sessions ---------------------------------------------------------------------------------
-    @rpc
-    def OpenSession(self, request, context, call: Call):
-        names = [check_dataset_name(d) for d in request.datasets]
-        if len(names) > 100:
-            raise InvalidArgument("at most 100 datasets per session")
+    def _session_holders(self, names: list[str], call: Call) -> dict[str, set[str]]:
+        """Each dataset the caller may read -> the islands holding all of it (its origin and
+        full replicas), for ``place_session``."""
         holders = {}
         for name in names:
             call.datasets.append(name)
@@ -92,9 +91,17 @@ class SessionRpcs:
             replicas = self.store.replica_islands(name)
             full = {ds.origin}
             if ds.partitions:
-                sets = [set(replicas.get(p.pid, [])) for p in ds.partitions]
-                full |= set.intersection(*sets)
+                full |= set.intersection(*[set(replicas.get(p.pid, [])) for p in ds.partitions])
             holders[name] = full
+        return holders
+
+    # -- sessions ---------------------------------------------------------------------------------
+    @rpc
+    def OpenSession(self, request, context, call: Call):
+        names = [check_dataset_name(d) for d in request.datasets]
+        if len(names) > 100:
+            raise InvalidArgument("at most 100 datasets per session")
+        holders = self._session_holders(names, call)
         if request.island:
             if request.island not in {i for i, _ in self.archipelago.known()}:
                 raise InvalidArgument(f"no island named {request.island[:64]!r} is known here (see `archipel peers`)")
@@ -174,7 +181,7 @@ class SessionRpcs:
         names = [check_dataset_name(d) for d in request.datasets]
         call.datasets.extend(names)
         island = request.island
-        if not island and names:
+        if not island and names:  # a job runs at its datasets' origins (their authoritative copies)
             holders = {}
             for name in names:
                 ds = self.store.dataset(name, with_partitions=False)
@@ -220,8 +227,7 @@ class SessionRpcs:
             try:
                 yield from stream
             except grpc.RpcError as exc:
-                code = exc.code().name if exc.code() else "UNKNOWN"
-                raise error_for_code(code, f"island {request.island}: {exc.details() or code}") from None
+                raise _remote_error(exc, request.island) from None
             return
         jobs = self._sessions_here().jobs
         job = jobs.get(call.caller, request.id)
