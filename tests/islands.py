@@ -18,10 +18,21 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_HATS = Path(os.environ.get("ARCHIPEL_SAMPLE_DATA", ROOT / "samples" / "hats"))
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port on 127.0.0.1 that this test run has not handed out before.
+
+    The kernel may give the same ephemeral port to two binds in a row once the first socket is
+    closed, so an island asking for three ports could get one twice."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300,
