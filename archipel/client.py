@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 from collections.abc import Iterator
@@ -48,7 +49,8 @@ __all__ = ["connect", "Client", "QueryResult", "DatasetInfo", "PartitionInfo", "
 
 from archipel.types import PartitionInfo  # noqa: E402  (re-exported)
 
-from archipel.channel import CHANNEL_OPTIONS, open_channel  # noqa: E402
+from archipel.channel import CHANNEL_OPTIONS, open_channel, resolve_ca, resolve_token  # noqa: E402
+from archipel.direct import DirectReader, FileUnreachable  # noqa: E402
 
 
 def as_table(data: Any) -> pa.Table:
@@ -101,15 +103,21 @@ class QueryResult:
     """The answer of ``Client.sql``: iterate it for RecordBatches as they arrive, or read it whole.
 
     The stream starts at the call; ``schema``, ``plan`` and ``query_id`` are known once the
-    header has arrived, ``stats`` once the last batch has.
+    header has arrived, ``stats`` once the last batch has. ``path`` says how the rows come:
+    ``"stream"`` (through the island's query stream) or ``"direct"`` (the island named the
+    partition files and this client fetches and decodes them, ``archipel.direct``).
     """
 
-    def __init__(self, call: Any, address: str) -> None:
+    def __init__(self, call: Any, address: str, *, token: str = "", ca_pem: bytes | None = None,
+                 timeout: float | None = None, restream: Any = None) -> None:
         self._call = call
         self._address = address
         self._responses = iter(call)
         self.stats: QueryStats | None = None
         self._consumed = False
+        self._direct: DirectReader | None = None
+        self._restream = restream  # () -> QueryResult streamed, when a direct read cannot be fetched
+        self._fallback: QueryResult | None = None
         try:
             first = next(self._responses)
         except grpc.RpcError as exc:
@@ -121,6 +129,20 @@ class QueryResult:
         self.query_id: str = first.header.query_id
         self.schema: pa.Schema = read_schema(first.header.arrow_schema)
         self.plan = QueryPlan.from_pb(first.header.plan)
+        self.path = "stream"
+        if first.header.HasField("direct"):
+            self.path = "direct"
+            for _ in self._chunks():  # the trailer: the island's part is done
+                pass
+            self.stats = None
+            self._direct = DirectReader(first.header.direct, self.schema, token, ca_pem, timeout)
+
+    @property
+    def files(self) -> list[tuple[str, str]]:
+        """(island, URL) of each partition file a direct read fetches; [] for a stream."""
+        if self._direct is None:
+            return []
+        return [(f.island, f.url) for f in self._direct.spec.files]
 
     def _chunks(self) -> Iterator[tuple[bytes, bool]]:
         try:
@@ -141,9 +163,30 @@ class QueryResult:
         if self._consumed:
             raise InvalidArgument("this query result was already read")
         self._consumed = True
+        if self._direct is not None:
+            yield from self._direct_batches(self._direct)
+            return
         yield from decode_chunks(self._chunks(), self.schema)
         if self.stats is None:
             raise Internal("the query stream ended without its trailer")
+
+    def _direct_batches(self, reader: DirectReader) -> Iterator[pa.RecordBatch]:
+        started = False
+        try:
+            for batch in reader:
+                started = True
+                yield batch
+        except FileUnreachable:
+            if started or self._restream is None:
+                raise
+            # A file's island cannot be reached from here (or the file went): the island streams it.
+            self.path = "stream"
+            self._fallback = self._restream()
+            yield from self._fallback
+            self.stats = self._fallback.stats
+            return
+        self.stats = QueryStats(reader.num_rows, reader.num_bytes, reader.num_batches,
+                                time.monotonic() - reader.started, self.plan.engine)
 
     def read_all(self) -> pa.Table:
         return pa.Table.from_batches(list(self), schema=self.schema)
@@ -152,7 +195,11 @@ class QueryResult:
         return self.read_all().to_pandas(**kwargs)
 
     def cancel(self) -> None:
-        """Stops the query at the island (and its Spark jobs)."""
+        """Stops the query at the island (and its Spark jobs), or the files' fetching."""
+        if self._direct is not None:
+            self._direct.cancel()
+        if self._fallback is not None:
+            self._fallback.cancel()
         self._call.cancel()
 
     close = cancel
@@ -252,16 +299,29 @@ class Client:
 
     # -- queries ----------------------------------------------------------------------------
     def sql(self, query: str, route: str = "auto", timeout: float | None = None, *, engine: str = "auto",
-            max_rows: int = 0, max_bytes: int = 0, compression: str = "", query_id: str = "") -> QueryResult:
+            max_rows: int = 0, max_bytes: int = 0, compression: str = "", query_id: str = "",
+            direct: bool = True) -> QueryResult:
         """Runs read-only Spark SQL over catalog datasets; returns a streaming reader.
 
         ``route``: auto, local, remote or replicate; ``engine``: auto, arrow or spark;
         ``compression``: "", "lz4" or "zstd" (Arrow IPC body compression on the wire).
+        ``direct``: a plain read (columns, cones, a limit over one dataset) may be answered
+        with the partition files, which this client then fetches from the islands' data ports
+        and decodes itself (``QueryResult.path == "direct"``); False always streams.
         """
+        if not isinstance(direct, bool):
+            raise InvalidArgument("direct must be True or False")
         qid = query_id or uuid.uuid4().hex
         request = query_request(query, route, engine, max_rows, max_bytes, qid, compression)
+        request.direct = direct
         call = self._query(request, timeout=timeout)
-        return QueryResult(call, self.address)
+        restream = None
+        if direct:
+            def restream() -> QueryResult:
+                return self.sql(query, route, timeout, engine=engine, max_rows=max_rows, max_bytes=max_bytes,
+                                compression=compression, query_id=uuid.uuid4().hex, direct=False)
+        return QueryResult(call, self.address, token=resolve_token(self._token), ca_pem=resolve_ca(self._ca),
+                           timeout=timeout if timeout is not None else self.timeout, restream=restream)
 
     def explain(self, query: str, route: str = "auto", *, engine: str = "auto") -> QueryPlan:
         request = query_request(query, route, engine, 0, 0, "", "")

@@ -23,7 +23,7 @@ from archipel.errors import InvalidArgument, NotFound, PermissionDenied
 from metacatalog.model import Dataset, Partition
 from metacatalog.sky import Cone, healpix29_ranges, partitions_in_cone
 
-__all__ = ["TableScan", "QueryPlan", "plan_query", "referenced_datasets", "cone_predicate_sql", "literal_number",
+__all__ = ["TableScan", "DirectScan", "QueryPlan", "plan_query", "referenced_datasets", "cone_predicate_sql", "literal_number",
            "ENGINES"]
 
 ENGINES = ("arrow", "spark")
@@ -75,6 +75,17 @@ class TableScan:
 
 
 @dataclass
+class DirectScan:
+    """A query the client can answer from the partition files themselves: some columns of one
+    dataset (``columns``: (column, output name) pairs, [] for all), the rows inside every cone
+    of ``cones`` (on the dataset's ra/dec columns), at most ``limit`` of them."""
+
+    columns: list[tuple[str, str]]
+    cones: list[Cone]
+    limit: int | None
+
+
+@dataclass
 class QueryPlan:
     sql: str
     tables: list[TableScan]
@@ -86,6 +97,9 @@ class QueryPlan:
     # filter): (column, output name) pairs, or [] for all columns. Such a query is a plain scan.
     projection: list[tuple[str, str]] | None = None
     limit: int | None = None
+    # Set when the query is a projection, cones and a limit over one dataset: a plain read of
+    # its files (federation.direct and island.direct hand them to the client).
+    direct: DirectScan | None = None
 
     @property
     def bytes_read(self) -> int:
@@ -346,6 +360,8 @@ def plan_query(
 
     # Pruning: a cone conjunct in a SELECT's WHERE on one table's own ra/dec columns.
     pred_ids = {id(p): args for p, args in sky_preds}
+    top_conjuncts = _conjuncts(tree.args.get("where"), set(pred_ids)) if isinstance(tree, exp.Select) else []
+    applied: set[int] = set()  # the conjuncts that became cones of a scan
     for select in tree.find_all(exp.Select):
         sources: dict[str, TableScan] = {}
         for t in select.find_all(exp.Table):
@@ -373,6 +389,7 @@ def plan_query(
             if cone is None:
                 continue
             scan.cones.append(cone)
+            applied.add(id(conj))
             keep = partitions_in_cone([(p.order, p.pixel) for p in scan.partitions], cone)
             scan.partitions = [p for p, k in zip(scan.partitions, keep) if k]
             ranges_sql = _healpix_ranges_sql(scan.dataset, cone, qual)
@@ -396,16 +413,23 @@ def plan_query(
         if engine == "arrow":
             engine, reason = "spark", f"not expressible on the Arrow path ({exc})"
     projection, limit = _pure_projection(tree, scans)
+    direct = None
+    if engine == "arrow" and all(id(c) in applied for c in top_conjuncts):
+        columns, direct_limit = _pure_projection(tree, scans, where_ok=True)
+        if columns is not None:
+            direct = DirectScan(columns, list(scans[0].cones), direct_limit)
     return QueryPlan(sql=sql, tables=scans, engine=engine, engine_reason=reason,
-                     spark_sql=spark_sql, duckdb_sql=duckdb_sql, projection=projection, limit=limit)
+                     spark_sql=spark_sql, duckdb_sql=duckdb_sql, projection=projection, limit=limit, direct=direct)
 
 
-def _pure_projection(tree: exp.Expression, scans: list[TableScan]) -> tuple[list[tuple[str, str]] | None, int | None]:
-    """(columns, limit) when the query only picks columns of one dataset, else (None, None)."""
+def _pure_projection(tree: exp.Expression, scans: list[TableScan],
+                     where_ok: bool = False) -> tuple[list[tuple[str, str]] | None, int | None]:
+    """(columns, limit) when the query only picks columns of one dataset, else (None, None).
+    ``where_ok``: its WHERE (checked by the caller) does not count."""
     if not isinstance(tree, exp.Select) or len(scans) != 1:
         return None, None
-    if any(tree.args.get(k) for k in ("where", "group", "having", "order", "distinct", "joins", "laterals",
-                                       "qualify", "offset")):
+    if any(tree.args.get(k) for k in ("group", "having", "order", "distinct", "joins", "laterals",
+                                       "qualify", "offset")) or (tree.args.get("where") and not where_ok):
         return None, None
     if tree.find(exp.With, exp.Subquery, exp.Join, exp.Window) is not None:
         return None, None

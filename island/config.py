@@ -31,7 +31,10 @@ class IslandSection:
     name: str = ""
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    http_port: int = 0  # the HTTP data server (Range requests); 0: any free port, advertised
+    http_port: int = 0  # the web face (page, HTTP API, TAP, HATS); 0: any free port, kept
+    # The bulk data port: partition files over HTTPS with Range requests, read by other
+    # islands' workers and by clients' direct reads; 0: any free port, kept and advertised.
+    data_port: int = 0
     # The island-to-island port (mutual TLS: only islands of the archipelago's CA get in);
     # 0: the client port + 1.
     peer_port: int = 0
@@ -256,7 +259,7 @@ def _validate(cfg: IslandConfig, source: str) -> None:
         raise InvalidArgument(f"{source}: [security] benchmark_plaintext_port is for benchmarks on 127.0.0.1 only")
     if not 0 <= cfg.security.benchmark_plaintext_port <= 65535:
         raise InvalidArgument(f"{source}: [security] benchmark_plaintext_port is not a valid TCP port")
-    for key in ("port", "http_port", "peer_port"):
+    for key in ("port", "http_port", "peer_port", "data_port"):
         port = getattr(cfg.island, key)
         if not 0 <= port <= 65535 or (key == "port" and port == 0):
             raise InvalidArgument(f"{source}: [island] {key} {port} is not a valid TCP port")
@@ -269,6 +272,8 @@ def _validate(cfg: IslandConfig, source: str) -> None:
         raise InvalidArgument(f"{source}: [query] timeout_seconds must be positive")
     if cfg.island.peer_port and cfg.island.peer_port in (cfg.island.port, cfg.island.http_port):
         raise InvalidArgument(f"{source}: [island] peer_port {cfg.island.peer_port} is used by another port")
+    if cfg.island.data_port and cfg.island.data_port in (cfg.island.port, cfg.island.http_port, cfg.island.peer_port):
+        raise InvalidArgument(f"{source}: [island] data_port {cfg.island.data_port} is used by another port")
     if cfg.security.anonymous not in ("none", "read-public"):
         raise InvalidArgument(f"{source}: [security] anonymous must be \"none\" or \"read-public\", "
                               f"not {cfg.security.anonymous!r}")

@@ -18,10 +18,10 @@ import subprocess
 import threading
 from pathlib import Path
 
-from archipel.errors import FailedPrecondition
+from archipel.errors import ArchipelError, FailedPrecondition, NotFound, PermissionDenied, Unauthenticated
 from metacatalog.store import CatalogStore
 
-__all__ = ["HttpDataServer", "XrootdServer", "sync_exports", "free_port"]
+__all__ = ["HttpDataServer", "XrootdServer", "sync_exports", "free_port", "check_data_read", "partition_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,31 @@ def sync_exports(store: CatalogStore, export: Path, replicas: Path, here: str) -
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(target, target_is_directory=True)
         os.replace(tmp, link)
+
+
+def check_data_read(gate, store: CatalogStore, der: bytes | None, authorization: str | None, dataset: str) -> None:
+    """Who may GET a partition file of ``dataset``: an island of the archipelago (its verified
+    client certificate, ``der``), or the holder of a bearer token who may read the dataset.
+    Raises Unauthenticated, PermissionDenied or NotFound."""
+    from metacatalog.access import check_read
+
+    if der:
+        gate.island_of_der(der)
+        return
+    caller = gate.caller_from_header(authorization)
+    check_read(caller, dataset, store.dataset(dataset, with_partitions=False).access)
+
+
+def partition_file(store: CatalogStore, export: Path, dataset: str, pid: str) -> Path:
+    """The file of a partition the catalog names and this island holds; NotFound otherwise."""
+    if ".." in pid.split("/") or pid.startswith("/") or "\0" in pid or "\0" in dataset or "/" in dataset:
+        raise NotFound(f"no partition {pid!r} of {dataset!r} here")
+    if not store.query("SELECT 1 FROM partitions WHERE dataset=? AND pid=?", (dataset, pid)):
+        raise NotFound(f"no partition {pid!r} of {dataset!r} here")
+    path = export / dataset / pid
+    if not path.is_file():
+        raise NotFound(f"partition {pid!r} of {dataset!r} is not held here")
+    return path
 
 
 class HttpDataServer:
@@ -91,12 +116,10 @@ class HttpDataServer:
             pid = request.match_info["pid"]
             if self.gate is not None:
                 self.authorize(request, dataset)
-            row = self.store.query("SELECT 1 FROM partitions WHERE dataset=? AND pid=?", (dataset, pid))
-            if not row or ".." in pid.split("/"):
-                raise web.HTTPNotFound(text=f"no partition {pid!r} of {dataset!r} here\n")
-            path = self.export / dataset / pid
-            if not path.is_file():
-                raise web.HTTPNotFound(text=f"partition {pid!r} of {dataset!r} is not held here\n")
+            try:
+                path = partition_file(self.store, self.export, dataset, pid)
+            except NotFound as exc:
+                raise web.HTTPNotFound(text=f"{exc.message}\n") from None
             return web.FileResponse(path, chunk_size=1 << 20)
 
         from island.web.app import MAX_BODY_BYTES
@@ -125,21 +148,13 @@ class HttpDataServer:
             self._loop.close()
 
     def authorize(self, request, dataset: str) -> None:
-        """An island's verified certificate, or a token whose holder may read ``dataset``;
-        401/403 with the reason otherwise."""
+        """``check_data_read`` of the request; 401/403 with the reason otherwise."""
         from aiohttp import web
-
-        from archipel.errors import ArchipelError, NotFound, PermissionDenied, Unauthenticated
-        from metacatalog.access import check_read
 
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         try:
-            if der:
-                self.gate.island_of_der(der)
-                return
-            caller = self.gate.caller_from_header(request.headers.get("Authorization"))
-            check_read(caller, dataset, self.store.dataset(dataset, with_partitions=False).access)
+            check_data_read(self.gate, self.store, der, request.headers.get("Authorization"), dataset)
         except Unauthenticated as exc:
             raise web.HTTPUnauthorized(text=f"{exc}\n", headers={"WWW-Authenticate": "Bearer"}) from None
         except PermissionDenied as exc:

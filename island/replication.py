@@ -16,6 +16,7 @@ from archipel.errors import FailedPrecondition, ResourceExhausted
 from federation.peers import Archipelago
 from federation.rules import RuleBook
 from island.config import IslandConfig
+from island.dataplane import DataPlane
 from island.dataserve import HttpDataServer, XrootdServer, free_port, sync_exports, xrootd_client_env
 from island.workers import WorkerPool
 from metacatalog.model import Partition
@@ -89,6 +90,9 @@ class Replication:
         host = cfg.island.host
         self.http = HttpDataServer(store, self.export, host, cfg.island.http_port or _kept_port(store, "http_port", host),
                                    gate, (cfg.security_path("cert"), cfg.security_path("key")))
+        # The bulk data port: what other islands' workers and clients' direct reads fetch from.
+        self.data = DataPlane(store, self.export, host, cfg.island.data_port or _kept_port(store, "data_port", host),
+                              gate, (cfg.security_path("cert"), cfg.security_path("key")))
         self.xrootd: XrootdServer | None = None
         self.xrootd_error = ""
         if r.xrootd == "on" or (r.xrootd == "auto" and XrootdServer.available()):
@@ -113,6 +117,11 @@ class Replication:
             leftover.unlink(missing_ok=True)
         sync_exports(self.store, self.export, self.replicas, self.here)
         self.http.start()
+        try:
+            self.data.start()
+        except FailedPrecondition:
+            self.http.stop()
+            raise
         root_url = ""
         if self.xrootd is not None:
             try:
@@ -121,11 +130,12 @@ class Replication:
             except FailedPrecondition as exc:
                 if self.cfg.replication.xrootd == "on":
                     self.http.stop()
+                    self.data.stop()
                     raise
                 self.xrootd_error = exc.message
                 logger.warning("root:// not served: %s", exc.message)
                 self.xrootd = None
-        self._announce(self.http.base_url, root_url)
+        self._announce(self.data.base_url, root_url)
         self.wakeup.start()
         for name in self.workers.names():
             jobs.release_worker(self.store, name)
@@ -148,6 +158,7 @@ class Replication:
         if self.xrootd is not None:
             self.xrootd.stop()
         self.http.stop()
+        self.data.stop()
         self.wakeup.stop()
 
     def _worker_died(self, name: str) -> None:

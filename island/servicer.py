@@ -8,6 +8,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from contextlib import ExitStack
 
 import grpc
@@ -48,6 +49,7 @@ from federation.subscriptions import Subscription, SubscriptionBook
 from island.engines import ArrowEngine, SparkEngine
 from island.ingest import Ingester, IngestItem
 from island.replication import Replication
+from island.direct import DirectFileSpec, FooterCache, direct_read, direct_schema, file_url
 from island.engines.base import normalize_batch, normalize_schema
 from island.subscribe import CHUNK_BYTES, Delivery, RowFilter, RowSource, deliveries
 from island.queries import Chunk, QueryRegistry, Trailer, prefetch, stream_results
@@ -87,6 +89,7 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
         self.store = store
         self.spark = spark
         self.arrow = ArrowEngine()
+        self._footers = FooterCache()  # Parquet footers of files read directly
         self.ingester = ingester
         self.queries = QueryRegistry()
         self._ingest_lock = threading.Lock()
@@ -102,7 +105,7 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
             spark_master=self.cfg.spark.master, spark_error=self.spark.error,
             datasets=len(self.store.dataset_names()), catalog_sequence=self.store.sequence(),
             running_queries=len(self.queries.running()), spark_active_jobs=self.spark.active_jobs(),
-            http_url=self.replication.http.base_url if self.replication else "",
+            http_url=self.replication.data.base_url if self.replication else "",
             root_url=self.replication.xrootd.base_url if self.replication and self.replication.xrootd else "",
             workers=[f"{n}={p}" for n, p in self.replication.workers.pids().items()] if self.replication else [],
             peer_address=self.cfg.peer_address, anonymous=self.cfg.security.anonymous,
@@ -251,6 +254,24 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
                 out.append((original, missing))
         return out
 
+    def _direct(self, request, plan: QueryPlan, placement: Placement, max_rows: int,
+                max_bytes: int) -> pb.DirectRead | None:
+        """The files a client asking for a direct read fetches itself, when the plan is a
+        plain read of files held here; else None (the rows are streamed)."""
+        if not request.direct or plan.direct is None or placement.kind != "local" or self.replication is None:
+            return None
+        (scan,) = plan.tables
+        base = self.replication.data.base_url
+        here = self.cfg.island.name
+        root = Path(scan.dataset.root)
+        files = [DirectFileSpec(file_url(base, scan.dataset.name, p.pid), here, str(root / p.path))
+                 for p in scan.partitions]
+        try:
+            return direct_read(scan, plan.direct, files, self._footers, max_rows, max_bytes)
+        except OSError as exc:  # a file went meanwhile (evicted replica): the stream path says so
+            logger.info("direct read of %s falls back to the stream: %s", scan.dataset.name, exc)
+            return None
+
     @staticmethod
     def _origins(loc: Localization | None) -> dict[str, str]:
         if loc is None:
@@ -319,13 +340,24 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
                 plan.tables = [fetch_scan(self.archipelago, t, request, self.cfg.island.name, rq, timeout, spool,
                                           bearer_metadata(call.caller))
                                if t.dataset.origin != self.cfg.island.name else t for t in plan.tables]
+            limit_rows = lowest_limit(request.max_rows, q.max_rows)
+            limit_bytes = lowest_limit(request.max_bytes, max_bytes)
+            direct = self._direct(request, plan, placement, limit_rows, limit_bytes)
+            if direct is not None:  # the client reads the files itself
+                call.labels["engine"] = "direct"
+                plan_pb = plan_to_pb(plan, route, self.cfg.island.name, placement, self._notes(plan, loc, origins))
+                plan_pb.engine_reason += f"; the client reads {len(direct.files)} files directly"
+                schema = direct_schema(plan.tables[0], plan.direct)
+                yield pb.QueryResponse(header=pb.QueryHeader(query_id=rq.id, arrow_schema=serialize_schema(schema),
+                                                             plan=plan_pb, direct=direct))
+                yield pb.QueryResponse(trailer=pb.QueryTrailer(elapsed_seconds=time.monotonic() - rq.started,
+                                                               engine=plan.engine))
+                return
             engine = self.spark if plan.engine == "spark" else self.arrow
             for name in {d for d, _ in replica_files}:
                 self.store.touch(name, [p for d, p in replica_files if d == name])
             execution = engine.execute(plan, rq.id, rq.on_cancel, timeout, pool=call.caller.name)
             rq.raise_if_cancelled()
-            limit_rows = lowest_limit(request.max_rows, q.max_rows)
-            limit_bytes = lowest_limit(request.max_bytes, max_bytes)
             parts = stream_results(rq, plan, execution.schema, execution.batches,
                                    chunk_bytes=q.chunk_bytes, max_rows=limit_rows, max_bytes=limit_bytes,
                                    compression=request.compression)

@@ -125,16 +125,19 @@ class IslandProcess:
 
             cfg = load_config(folder, environ={})
             self.port, self.peer_port, self.http_port = cfg.island.port, cfg.island.peer_port, cfg.island.http_port
+            self.data_port = cfg.island.data_port
         else:
             self.port, self.peer_port, self.http_port = free_port(), free_port(), free_port()
+            self.data_port = free_port()
             ca = ca_dir if ca_dir is not None else archipelago().ca_dir
             cli("island", "init", str(folder), "--name", name, "--port", str(self.port), "--peer-port",
-                str(self.peer_port), "--http-port", str(self.http_port), "--ca", str(ca), "--host", host)
+                str(self.peer_port), "--http-port", str(self.http_port), "--data-port", str(self.data_port), "--ca", str(ca), "--host", host)
             if extra_config:
                 cfg = folder / "archipel.toml"
                 cfg.write_text(_merge_config(cfg.read_text(), extra_config))
         self.address = f"{host}:{self.port}"
         self.http_url = f"https://{host}:{self.http_port}"  # the web face: page, API, TAP, HATS
+        self.data_url = f"https://{host}:{self.data_port}/data" if self.data_port else ""  # partition files
         self.peer_address = f"{host}:{self.peer_port}"
         self.ca = folder / "ca.pem"
         self.admin_token = (folder / "admin.token").read_text().strip()

@@ -33,7 +33,7 @@ def cmd_island_init(args: argparse.Namespace) -> int:
 
     cfg = IslandConfig(root=Path(args.dir).resolve())
     cfg.island = IslandSection(name=args.name, host=args.host, port=args.port, http_port=args.http_port,
-                               peer_port=args.peer_port or 0)
+                               peer_port=args.peer_port or 0, data_port=args.data_port)
     if args.spark_master:
         cfg.spark.master = args.spark_master
     if args.anonymous:
@@ -482,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="island name (letters, digits, _)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7770, help="gRPC port (default 7770)")
-    p.add_argument("--http-port", type=int, default=0, help="HTTP data port (0: none)")
+    p.add_argument("--http-port", type=int, default=0, help="web face port: page, HTTP API, TAP, HATS (0: any free port)")
+    p.add_argument("--data-port", type=int, default=0, help="bulk data port: partition files over HTTPS (0: any free port)")
     p.add_argument("--spark-master", default="", help="Spark master URL (default local[2])")
     p.add_argument("--peer", action="append", metavar="HOST:PORT", help="island to join (repeatable)")
     p.add_argument("--peer-port", type=int, default=0, help="island-to-island (mutual TLS) port (default: port + 1)")

@@ -765,7 +765,7 @@ class Dataset(_message.Message):
     def __init__(self, name: _Optional[str] = ..., origin: _Optional[str] = ..., kind: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., num_rows: _Optional[int] = ..., num_bytes: _Optional[int] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., hats_properties: _Optional[_Mapping[str, str]] = ..., moc: _Optional[str] = ..., sky_fraction: _Optional[float] = ..., partitions: _Optional[_Iterable[_Union[Partition, _Mapping]]] = ..., num_partitions: _Optional[int] = ..., created: _Optional[str] = ..., owner: _Optional[str] = ..., readers: _Optional[_Iterable[str]] = ..., public_after: _Optional[str] = ..., hats_urls: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("sql", "route", "engine", "max_rows", "max_bytes", "query_id", "compression", "route_path")
+    __slots__ = ("sql", "route", "engine", "max_rows", "max_bytes", "query_id", "compression", "route_path", "direct")
     SQL_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -774,6 +774,7 @@ class QueryRequest(_message.Message):
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     ROUTE_PATH_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_FIELD_NUMBER: _ClassVar[int]
     sql: str
     route: Route
     engine: Engine
@@ -782,17 +783,70 @@ class QueryRequest(_message.Message):
     query_id: str
     compression: str
     route_path: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, sql: _Optional[str] = ..., route: _Optional[_Union[Route, str]] = ..., engine: _Optional[_Union[Engine, str]] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ..., query_id: _Optional[str] = ..., compression: _Optional[str] = ..., route_path: _Optional[_Iterable[str]] = ...) -> None: ...
+    direct: bool
+    def __init__(self, sql: _Optional[str] = ..., route: _Optional[_Union[Route, str]] = ..., engine: _Optional[_Union[Engine, str]] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ..., query_id: _Optional[str] = ..., compression: _Optional[str] = ..., route_path: _Optional[_Iterable[str]] = ..., direct: _Optional[bool] = ...) -> None: ...
+
+class DirectFile(_message.Message):
+    __slots__ = ("url", "size", "row_groups", "spans", "num_rows", "island")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ROW_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
+    ISLAND_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    size: int
+    row_groups: _containers.RepeatedScalarFieldContainer[int]
+    spans: _containers.RepeatedScalarFieldContainer[int]
+    num_rows: int
+    island: str
+    def __init__(self, url: _Optional[str] = ..., size: _Optional[int] = ..., row_groups: _Optional[_Iterable[int]] = ..., spans: _Optional[_Iterable[int]] = ..., num_rows: _Optional[int] = ..., island: _Optional[str] = ...) -> None: ...
+
+class DirectCone(_message.Message):
+    __slots__ = ("ra", "dec", "radius")
+    RA_FIELD_NUMBER: _ClassVar[int]
+    DEC_FIELD_NUMBER: _ClassVar[int]
+    RADIUS_FIELD_NUMBER: _ClassVar[int]
+    ra: float
+    dec: float
+    radius: float
+    def __init__(self, ra: _Optional[float] = ..., dec: _Optional[float] = ..., radius: _Optional[float] = ...) -> None: ...
+
+class DirectRead(_message.Message):
+    __slots__ = ("files", "columns", "names", "cones", "ra_column", "dec_column", "has_limit", "limit", "max_rows", "max_bytes")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    CONES_FIELD_NUMBER: _ClassVar[int]
+    RA_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    DEC_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    HAS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[DirectFile]
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    cones: _containers.RepeatedCompositeFieldContainer[DirectCone]
+    ra_column: str
+    dec_column: str
+    has_limit: bool
+    limit: int
+    max_rows: int
+    max_bytes: int
+    def __init__(self, files: _Optional[_Iterable[_Union[DirectFile, _Mapping]]] = ..., columns: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., cones: _Optional[_Iterable[_Union[DirectCone, _Mapping]]] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., has_limit: _Optional[bool] = ..., limit: _Optional[int] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
 
 class QueryHeader(_message.Message):
-    __slots__ = ("query_id", "arrow_schema", "plan")
+    __slots__ = ("query_id", "arrow_schema", "plan", "direct")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     ARROW_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     arrow_schema: bytes
     plan: QueryPlan
-    def __init__(self, query_id: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., plan: _Optional[_Union[QueryPlan, _Mapping]] = ...) -> None: ...
+    direct: DirectRead
+    def __init__(self, query_id: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., plan: _Optional[_Union[QueryPlan, _Mapping]] = ..., direct: _Optional[_Union[DirectRead, _Mapping]] = ...) -> None: ...
 
 class ArrowChunk(_message.Message):
     __slots__ = ("body", "more")

@@ -137,7 +137,7 @@ def run_tap_query(client, params: dict[str, str], abort: threading.Event | None 
         table = _tap_schema_query(client, q.duckdb_sql, maxrec)
         meta: dict[str, ColumnMeta] = {}
     else:
-        result = client.sql(q.sql, "auto", timeout)
+        result = client.sql(q.sql, "auto", timeout, direct=False)
         batches, rows = [], 0
         try:
             for batch in result:
@@ -576,7 +576,7 @@ def _cone_search(client, name: str, ra: float, dec: float, sr: float) -> bytes:
         raise InvalidArgument(f"dataset {name!r} has no sky columns: cone search needs ra and dec")
     cols = ", ".join(f"`{f.name}`" for f in d.schema)
     sql = (f"SELECT {cols} FROM {d.name} WHERE cone(`{d.ra_column}`, `{d.dec_column}`, {ra!r}, {dec!r}, {sr!r})")
-    table = client.sql(sql).read_all()
+    table = client.sql(sql, direct=False).read_all()
     meta = column_meta(d.schema, d.ra_column, d.dec_column)
     for key in ("id", "source_id", "object_id", "objid", "obj_id"):
         match = next((f.name for f in d.schema if f.name.lower() == key), None)

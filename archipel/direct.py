@@ -1,0 +1,268 @@
+"""Direct reads on the client: the partition files an island named (``QueryHeader.direct``)
+fetched from the islands' data ports over HTTPS and decoded here, several at once.
+
+Each file's bytes (whole, or the spans of the row groups and columns chosen, footer included)
+land in an anonymous memory map at their offsets, and pyarrow's C++ Parquet reader decodes the
+chosen row groups from it; the exact cone test, the limit and the result limits are applied
+here, so the rows are the ones the island would have streamed. The caller's bearer token goes
+with every request: the island serving the file decides again who may read it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import mmap
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from archipel.errors import Cancelled, Internal, PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable
+from archipel.v1 import island_pb2 as pb
+
+__all__ = ["DirectReader", "FileUnreachable", "cone_mask"]
+
+READ_BYTES = 4 << 20
+
+
+class FileUnreachable(Unavailable):
+    """A file of a direct read could not be fetched (its island's data port unreachable, or
+    the file gone since the plan): the query can be streamed instead."""
+
+
+def cone_mask(ra: pa.Array, dec: pa.Array, ra0: float, dec0: float, radius: float) -> pa.Array:
+    """Rows within ``radius`` degrees of (ra0, dec0): the haversine test of the SQL engines
+    (``federation.planner.cone_predicate_sql``), operation for operation."""
+    rad = math.pi / 180.0
+    half_dec = pc.sin(pc.multiply(pc.multiply(pc.subtract(dec, dec0), rad), 0.5))
+    half_ra = pc.sin(pc.multiply(pc.multiply(pc.subtract(ra, ra0), rad), 0.5))
+    cos_both = pc.multiply(pc.cos(pc.multiply(dec, rad)), math.cos(dec0 * rad))
+    s = pc.add(pc.power(half_dec, 2.0), pc.multiply(cos_both, pc.power(half_ra, 2.0)))
+    s = pc.min_element_wise(s, 1.0)
+    return pc.less_equal(pc.multiply(pc.asin(pc.sqrt(s)), 2.0), radius * rad)
+
+
+def _conform(table: pa.Table, columns: list[str], schema: pa.Schema) -> pa.Table:
+    """``columns`` of ``table`` (nulls for one a file lacks) as ``schema``'s fields."""
+    arrays = []
+    for name, field in zip(columns, schema):
+        if name in table.column_names:
+            col = table.column(name)
+            arrays.append(col if col.type.equals(field.type) else col.cast(field.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class _Connections:
+    """Keep-alive HTTPS connections, one per thread and island."""
+
+    def __init__(self, context: ssl.SSLContext, timeout: float) -> None:
+        self.context = context
+        self.timeout = timeout
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def get(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        conn = conns.get(netloc)
+        if conn is None:
+            host, _, port = netloc.rpartition(":")
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(host, int(port), timeout=self.timeout, context=self.context,
+                                                   blocksize=1 << 20)
+            else:
+                conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout, blocksize=1 << 20)
+            conns[netloc] = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def drop(self, netloc: str) -> None:
+        conn = getattr(self._local, "conns", {}).pop(netloc, None)
+        if conn is not None:
+            conn.close()
+
+    def close_all(self) -> None:
+        """Closes every connection, waking threads blocked on one."""
+        self.closed = True
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(2)
+                except OSError:
+                    pass
+            conn.close()
+
+
+class DirectReader:
+    """Iterates the record batches of a direct read, fetching ``workers`` files at once."""
+
+    def __init__(self, spec: pb.DirectRead, schema: pa.Schema, token: str, ca_pem: bytes | None,
+                 timeout: float | None = None, workers: int = 4) -> None:
+        self.spec = spec
+        self.schema = schema
+        self.token = token
+        context = ssl.create_default_context(cadata=ca_pem.decode() if ca_pem else None)
+        self._conns = _Connections(context, timeout if timeout else 300.0)
+        self.workers = max(1, workers)
+        self._stop = threading.Event()
+        self.num_rows = self.num_bytes = self.num_batches = 0
+        self.bytes_fetched = 0
+        self.started = time.monotonic()
+
+    # -- fetching ---------------------------------------------------------------------------
+    def _get(self, url: str, span: tuple[int, int] | None, view: memoryview) -> int:
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if span is not None:
+            headers["Range"] = f"bytes={span[0]}-{span[1] - 1}"
+        for attempt in (1, 2):  # a kept connection the server closed meanwhile: once more on a new one
+            if self._stop.is_set():
+                raise Cancelled("the query was cancelled")
+            conn = self._conns.get(parts.scheme, parts.netloc)
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self._conns.drop(parts.netloc)
+                if attempt == 2 or self._stop.is_set():
+                    raise self._unreachable(url, exc) from None
+            except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+                self._conns.drop(parts.netloc)
+                if self._stop.is_set():
+                    raise Cancelled("the query was cancelled") from None
+                raise self._unreachable(url, exc) from None
+        if resp.status not in (200, 206):
+            text = resp.read(4096).decode(errors="replace").strip()
+            if resp.status == 401:
+                raise Unauthenticated(f"the data port at {parts.netloc} refused the token: {text}")
+            if resp.status == 403:
+                raise PermissionDenied(text)
+            if resp.status == 404:
+                raise FileUnreachable(f"{url}: {text} (the file went since the query was planned)")
+            raise Unavailable(f"{url}: HTTP {resp.status}: {text}")
+        want = len(view)
+        length = resp.getheader("Content-Length")
+        if length is None or int(length) != want or (span is not None and resp.status != 206):
+            resp.close()
+            self._conns.drop(parts.netloc)
+            raise Internal(f"{url} answered {resp.status} with {length} bytes where {want} were asked")
+        got = 0
+        try:
+            while got < want:
+                if self._stop.is_set():
+                    raise Cancelled("the query was cancelled")
+                n = resp.readinto(view[got:got + READ_BYTES])
+                if not n:
+                    break
+                got += n
+        except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+            self._conns.drop(parts.netloc)
+            if self._stop.is_set():
+                raise Cancelled("the query was cancelled") from None
+            raise self._unreachable(url, exc) from None
+        if got != want:
+            self._conns.drop(parts.netloc)
+            raise Unavailable(f"{url}: the connection closed after {got} of {want} bytes")
+        return got
+
+    @staticmethod
+    def _unreachable(url: str, exc: BaseException) -> FileUnreachable:
+        parts = urlsplit(url)
+        return FileUnreachable(f"cannot fetch {url} from the data port at {parts.netloc}: {exc}")
+
+    def _read_file(self, f: pb.DirectFile) -> pa.Table:
+        size = f.size
+        buf = mmap.mmap(-1, max(1, size))  # pages the spans do not cover are never touched
+        view = memoryview(buf)[:size]
+        try:
+            if not f.spans:
+                self.bytes_fetched += self._get(f.url, None, view)
+            else:
+                spans = list(zip(f.spans[::2], f.spans[1::2]))
+                for a, b in spans:
+                    if not 0 <= a < b <= size:
+                        raise Internal(f"the island named a byte span {a}-{b} outside {f.url}'s {size} bytes")
+                    self.bytes_fetched += self._get(f.url, (a, b), view[a:b])
+        finally:
+            view.release()
+        spec = self.spec
+        columns = list(spec.columns)
+        needed = list(dict.fromkeys(columns + ([spec.ra_column, spec.dec_column] if spec.cones and columns else [])))
+        try:
+            pf = pq.ParquetFile(pa.BufferReader(pa.py_buffer(buf)))
+            table = pf.read_row_groups(list(f.row_groups), columns=needed or None, use_threads=True)
+        except (pa.ArrowException, OSError) as exc:
+            raise Internal(f"{f.url} is not the Parquet file the island described: {exc}") from None
+        for cone in spec.cones:
+            if table.num_rows == 0:
+                break
+            table = table.filter(cone_mask(table.column(spec.ra_column), table.column(spec.dec_column),
+                                           cone.ra, cone.dec, cone.radius))
+        return _conform(table, columns or self.schema.names, self.schema)
+
+    # -- the result -------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        spec = self.spec
+        left = spec.limit if spec.has_limit else None
+        files = list(spec.files)
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="direct")
+        pending: list[Future] = []
+        try:
+            nxt = 0
+            while nxt < len(files) or pending:
+                while nxt < len(files) and len(pending) < self.workers:
+                    pending.append(pool.submit(self._read_file, files[nxt]))
+                    nxt += 1
+                table = pending.pop(0).result()
+                if self._stop.is_set():
+                    raise Cancelled("the query was cancelled")
+                if left is not None:
+                    table = table.slice(0, left)
+                    left -= table.num_rows
+                self._check_limits(table)
+                for batch in table.to_batches():
+                    if batch.num_rows:
+                        self.num_batches += 1
+                        yield batch
+                if left == 0:
+                    return
+        finally:
+            self._stop.set()
+            for fut in pending:
+                fut.cancel()
+            self._conns.close_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _check_limits(self, table: pa.Table) -> None:
+        self.num_rows += table.num_rows
+        self.num_bytes += table.nbytes
+        spec = self.spec
+        if spec.max_rows and self.num_rows > spec.max_rows:
+            raise ResourceExhausted(f"result exceeds the row limit of {spec.max_rows} (set [query] max_rows or "
+                                    "add LIMIT)")
+        if spec.max_bytes and self.num_bytes > spec.max_bytes:
+            raise ResourceExhausted(f"result exceeds the byte limit of {spec.max_bytes} (the tightest of the "
+                                    "client's max_bytes, [query] max_bytes and [limits] result_bytes)")
+
+    def cancel(self) -> None:
+        """Stops fetching: blocked reads are woken by closing their connections."""
+        self._stop.set()
+        self._conns.close_all()

@@ -1,0 +1,244 @@
+"""Direct reads against real islands: the client fetches the partition files an island names
+from the islands' data ports and decodes them itself. The rows are the stream's (scans,
+cones, limits, routed reads; joins and aggregates keep streaming), rights are checked again
+by the island serving each file, limits hold, a read can be cancelled, and the data port
+survives hostile input."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pyarrow as pa
+import pytest
+
+import archipel
+from archipel.errors import Unauthenticated
+from islands import IslandProcess, wait_for
+from tables import assert_same_answer
+
+NO_SPARK = "[spark]\nstart = false\n"
+
+SAME_ROWS = [
+    ("SELECT * FROM test.allsky", "direct"),
+    ("SELECT id, ra AS alpha, band FROM test.allsky", "direct"),
+    ("SELECT id, mag FROM test.allsky WHERE cone(ra, dec, 315.0, -60.0, 10.0)", "direct"),
+    ("SELECT * FROM test.allsky WHERE cone(ra, dec, 0.0, 90.0, 2.0)", "direct"),
+    ("SELECT id FROM test.allsky WHERE cone(ra, dec, 359.95, 10.0, 0.8)", "direct"),
+    ("SELECT id FROM test.allsky WHERE cone(ra, dec, 0.1, 10.0, 1.0) AND cone(ra, dec, 0.6, 10.0, 1.0)", "direct"),
+    ("SELECT id FROM test.allsky WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 200.0, -89.7, 0.5)) = 1",
+     "direct"),
+    ("SELECT id FROM test.allsky WHERE cone(ra, dec, 45.0, 0.0, 0.0)", "direct"),
+    ("SELECT * FROM sky.order1", "direct"),
+    ("SELECT source_id, mag FROM sky.source WHERE cone(source_ra, source_dec, 320, -50, 3)", "direct"),
+    ("SELECT * FROM sky.order1_margin_10arcs", "direct"),
+    ("SELECT id, mag FROM test.allsky WHERE cone(ra, dec, 300.0, -45.0, 25.0) AND mag < 17", "stream"),
+    ("SELECT band, count(*) AS n FROM test.allsky GROUP BY band", "stream"),
+    ("SELECT a.id, b.source_id FROM sky.order1 a JOIN sky.source b ON a.id = b.object_id", "stream"),
+]
+
+
+@pytest.mark.parametrize("query,path", SAME_ROWS, ids=[f"{i}" for i in range(len(SAME_ROWS))])
+def test_direct_and_stream_give_the_same_rows(client, query, path):
+    direct = client.sql(query)
+    streamed = client.sql(query, direct=False)
+    d, s = direct.read_all(), streamed.read_all()
+    assert direct.path == path and streamed.path == "stream"
+    assert d.schema.equals(s.schema), (d.schema, s.schema)
+    assert_same_answer(d, s)
+    assert direct.stats.num_rows == d.num_rows
+    if path == "direct" and d.num_rows:
+        assert direct.files and all(url.startswith("https://") for _, url in direct.files)
+
+
+def test_limit_reads_only_the_first_row_groups(client):
+    total = client.describe("test.allsky").num_rows
+    r = client.sql("SELECT id FROM test.allsky LIMIT 2000")
+    t = r.read_all()
+    assert r.path == "direct" and t.num_rows == 2000
+    everything = client.sql("SELECT id FROM test.allsky")
+    assert len(r.files) < len(everything.files)
+    assert everything.read_all().num_rows == total
+    assert client.sql("SELECT * FROM test.allsky LIMIT 0").read_all().num_rows == 0
+
+
+def test_result_limits_hold_on_the_direct_path(client):
+    for direct in (True, False):
+        with pytest.raises(archipel.ResourceExhausted, match="row limit of 1000"):
+            client.sql("SELECT * FROM test.allsky", max_rows=1000, direct=direct).read_all()
+        with pytest.raises(archipel.ResourceExhausted, match="byte limit of 50000"):
+            client.sql("SELECT * FROM test.allsky", max_bytes=50_000, direct=direct).read_all()
+    # a cone smaller than the limits is still read directly
+    r = client.sql("SELECT id FROM test.allsky WHERE cone(ra, dec, 40, 20, 2)", max_rows=25_000)
+    r.read_all()
+    assert r.path == "direct"
+
+
+@pytest.fixture(scope="module")
+def pair(island, tmp_path_factory):
+    """Island beta follows alpha and holds nothing; its [query] max_rows is 20 000."""
+    beta = IslandProcess(tmp_path_factory.mktemp("direct-beta"), "beta",
+                         extra_config=NO_SPARK + f'[federation]\npeers = ["{island.address}"]\n'
+                         "[query]\nmax_rows = 20000\n").start()
+    with beta.client() as c:
+        wait_for(lambda: {"test.allsky", "sky.order1"} <= {d.name for d in c.datasets()}, "beta sees alpha's datasets")
+    yield island, beta
+    beta.stop()
+
+
+def test_routed_read_is_fetched_from_the_island_holding_the_files(pair):
+    alpha, beta = pair
+    query = "SELECT id, ra, dec FROM test.allsky WHERE cone(ra, dec, 10.0, 20.0, 30.0)"
+    with alpha.client() as a, beta.client() as b:
+        truth = a.sql(query, direct=False).read_all()
+        alpha_data = a.info()["http_url"]
+        r = b.sql(query, route="remote")
+        got = r.read_all()
+        assert r.path == "direct"
+        assert {isl for isl, _ in r.files} == {"alpha"} and all(u.startswith(alpha_data) for _, u in r.files)
+        assert_same_answer(got, truth)
+        # beta's own row limit travels with the routed query, on both paths
+        for direct in (True, False):
+            with pytest.raises(archipel.ResourceExhausted, match="row limit of 20000"):
+                b.sql("SELECT * FROM test.allsky", route="remote", direct=direct).read_all()
+        assert b.info()["name"] == "beta"
+
+
+def _fetch(url: str, ca, token: str | None, headers: dict | None = None) -> tuple[int, bytes]:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    req = urllib.request.Request(url, headers={**({"Authorization": f"Bearer {token}"} if token else {}),
+                                               **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except urllib.error.URLError as exc:  # the connection was closed (or refused) before an answer
+        return 0, str(exc.reason).encode()
+
+
+def test_rights_are_checked_again_by_the_island_serving_the_files(island):
+    with island.client() as admin:
+        admin.publish("direct.private", pa.table({"id": pa.array(range(5000), pa.int64()),
+                                                  "x": pa.array([i * 0.5 for i in range(5000)])}),
+                      readers="user:alice")
+        alice = admin.create_token("alice").token
+        bob = admin.create_token("bob").token
+    try:
+        with archipel.connect(island.address, token=bob, ca=island.ca) as c:
+            with pytest.raises(archipel.PermissionDenied):
+                c.sql("SELECT * FROM direct.private").read_all()
+        with archipel.connect(island.address, token=alice, ca=island.ca) as c:
+            r = c.sql("SELECT * FROM direct.private")
+            assert r.path == "direct"
+            url = r.files[0][1]
+            assert r.read_all().num_rows == 5000
+            status, body = _fetch(url, island.ca, bob)
+            assert status == 403 and b"direct.private" in body
+            status, body = _fetch(url, island.ca, None)
+            assert status == 401
+            status, body = _fetch(url, island.ca, "arch1.forged.token")
+            assert status == 401
+            assert _fetch(url, island.ca, alice)[0] == 200
+            # a token revoked after the plan: the files are refused, no row arrives
+            r = c.sql("SELECT * FROM direct.private")
+            with island.client() as admin:
+                (info,) = [t for t in admin.tokens() if t.user == "alice"]
+                admin.revoke_token(info.id)
+            with pytest.raises(Unauthenticated, match="refused the token"):
+                r.read_all()
+    finally:
+        with island.client() as admin:
+            admin.delete("direct.private")
+
+
+def test_a_read_whose_files_went_is_streamed_again_and_says_why(island):
+    with island.client() as c:
+        c.publish("direct.gone", pa.table({"id": pa.array(range(3000), pa.int64())}))
+        r = c.sql("SELECT * FROM direct.gone")
+        assert r.path == "direct"
+        c.delete("direct.gone")
+        with pytest.raises(archipel.NotFound, match="direct.gone"):
+            r.read_all()  # the files answer 404; the stream, asked again, finds no dataset
+        assert r.path == "stream"
+
+
+def test_cancel_stops_a_direct_read_and_its_threads(client):
+    r = client.sql("SELECT * FROM test.allsky")
+    assert r.path == "direct" and len(r.files) > 4
+    batches = iter(r)
+    first = next(batches)
+    assert first.num_rows > 0
+    r.cancel()
+    with pytest.raises(archipel.Cancelled):
+        for _ in batches:
+            pass
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("direct")], "fetch threads end")
+    assert client.sql("SELECT id FROM test.allsky LIMIT 3").read_all().num_rows == 3
+
+
+def _raw(port: int, data: bytes, tls: bool, ca) -> bytes:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    if tls:
+        sock = ssl.create_default_context(cafile=str(ca)).wrap_socket(sock, server_hostname="127.0.0.1")
+    try:
+        sock.sendall(data)
+        out = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+            if b"\r\n\r\n" in out and len(out) > 64:
+                return out
+    except (OSError, ssl.SSLError):
+        return b""
+    finally:
+        sock.close()
+
+
+def test_data_port_refuses_hostile_input_and_keeps_serving(island):
+    with island.client() as c:
+        base = c.info()["http_url"]
+        r = c.sql("SELECT * FROM test.allsky LIMIT 10")
+        (_, url) = r.files[0]
+        r.read_all()
+    port = int(base.split(":")[2].split("/")[0])
+    token = island.admin_token
+    # not TLS at all, a TLS handshake cut short, and garbage after the handshake
+    _raw(port, b"GET / HTTP/1.1\r\n\r\n", False, island.ca)  # plain HTTP on the TLS port: the handshake fails
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"\x16\x03\x01\x00\xff" + b"\x00" * 20)
+    s.close()
+    assert b" 400 " in _raw(port, b"\x00\x01garbage\r\n\r\n", True, island.ca)
+    # paths outside the catalog's partitions
+    for bad in ("/data/test.allsky/..%2F..%2Farchipel.toml", "/data/test.allsky/%2Fetc%2Fpasswd",
+                "/data/..%2Fcatalog.db/x", "/data/test.allsky/nope.parquet", "/etc/passwd", "/data/%00/x"):
+        status, _ = _fetch(base.rsplit("/data", 1)[0] + bad, island.ca, token)
+        assert status == 404, bad
+    # ranges
+    status, body = _fetch(url, island.ca, token, {"Range": "bytes=4-99"})
+    assert status == 206 and len(body) == 96
+    whole = _fetch(url, island.ca, token)[1]
+    assert body == whole[4:100]
+    for rng in ("bytes=99999999999-", "bytes=5-2", "bytes=0-1,4-5", "lines=1-2"):
+        assert _fetch(url, island.ca, token, {"Range": rng})[0] == 416, rng
+    # a header far too long
+    assert _fetch(url, island.ca, token, {"X-Long": "x" * 70000})[0] in (400, 431)
+    # more connections than the port serves at once: the extra ones are closed, the port lives
+    idle = []
+    for _ in range(80):
+        try:
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        except OSError:
+            break
+    time.sleep(0.5)
+    for s in idle:
+        s.close()
+    wait_for(lambda: _fetch(url, island.ca, token)[0] == 200, "the data port serves again")
+    with island.client() as c:
+        assert c.sql("SELECT id FROM test.allsky LIMIT 5").read_all().num_rows == 5

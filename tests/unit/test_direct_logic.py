@@ -1,0 +1,151 @@
+"""Direct reads: the planner's choice, the island's row-group and byte-span selection, the
+data port's Range parsing, and the client's cone test against DuckDB's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from archipel.direct import cone_mask
+from federation.planner import cone_predicate_sql, plan_query
+from island.dataplane import parse_range
+from island.direct import FooterCache, byte_spans, row_groups_for
+from metacatalog.sky import Cone, healpix29, healpix29_ranges
+
+
+def _lookup():
+    from archipel.arrowwire import serialize_schema
+    from archipel.errors import NotFound
+    from metacatalog.model import Dataset, Partition
+
+    schema = pa.schema([("id", pa.int64()), ("ra", pa.float64()), ("dec", pa.float64()), ("mag", pa.float64()),
+                        ("_healpix_29", pa.int64())])
+    parts = tuple(Partition(path=f"p{i}", num_rows=1, num_bytes=10, adler32=0, order=1, pixel=i) for i in range(48))
+    sky = Dataset(name="test.allsky", origin="a", kind="catalog", root="/", arrow_schema=serialize_schema(schema),
+                  num_rows=48, num_bytes=480, ra_column="ra", dec_column="dec", partitions=parts)
+
+    def lookup(name):
+        if name != "test.allsky":
+            raise NotFound(name)
+        return sky
+    return lookup
+
+
+def test_parse_range_forms_and_refusals():
+    assert parse_range(None, 100) is None
+    assert parse_range("bytes=0-9", 100) == (0, 10)
+    assert parse_range("bytes=90-", 100) == (90, 100)
+    assert parse_range("bytes=-10", 100) == (90, 100)
+    assert parse_range("bytes=-1000", 100) == (0, 100)
+    assert parse_range("bytes=95-1000", 100) == (95, 100)
+    for bad in ("bytes=100-", "bytes=5-2", "bytes=-0", "bytes=-", "items=0-1", "bytes=0-1,5-6", "bytes=a-b", ""):
+        with pytest.raises(ValueError):
+            parse_range(bad, 100)
+
+
+def _sky_file(tmp_path, n=40_000, group=4_000):
+    rng = np.random.default_rng(3)
+    ra = rng.uniform(0, 360, n)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    h = healpix29(ra, dec)
+    order = np.argsort(h)
+    table = pa.table({"id": np.arange(n)[order], "ra": ra[order], "dec": dec[order], "_healpix_29": h[order],
+                      "mag": rng.normal(18, 2, n)[order]})
+    path = tmp_path / "f.parquet"
+    pq.write_table(table, path, row_group_size=group, compression="zstd")
+    return table, path
+
+
+def test_row_groups_for_a_cone_hold_every_row_of_the_cone(tmp_path):
+    table, path = _sky_file(tmp_path)
+    meta = pq.read_metadata(path)
+    cone = Cone(40.0, 20.0, 5.0)
+    groups = row_groups_for(meta, "_healpix_29", healpix29_ranges(cone))
+    assert 0 < len(groups) < meta.num_row_groups
+    kept = pq.ParquetFile(path).read_row_groups(groups)
+    inside = lambda t: set(t.filter(cone_mask(t["ra"], t["dec"], 40.0, 20.0, 5.0))["id"].to_pylist())  # noqa: E731
+    assert inside(kept) == inside(table) and inside(table)
+    assert row_groups_for(meta, "_healpix_29", None) == list(range(meta.num_row_groups))
+    assert row_groups_for(meta, "no_such_column", healpix29_ranges(cone)) == list(range(meta.num_row_groups))
+
+
+def test_byte_spans_cover_the_chosen_chunks_and_decode(tmp_path):
+    table, path = _sky_file(tmp_path)
+    meta = pq.read_metadata(path)
+    size = path.stat().st_size
+    data = path.read_bytes()
+    groups = [1, 5]
+    leaves = [0, 4]  # id, mag
+    spans = byte_spans(meta, size, groups, leaves)
+    assert spans and sum(b - a for a, b in spans) < 0.7 * size
+    assert spans[-1][1] == size  # the footer
+    sparse = bytearray(size)
+    for a, b in spans:
+        sparse[a:b] = data[a:b]
+    got = pq.ParquetFile(pa.BufferReader(pa.py_buffer(bytes(sparse)))).read_row_groups(groups, columns=["id", "mag"])
+    assert got.equals(pq.ParquetFile(path).read_row_groups(groups, columns=["id", "mag"]))
+    assert byte_spans(meta, size, list(range(meta.num_row_groups)), list(range(5))) == []  # whole file
+
+
+def test_footer_cache_reads_a_rewritten_file_again(tmp_path):
+    cache = FooterCache(capacity=2)
+    table, path = _sky_file(tmp_path, n=8000, group=1000)
+    assert cache.get(str(path))[0].num_row_groups == 8
+    pq.write_table(table.slice(0, 3000), path, row_group_size=1000)
+    assert cache.get(str(path))[0].num_row_groups == 3
+
+
+@pytest.mark.parametrize("cone", [(40.0, 20.0, 5.0), (0.0, 89.9, 0.3), (359.9, -10.0, 2.0), (10.0, 0.0, 179.0),
+                                  (200.0, -89.7, 0.5), (45.0, 0.0, 0.0)])
+def test_cone_mask_is_duckdbs_cone_row_for_row(cone):
+    import duckdb
+
+    rng = np.random.default_rng(11)
+    n = 200_000
+    ra0, dec0, r = cone
+    # points spread over the sky, and points crowded at the cone's edge
+    ra = np.concatenate([rng.uniform(0, 360, n), ra0 + rng.normal(0, r + 1e-9, n) / max(np.cos(np.radians(dec0)), 1e-3)])
+    dec = np.clip(np.concatenate([np.degrees(np.arcsin(rng.uniform(-1, 1, n))), dec0 + rng.normal(0, r + 1e-9, n)]),
+                  -90, 90)
+    t = pa.table({"ra": ra, "dec": dec})
+    ours = cone_mask(t["ra"], t["dec"], ra0, dec0, r).to_numpy(zero_copy_only=False)
+    con = duckdb.connect()
+    con.register("t", t)
+    theirs = con.sql(f"SELECT {cone_predicate_sql('ra', 'dec', repr(ra0), repr(dec0), repr(r))} AS k FROM t"
+                     ).to_arrow_table()["k"].to_numpy(zero_copy_only=False)
+    assert (ours == theirs).all()
+    assert ours.any() or r == 0.0
+
+
+def test_planner_marks_plain_reads_direct_only():
+    lookup = _lookup()
+    direct = {
+        "SELECT * FROM test.allsky": ([], 0, None),
+        "SELECT id, ra AS x FROM test.allsky LIMIT 5": ([("id", "id"), ("ra", "x")], 0, 5),
+        "SELECT id FROM test.allsky WHERE cone(ra, dec, 10, 20, 1)": ([("id", "id")], 1, None),
+        "SELECT * FROM test.allsky WHERE cone(ra, dec, 10, 20, 1) AND cone(ra, dec, 10.5, 20, 1)": ([], 2, None),
+        "SELECT id FROM test.allsky WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 1, 2, 3)) = 1":
+            ([("id", "id")], 1, None),
+    }
+    for sql, (columns, cones, limit) in direct.items():
+        plan = plan_query(sql, lookup, engine="auto")
+        assert plan.direct is not None, sql
+        assert plan.direct.columns == columns and len(plan.direct.cones) == cones and plan.direct.limit == limit, sql
+    streamed = [
+        "SELECT id FROM test.allsky WHERE mag < 12",
+        "SELECT id FROM test.allsky WHERE cone(ra, dec, 10, 20, 1) AND mag < 12",
+        "SELECT id FROM test.allsky WHERE cone(ra, dec, 10, 20, 1) OR mag < 12",
+        "SELECT id, ra + 1 FROM test.allsky",
+        "SELECT count(*) FROM test.allsky",
+        "SELECT id FROM test.allsky ORDER BY id",
+        "SELECT DISTINCT id FROM test.allsky",
+        "SELECT id FROM test.allsky LIMIT 5 OFFSET 2",
+        "SELECT id FROM test.allsky WHERE cone(dec, ra, 10, 20, 1)",
+        "SELECT a.id FROM test.allsky a JOIN test.allsky b ON a.id = b.id",
+        "SELECT id FROM (SELECT * FROM test.allsky)",
+    ]
+    for sql in streamed:
+        assert plan_query(sql, lookup, engine="auto").direct is None, sql
+    assert plan_query("SELECT * FROM test.allsky", lookup, engine="spark").direct is None
