@@ -107,7 +107,6 @@ def byte_spans(meta: pq.FileMetaData, size: int, row_groups: list[int], leaves: 
                 start = col.dictionary_page_offset
             spans.append((start, start + col.total_compressed_size))
     footer = size - 8 - meta.serialized_size
-    spans.append((0, 4))
     spans.append((max(0, footer), size))
     spans.sort()
     merged: list[tuple[int, int]] = []

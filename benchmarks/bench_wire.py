@@ -1,0 +1,185 @@
+"""Data at wire speed (issue 14): each Archipel path against its baseline, alternated in one
+run, every reader in its own process (never pyarrow.flight and grpcio in one process).
+
+1. Whole-catalog read (``SELECT *``, 10 M rows) by the Python client, direct path (the client
+   fetches the partition files from the island's data port over HTTPS and decodes them) and
+   the stream path, against ``pyarrow.flight`` ``do_get`` of the same table held in memory by a
+   Flight server in another process, over plaintext gRPC (the issue's baseline) and over TLS
+   (the same security as the island's).
+2. The same read sent to a second island that follows the first (route remote): the entry
+   island names the holder's files, the client fetches them from the holder; against the read
+   sent straight to the holder.
+3. A 10-degree cone (hundreds of thousands of rows) through the client, against
+   ``pyarrow.dataset`` in the reader's own process over the same partition files (the cone's
+   pixels), with the same ``_healpix_29`` range filter and the exact cone test.
+
+Rates are Arrow bytes of the result per second, best of ``--runs``.
+
+    .venv/bin/python benchmarks/bench_wire.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import DATA, DATASET, ROOT, bench_island, report, run_python
+
+from islands import IslandProcess
+
+CLIENT_READ = """
+import json, sys, time, archipel
+c = archipel.connect(sys.argv[1], timeout=None)
+direct = sys.argv[3] == "direct"
+route = sys.argv[4]
+c.sql("SELECT id FROM bench.big LIMIT 1", direct=direct).read_all()  # channel and TLS session up
+t0 = time.perf_counter()
+r = c.sql(sys.argv[2], direct=direct, route=route)
+t = r.read_all()
+dt = time.perf_counter() - t0
+assert r.path == sys.argv[3], r.path
+print(json.dumps({"seconds": dt, "bytes": t.nbytes, "rows": t.num_rows, "files": len(r.files)}))
+"""
+
+FLIGHT_SERVER = """
+import sys, pyarrow as pa, pyarrow.dataset as ds, pyarrow.flight as fl
+table = ds.dataset(sys.argv[1], format="parquet").to_table()
+table = pa.Table.from_batches(table.combine_chunks().to_batches(max_chunksize=65536))
+class Server(fl.FlightServerBase):
+    def do_get(self, context, ticket):
+        return fl.RecordBatchStream(table)
+tls = []
+if len(sys.argv) > 3:
+    tls = [fl.CertKeyPair(open(sys.argv[3], "rb").read(), open(sys.argv[4], "rb").read())]
+scheme = "grpc+tls" if tls else "grpc"
+s = Server(f"{scheme}://127.0.0.1:{sys.argv[2]}", tls_certificates=tls)
+print("ready", flush=True)
+s.serve()
+"""
+
+FLIGHT_READ = """
+import json, sys, time, pyarrow.flight as fl
+if len(sys.argv) > 2:
+    c = fl.connect(f"grpc+tls://127.0.0.1:{sys.argv[1]}", tls_root_certs=open(sys.argv[2], "rb").read())
+else:
+    c = fl.connect(f"grpc://127.0.0.1:{sys.argv[1]}")
+t0 = time.perf_counter()
+t = c.do_get(fl.Ticket(b"all")).read_all()
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "bytes": t.nbytes, "rows": t.num_rows}))
+"""
+
+CONE_PYARROW = """
+import json, sys, time
+sys.path.insert(0, sys.argv[5])
+import pyarrow.compute as pc, pyarrow.dataset as pds
+from archipel.direct import cone_mask
+from metacatalog.sky import Cone, healpix29_ranges
+paths = sys.argv[1].split(",")
+ra0, dec0, r = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+t0 = time.perf_counter()
+h = pds.field("_healpix_29")
+ranges = healpix29_ranges(Cone(ra0, dec0, r))
+expr = None
+for lo, hi in ranges:
+    e = (h >= lo) & (h <= hi)
+    expr = e if expr is None else expr | e
+t = pds.dataset(paths, format="parquet").to_table(filter=expr)
+t = t.filter(cone_mask(t["ra"], t["dec"], ra0, dec0, r))
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "bytes": t.nbytes, "rows": t.num_rows}))
+"""
+
+
+def best(results: list[dict]) -> float:
+    return max(r["bytes"] / r["seconds"] for r in results) / 1e9
+
+
+def flight(folder: str, runs: int, tls: tuple[str, str, str] | None) -> list[dict]:
+    from bench_read import free_port
+
+    port = free_port()
+    extra = [tls[1], tls[2]] if tls else []
+    server = subprocess.Popen([sys.executable, "-c", FLIGHT_SERVER, folder, str(port), *extra],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        return [run_python(FLIGHT_READ, str(port), *([tls[0]] if tls else [])) for _ in range(runs)]
+    finally:
+        server.kill()
+        server.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--radius", type=float, default=10.0)
+    args = parser.parse_args()
+    b = bench_island()
+    a = IslandProcess(DATA / "island-entry", "entry",
+                      extra_config=f'[spark]\nstart = false\n[federation]\npeers = ["{b.address}"]\n')
+    try:
+        a.start()
+        with a.client() as ca, b.client() as cb:
+            deadline = time.monotonic() + 60
+            while DATASET not in {d.name for d in ca.datasets()}:
+                assert time.monotonic() < deadline, "catalog did not reach the entry island"
+                time.sleep(0.05)
+            d = cb.describe(DATASET)
+        folder = str(Path(b.folder) / "data" / "datasets" / DATASET / "dataset")
+        sql = f"SELECT * FROM {DATASET}"
+        tls = (str(b.ca), str(b.folder / "island.pem"), str(b.folder / "island-key.pem"))
+        direct, stream, routed, fl_plain, fl_tls = [], [], [], [], []
+        for _ in range(args.runs):  # alternated, so every reader sees the same machine
+            direct.append(run_python(CLIENT_READ, b.address, sql, "direct", "auto"))
+            routed.append(run_python(CLIENT_READ, a.address, sql, "direct", "remote"))
+            stream.append(run_python(CLIENT_READ, b.address, sql, "stream", "auto"))
+        fl_plain = flight(folder, args.runs, None)
+        fl_tls = flight(folder, args.runs, tls)
+
+        from metacatalog.sky import Cone, partitions_in_cone
+
+        ra0, dec0, r = 120.0, 30.0, args.radius
+        keep = partitions_in_cone([(p.order, p.pixel) for p in d.partitions], Cone(ra0, dec0, r))
+        paths = ",".join(str(Path(folder).parent / p.path) for p, k in zip(d.partitions, keep) if k)
+        cone_sql = f"SELECT * FROM {DATASET} WHERE cone(ra, dec, {ra0}, {dec0}, {r})"
+        cone_ours, cone_base = [], []
+        for _ in range(args.runs):
+            cone_ours.append(run_python(CLIENT_READ, b.address, cone_sql, "direct", "auto"))
+            cone_base.append(run_python(CONE_PYARROW, paths, str(ra0), str(dec0), str(r), str(ROOT)))
+        assert cone_ours[0]["rows"] == cone_base[0]["rows"], (cone_ours[0], cone_base[0])
+        gb = direct[0]["bytes"] / 1e9
+        r_direct, r_stream, r_routed = best(direct), best(stream), best(routed)
+        r_fl, r_fl_tls = best(fl_plain), best(fl_tls)
+        r_cone, r_cone_base = best(cone_ours), best(cone_base)
+        rows = [
+            ("catalog", f"{DATASET}: {d.num_rows} rows, {gb:.2f} GB as Arrow, {d.num_partitions} partitions"),
+            ("client, direct path (best of runs)", f"{r_direct:.2f} GB/s ({direct[0]['files']} files)"),
+            ("client, stream path", f"{r_stream:.2f} GB/s"),
+            ("pyarrow.flight do_get, plaintext, separate process", f"{r_fl:.2f} GB/s"),
+            ("pyarrow.flight do_get, TLS, separate process", f"{r_fl_tls:.2f} GB/s"),
+            ("**direct / Flight plaintext (goal >= 1.0, at least 0.8)**", f"**{r_direct / r_fl:.2f}**"),
+            ("direct / Flight TLS", f"{r_direct / r_fl_tls:.2f}"),
+            ("stream / Flight plaintext (before)", f"{r_stream / r_fl:.2f}"),
+            ("routed through a second island, direct", f"{r_routed:.2f} GB/s"),
+            ("**routed / straight (goal >= 0.9)**", f"**{r_routed / r_direct:.2f}**"),
+            (f"cone {r:g} deg, rows out", f"{cone_ours[0]['rows']} ({cone_ours[0]['bytes'] / 1e6:.0f} MB as Arrow, "
+                                         f"{cone_ours[0]['files']} files)"),
+            ("cone through the client (direct)", f"{r_cone:.2f} GB/s, {min(x['seconds'] for x in cone_ours) * 1000:.0f} ms"),
+            ("cone by pyarrow.dataset in process, same pixels and filter",
+             f"{r_cone_base:.2f} GB/s, {min(x['seconds'] for x in cone_base) * 1000:.0f} ms"),
+            ("**cone client / pyarrow.dataset (goal >= 0.7)**", f"**{r_cone / r_cone_base:.2f}**"),
+        ]
+        report(f"Data at wire speed ({time.strftime('%Y-%m-%d')}, `python benchmarks/bench_wire.py "
+               f"--runs {args.runs}`)", rows)
+    finally:
+        a.stop()
+        b.stop()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
