@@ -13,9 +13,7 @@ import statistics
 import sys
 import time
 
-from common import DATA, DATASET, bench_island, report, run_python
-
-from islands import IslandProcess
+from common import DATA, DATASET, bench_island, bench_member, report, run_python
 
 READ = """
 import json, sys, time, archipel
@@ -34,8 +32,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
     b = bench_island()
-    a = IslandProcess(DATA / "island-entry", "entry",
-                      extra_config=f'[spark]\nstart = false\n[federation]\npeers = ["{b.address}"]\n')
+    a = bench_member(DATA / "island-entry", "entry",
+                     extra_config=f'[spark]\nstart = false\n[federation]\npeers = ["{b.address}"]\n')
     try:
         a.start()
         with a.client() as ca, b.client() as cb:

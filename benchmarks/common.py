@@ -48,10 +48,33 @@ def make_input(rows: int = ROWS, files: int = 10) -> Path:
     return folder
 
 
+def bench_ca() -> Path:
+    """The benchmark archipelago's CA, kept in benchmarks/data/ca so that islands made by
+    different runs (the loaded benchmark island, entry islands) trust each other."""
+    from federation.pki import create_ca
+
+    ca = DATA / "ca"
+    if not (ca / "ca.pem").exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        create_ca(ca, "benchmarks")
+    return ca
+
+
+def bench_member(folder: Path, name: str, extra_config: str = "") -> IslandProcess:
+    """An island of the benchmark archipelago in ``folder`` (made again when an earlier run made
+    it under another CA)."""
+    import shutil
+
+    ca = bench_ca()
+    if (folder / "ca.pem").exists() and (folder / "ca.pem").read_bytes() != (ca / "ca.pem").read_bytes():
+        shutil.rmtree(folder)
+    return IslandProcess(folder, name, extra_config=extra_config, ca_dir=ca)
+
+
 def bench_island(extra_config: str = "") -> IslandProcess:
     """The benchmark island (created and loaded on first use), started with warm Spark."""
     DATA.mkdir(parents=True, exist_ok=True)
-    isl = IslandProcess(DATA / "island", "bench", extra_config=extra_config)
+    isl = bench_member(DATA / "island", "bench", extra_config=extra_config)
     try:
         isl.start(wait_spark=True)
         import os
