@@ -2,9 +2,10 @@
 SRC to island DST through the Celery workers, over root:// and over http://, adler32 verified
 in the same pass; against the raw rate of the same bytes in the same run: a plain pyxrootd read
 loop, xrdcp (XRD_CPUSEPGWRTRD=0), curl, and cp as the ceiling. Also the time from a rule's
-creation to its first verified replica.
+creation to its first verified replica. Each rule runs on a fresh destination island, with the
+embedded transport and with a Redis broker (when redis-server is installed), best of --runs.
 
-    .venv/bin/python benchmarks/bench_replication.py [--files 64] [--file-mb 16]
+    .venv/bin/python benchmarks/bench_replication.py [--files 64] [--file-mb 16] [--runs 3] [--no-fsync]
 """
 
 from __future__ import annotations
@@ -70,6 +71,33 @@ def make_files(folder: Path, files: int, file_mb: int) -> Path:
     return folder
 
 
+def start_redis() -> tuple[subprocess.Popen, int]:
+    from bench_read import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    import socket
+
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return proc, port
+        except OSError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+
+def member(folder: Path, name: str, src: IslandProcess, extra: str) -> IslandProcess:
+    """A destination island following ``src``, started, once it lists the dataset."""
+    isl = IslandProcess(folder, name, extra_config="[spark]\nstart = false\n"
+                        f'[federation]\npeers = ["{src.address}"]\n' + extra).start()
+    while not isl.client().datasets("bench.files"):
+        time.sleep(0.05)
+    return isl
+
+
 def timed(cmd: list[str], env: dict | None = None, sync: bool = False) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
@@ -82,6 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=64)
     parser.add_argument("--file-mb", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-fsync", action="store_true", help="also rules that do not fsync each copy")
     args = parser.parse_args()
     DATA.mkdir(parents=True, exist_ok=True)
     os.chmod(DATA, 0o755)
@@ -95,7 +125,8 @@ def main() -> None:
     os.chmod(base, 0o755)
     common = "[spark]\nstart = false\n"
     src = IslandProcess(base / "src", "src", extra_config=common).start()
-    dst = {}
+    dst: dict[str, IslandProcess] = {}
+    me = None
     try:
         with src.client() as c:
             c.ingest(str(folder), "bench.files")
@@ -104,16 +135,11 @@ def main() -> None:
         size = sum(p.num_bytes for p in ds.partitions)
         print(f"# {len(ds.partitions)} files, {size / 2**30:.2f} GiB; 2 cores, loopback; "
               f"{time.strftime('%Y-%m-%d')}", flush=True)
-        for proto in ("root", "http"):
-            for durable in (True, False):
-                key = f"{proto}-{'fsync' if durable else 'nofsync'}"
-                dst[key] = IslandProcess(base / f"dst-{key}", f"dst{proto}{int(durable)}", extra_config=common +
-                                         f'[federation]\npeers = ["{src.address}"]\n'
-                                         f"[replication]\ncache_bytes = {4 * size}\n"
-                                         f"fsync = {'true' if durable else 'false'}\n").start()
-        for isl in dst.values():
-            while not isl.client().datasets("bench.files"):
-                time.sleep(0.1)
+        variants = [("root", "fsync", ""), ("http", "fsync", "")]
+        if shutil.which("redis-server"):
+            variants += [("root", "fsync", "redis"), ("http", "fsync", "redis")]
+        if args.no_fsync:
+            variants += [("root", "nofsync", ""), ("http", "nofsync", "")]
         files = [folder / p.path for p in ds.partitions]
         root_urls = [f"{info['root_url'].rstrip('/')}//bench.files/{p.path}" for p in ds.partitions]
         http_urls = [f"{info['http_url']}/bench.files/{p.path}" for p in ds.partitions]
@@ -124,7 +150,7 @@ def main() -> None:
             out = Path(tmp)
             # The baselines read as the destination island does: its certificate (GSI for
             # root://, TLS client certificate for https://), so they pay the same security.
-            me = next(iter(dst.values()))
+            me = member(base / "baseline-reader", "reader", src, "")
             env = {**me.xrootd_env(), "XRD_CPUSEPGWRTRD": "0"}
             os.environ.update({k: v for k, v in me.xrootd_env().items() if k.startswith(("X509", "XrdSec"))})
             curl = ["curl", "-s", "--fail", "--cacert", str(me.ca), "--cert", str(me.folder / "island.pem"), "--key",
@@ -152,23 +178,44 @@ def main() -> None:
                     best = min(best, run())
                 results[name] = size / best
             os.sync()
-        for key, isl in dst.items():
-            proto = key.split("-")[0]
-            with isl.client() as c:
-                t0 = time.perf_counter()
-                first = None
-                for r in c.replicate("bench.files", protocol=proto):
-                    if first is None and r.files_done:
-                        first = time.perf_counter() - t0
-                total = time.perf_counter() - t0
-                assert r.state == "ok", r
-            os.sync()
-            results[f"archipel-{key}"] = size / total
-            results[f"first-{key}"] = first or total
+        redis = None
+        try:
+            for run in range(args.runs):  # a fresh destination island for each rule
+                for proto, durable, broker in variants:
+                    key = f"{proto}-{durable}" + (f"-{broker}" if broker else "")
+                    if broker and redis is None:
+                        redis = start_redis()
+                    extra = f"fsync = {'true' if durable == 'fsync' else 'false'}\n"
+                    if broker:
+                        extra += f'broker = "redis://127.0.0.1:{redis[1]}/{len(dst) % 16}"\n'
+                    isl = member(base / f"dst-{key}-{run}", f"dst{len(dst)}", src,
+                                 f"[replication]\ncache_bytes = {4 * size}\n" + extra)
+                    dst[f"{key}-{run}"] = isl
+                    try:
+                        with isl.client() as c:
+                            t0 = time.perf_counter()
+                            first = None
+                            for r in c.replicate("bench.files", protocol=proto):
+                                if first is None and r.files_done:
+                                    first = time.perf_counter() - t0
+                            total = time.perf_counter() - t0
+                            assert r.state == "ok", r
+                        os.sync()
+                    finally:
+                        isl.stop()
+                        shutil.rmtree(isl.folder, ignore_errors=True)
+                    results[f"archipel-{key}"] = max(results.get(f"archipel-{key}", 0.0), size / total)
+                    results[f"first-{key}"] = min(results.get(f"first-{key}", float("inf")), first or total)
+        finally:
+            if redis is not None:
+                redis[0].kill()
+                redis[0].wait()
+        keys = [f"{p}-{d}" + (f"-{b}" if b else "") for p, d, b in variants]
         gb = 1e9
         for name in ("cp", "cp+sync", "xrdcp", "pyxrootd", "curl"):
             print(f"{name:28} {results[name] / gb:6.2f} GB/s")
-        for key in dst:
+        print(f"# best of {args.runs} runs each")
+        for key in keys:
             proto = key.split("-")[0]
             rate = results[f"archipel-{key}"]
             if proto == "root":
@@ -176,12 +223,14 @@ def main() -> None:
                       f"{rate / results['cp']:.2f} of cp")
             else:
                 vs = f"{rate / results['curl']:.2f} of curl, {rate / results['cp']:.2f} of cp"
-            print(f"archipel rule {key:14} {rate / gb:6.2f} GB/s  ({vs})")
+            print(f"archipel rule {key:20} {rate / gb:6.2f} GB/s  ({vs})")
         print("rule to first verified replica: " + ", ".join(
-            f"{key} {results['first-' + key] * 1000:.0f} ms" for key in dst))
+            f"{key} {results['first-' + key] * 1000:.0f} ms" for key in keys))
     finally:
         for isl in (*dst.values(), src):
             isl.stop()
+        if me is not None:
+            me.stop()
 
 
 if __name__ == "__main__":

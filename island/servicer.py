@@ -559,17 +559,21 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
         started = time.monotonic()
         gen = self.store.generation
         last = None
+        sent = 0.0
         while True:
             st = rep.rules.state(rule)
             msg = pb.ReplicationProgress(rule=self._rule_pb(st), elapsed_seconds=time.monotonic() - started)
             key = (st.state, st.progress.files_done, st.progress.files_failed, st.progress.bytes_done)
             if key != last:
                 yield msg
-                last = key
+                last, sent = key, time.monotonic()
             if request.detach or st.state in ("ok", "stuck", "expired") or not context.is_active():
                 return
             gen = self.store.wait_changed(gen, 5.0)
-            time.sleep(PROGRESS_INTERVAL)  # at most a few progress messages a second
+            # At most a few progress messages a second; the first change after a quiet spell at once.
+            quiet = time.monotonic() - sent
+            if quiet < PROGRESS_INTERVAL:
+                time.sleep(PROGRESS_INTERVAL - quiet)
             gen = self.store.generation
 
     @rpc
