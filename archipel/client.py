@@ -315,13 +315,13 @@ class Client:
         request = query_request(query, route, engine, max_rows, max_bytes, qid, compression)
         request.direct = direct
         call = self._query(request, timeout=timeout)
-        restream = None
-        if direct:
-            def restream() -> QueryResult:
-                return self.sql(query, route, timeout, engine=engine, max_rows=max_rows, max_bytes=max_bytes,
-                                compression=compression, query_id=uuid.uuid4().hex, direct=False)
+        def restream() -> QueryResult:  # the same query through the island's stream
+            return self.sql(query, route, timeout, engine=engine, max_rows=max_rows, max_bytes=max_bytes,
+                            compression=compression, query_id=uuid.uuid4().hex, direct=False)
+
         return QueryResult(call, self.address, token=resolve_token(self._token), ca_pem=resolve_ca(self._ca),
-                           timeout=timeout if timeout is not None else self.timeout, restream=restream)
+                           timeout=timeout if timeout is not None else self.timeout,
+                           restream=restream if direct else None)
 
     def explain(self, query: str, route: str = "auto", *, engine: str = "auto") -> QueryPlan:
         request = query_request(query, route, engine, 0, 0, "", "")

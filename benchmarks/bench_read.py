@@ -16,34 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-from common import DATASET, ROOT, bench_island, median, report, run_python
+from bench_wire import FLIGHT_READ, FLIGHT_SERVER
+from common import DATASET, ROOT, bench_island, free_port, median, report, run_python
 
 ARCHIPEL_READ = """
 import json, sys, time, archipel
 c = archipel.connect(sys.argv[1], timeout=None)
 t0 = time.perf_counter()
 t = c.sql(sys.argv[2]).read_all()
-dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "bytes": t.nbytes, "rows": t.num_rows}))
-"""
-
-FLIGHT_SERVER = """
-import sys, pyarrow as pa, pyarrow.dataset as ds, pyarrow.flight as fl
-table = ds.dataset(sys.argv[1], format="parquet").to_table()
-table = pa.Table.from_batches(table.combine_chunks().to_batches(max_chunksize=65536))
-class Server(fl.FlightServerBase):
-    def do_get(self, context, ticket):
-        return fl.RecordBatchStream(table)
-s = Server(f"grpc://127.0.0.1:{sys.argv[2]}")
-print("ready", flush=True)
-s.serve()
-"""
-
-FLIGHT_READ = """
-import json, sys, time, pyarrow.flight as fl
-c = fl.connect(f"grpc://127.0.0.1:{sys.argv[1]}")
-t0 = time.perf_counter()
-t = c.do_get(fl.Ticket(b"all")).read_all()
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "bytes": t.nbytes, "rows": t.num_rows}))
 """
@@ -66,12 +46,6 @@ t = df.toArrow()
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "bytes": t.nbytes, "rows": t.num_rows}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 180) -> None:

@@ -72,7 +72,7 @@ def make_files(folder: Path, files: int, file_mb: int) -> Path:
 
 
 def start_redis() -> tuple[subprocess.Popen, int]:
-    from bench_read import free_port
+    from common import free_port
 
     port = free_port()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",

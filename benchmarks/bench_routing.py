@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 
-from common import DATA, DATASET, bench_island, bench_member, report, run_python
+from common import DATASET, bench_island, entry_island, report, run_python
 
 READ = """
 import json, sys, time, archipel
@@ -32,15 +32,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
     b = bench_island()
-    a = bench_member(DATA / "island-entry", "entry",
-                     extra_config=f'[spark]\nstart = false\n[federation]\npeers = ["{b.address}"]\n')
     try:
-        a.start()
+        a = entry_island(b)
+    except BaseException:
+        b.stop()
+        raise
+    try:
         with a.client() as ca, b.client() as cb:
-            deadline = time.monotonic() + 60
-            while DATASET not in {d.name for d in ca.datasets()}:
-                assert time.monotonic() < deadline, "catalog did not reach the entry island"
-                time.sleep(0.05)
             rnd = random.Random(3)
             cones = [(rnd.uniform(0, 360), rnd.uniform(-80, 80)) for _ in range(args.runs)]
             direct, routed = [], []

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DATA, DATASET, ROOT, bench_island, bench_member, report, run_python
+from common import DATASET, ROOT, bench_island, entry_island, report, run_python
 
 CLIENT_READ = """
 import json, sys, time, archipel
@@ -105,7 +105,7 @@ def best(results: list[dict]) -> float:
 
 
 def flight(folder: str, runs: int, tls: tuple[str, str, str] | None) -> list[dict]:
-    from bench_read import free_port
+    from common import free_port
 
     port = free_port()
     extra = [tls[1], tls[2]] if tls else []
@@ -125,15 +125,13 @@ def main() -> None:
     parser.add_argument("--radius", type=float, nargs="+", default=[10.0, 20.0])
     args = parser.parse_args()
     b = bench_island()
-    a = bench_member(DATA / "island-entry", "entry",
-                     extra_config=f'[spark]\nstart = false\n[federation]\npeers = ["{b.address}"]\n')
     try:
-        a.start()
-        with a.client() as ca, b.client() as cb:
-            deadline = time.monotonic() + 60
-            while DATASET not in {d.name for d in ca.datasets()}:
-                assert time.monotonic() < deadline, "catalog did not reach the entry island"
-                time.sleep(0.05)
+        a = entry_island(b)
+    except BaseException:
+        b.stop()
+        raise
+    try:
+        with b.client() as cb:
             d = cb.describe(DATASET)
         folder = str(Path(b.folder) / "data" / "datasets" / DATASET / "dataset")
         sql = f"SELECT * FROM {DATASET}"

@@ -71,6 +71,22 @@ def bench_member(folder: Path, name: str, extra_config: str = "") -> IslandProce
     return IslandProcess(folder, name, extra_config=extra_config, ca_dir=ca)
 
 
+def entry_island(holder: IslandProcess) -> IslandProcess:
+    """Island ``entry`` following ``holder`` (no Spark), started, once it lists the benchmark
+    dataset."""
+    entry = bench_member(DATA / "island-entry", "entry",
+                         extra_config=f'[spark]\nstart = false\n[federation]\npeers = ["{holder.address}"]\n')
+    entry.start()
+    deadline = time.monotonic() + 60
+    with entry.client() as c:
+        while DATASET not in {d.name for d in c.datasets()}:
+            if time.monotonic() > deadline:
+                entry.stop()
+                raise AssertionError("the catalog did not reach the entry island")
+            time.sleep(0.05)
+    return entry
+
+
 def bench_island(extra_config: str = "") -> IslandProcess:
     """The benchmark island (created and loaded on first use), started with warm Spark."""
     DATA.mkdir(parents=True, exist_ok=True)
@@ -99,6 +115,14 @@ def run_python(code: str, *args: str, timeout: float = 1800) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark process failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def median(xs: list[float]) -> float:

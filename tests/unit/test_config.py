@@ -69,6 +69,10 @@ def test_replication_config_from_file_and_environment(tmp_path):
     ("[limits]\nresult_bytes = 'lots'\n", "expected int"),
     ("[island]\npeer_port = 70000\n", "peer_port"),
     ("[island]\nport = 7770\npeer_port = 7770\n", "peer_port"),
+    ("[island]\ndata_port = -1\n", "data_port"),
+    ("[island]\ndata_port = 'fast'\n", "expected int"),
+    ("[island]\nport = 7770\ndata_port = 7770\n", "data_port 7770 is used by another port"),
+    ("[island]\nhttp_port = 8000\ndata_port = 8000\n", "data_port 8000 is used by another port"),
     ("[island]\nhost = '10.0.0.1'\n[security]\nbenchmark_plaintext_port = 9000\n", "127.0.0.1 only"),
     ("[security]\nnope = 1\n", "unknown key"),
 ])
