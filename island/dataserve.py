@@ -88,6 +88,7 @@ class HttpDataServer:
                  tls_files: tuple[Path, Path] | None = None) -> None:
         self.store = store
         self.face = None  # the web face (island.web.app.WebFace), mounted at start when set
+        self.redirect_islands = ""  # the data port's base URL, where islands' fetches are sent
         self.gate = gate
         self.tls_files = tls_files  # the island's certificate and key
         self.export = export
@@ -114,12 +115,18 @@ class HttpDataServer:
         async def handle(request: web.Request) -> web.StreamResponse:
             dataset = request.match_info["dataset"]
             pid = request.match_info["pid"]
+            island = False
             if self.gate is not None:
-                self.authorize(request, dataset)
+                island = self.authorize(request, dataset)
             try:
                 path = partition_file(self.store, self.export, dataset, pid)
             except NotFound as exc:
                 raise web.HTTPNotFound(text=f"{exc.message}\n") from None
+            if island and self.redirect_islands:  # to the bulk data port (asyncio's TLS is slow)
+                from urllib.parse import quote
+
+                raise web.HTTPTemporaryRedirect(f"{self.redirect_islands}/{quote(dataset, safe='')}/"
+                                                f"{quote(pid, safe='/=')}")
             return web.FileResponse(path, chunk_size=1 << 20)
 
         from island.web.app import MAX_BODY_BYTES
@@ -147,14 +154,16 @@ class HttpDataServer:
             self._loop.run_until_complete(runner.cleanup())
             self._loop.close()
 
-    def authorize(self, request, dataset: str) -> None:
-        """``check_data_read`` of the request; 401/403 with the reason otherwise."""
+    def authorize(self, request, dataset: str) -> bool:
+        """``check_data_read`` of the request (True when the caller is an island); 401/403
+        with the reason otherwise."""
         from aiohttp import web
 
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         try:
             check_data_read(self.gate, self.store, der, request.headers.get("Authorization"), dataset)
+            return bool(der)
         except Unauthenticated as exc:
             raise web.HTTPUnauthorized(text=f"{exc}\n", headers={"WWW-Authenticate": "Bearer"}) from None
         except PermissionDenied as exc:

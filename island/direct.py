@@ -138,11 +138,12 @@ def direct_read(scan: TableScan, direct: DirectScan, files: list[DirectFileSpec]
     healpix = ds.hats_properties.get("hats_col_healpix", "_healpix_29")
     ranges = None
     if direct.cones and ds.hats_properties.get("hats_col_healpix_order", "29") == "29":
-        ranges = []
-        for i, cone in enumerate(direct.cones):
+        for cone in direct.cones:
             r = healpix29_ranges(cone)
-            ranges = r if i == 0 else [(max(a, c), min(b, d)) for a, b in ranges for c, d in r
-                                       if max(a, c) <= min(b, d)]
+            if not r:  # a cone too large to be worth ranges (half the sky or more): no pruning by it
+                continue
+            ranges = r if ranges is None else [(max(a, c), min(b, d)) for a, b in ranges for c, d in r
+                                               if max(a, c) <= min(b, d)]
     out = pb.DirectRead(columns=columns, names=names, ra_column=ds.ra_column, dec_column=ds.dec_column,
                         cones=[pb.DirectCone(ra=c.ra, dec=c.dec, radius=c.radius) for c in direct.cones],
                         has_limit=direct.limit is not None, limit=direct.limit or 0,

@@ -90,7 +90,8 @@ class Replication:
         host = cfg.island.host
         self.http = HttpDataServer(store, self.export, host, cfg.island.http_port or _kept_port(store, "http_port", host),
                                    gate, (cfg.security_path("cert"), cfg.security_path("key")))
-        # The bulk data port: what other islands' workers and clients' direct reads fetch from.
+        # The bulk data port: what clients' direct reads fetch from, and other islands' workers
+        # (redirected there by the web face's /data/ when they present their certificate).
         self.data = DataPlane(store, self.export, host, cfg.island.data_port or _kept_port(store, "data_port", host),
                               gate, (cfg.security_path("cert"), cfg.security_path("key")))
         self.xrootd: XrootdServer | None = None
@@ -122,6 +123,7 @@ class Replication:
         except FailedPrecondition:
             self.http.stop()
             raise
+        self.http.redirect_islands = self.data.base_url
         root_url = ""
         if self.xrootd is not None:
             try:
@@ -135,7 +137,7 @@ class Replication:
                 self.xrootd_error = exc.message
                 logger.warning("root:// not served: %s", exc.message)
                 self.xrootd = None
-        self._announce(self.data.base_url, root_url)
+        self._announce(self.http.base_url, root_url)
         self.wakeup.start()
         for name in self.workers.names():
             jobs.release_worker(self.store, name)

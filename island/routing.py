@@ -35,6 +35,7 @@ def _sub_request(request: pb.QueryRequest, here: str, query_id: str, sql: str | 
         sub.sql = sql
         sub.engine = pb.ENGINE_AUTO
         sub.max_rows = sub.max_bytes = 0
+        sub.direct = False  # the rows are spooled here: they must come in the stream
     return sub
 
 

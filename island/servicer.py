@@ -105,7 +105,8 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
             spark_master=self.cfg.spark.master, spark_error=self.spark.error,
             datasets=len(self.store.dataset_names()), catalog_sequence=self.store.sequence(),
             running_queries=len(self.queries.running()), spark_active_jobs=self.spark.active_jobs(),
-            http_url=self.replication.data.base_url if self.replication else "",
+            http_url=self.replication.http.base_url if self.replication else "",
+            data_url=self.replication.data.base_url if self.replication else "",
             root_url=self.replication.xrootd.base_url if self.replication and self.replication.xrootd else "",
             workers=[f"{n}={p}" for n, p in self.replication.workers.pids().items()] if self.replication else [],
             peer_address=self.cfg.peer_address, anonymous=self.cfg.security.anonymous,
@@ -345,6 +346,11 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
             direct = self._direct(request, plan, placement, limit_rows, limit_bytes)
             if direct is not None:  # the client reads the files itself
                 call.labels["engine"] = "direct"
+                # The audit's rows: those the files hold (exact for a scan, an upper bound with
+                # cones); its bytes: what the client is told to fetch.
+                call.rows = min(sum(f.num_rows for f in direct.files), direct.limit if direct.has_limit else 1 << 62)
+                call.bytes = sum(sum(b - a for a, b in zip(f.spans[::2], f.spans[1::2])) if f.spans else f.size
+                                 for f in direct.files)
                 plan_pb = plan_to_pb(plan, route, self.cfg.island.name, placement, self._notes(plan, loc, origins))
                 plan_pb.engine_reason += f"; the client reads {len(direct.files)} files directly"
                 schema = direct_schema(plan.tables[0], plan.direct)

@@ -51,7 +51,9 @@ def make_app(broker: str, queue_dir: str | Path, island: str) -> Celery:
             # Kombu's exchange tables, which it writes to ./control otherwise (the caller's folder).
             "control_folder": str(folder / "control"),
             "store_processed": True,
-            "polling_interval": 0.05,
+            # A folder listing every 10 ms costs nothing measurable, and a new job waits 5 ms
+            # for a worker on average instead of 25.
+            "polling_interval": 0.01,
         }
     app.conf.update(conf)
     return app

@@ -92,8 +92,11 @@ class HttpStream:
     moved a third of this through asyncio's TLS layer here."""
 
     def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self._open(url, timeout, redirects=1)
+
+    def _open(self, url: str, timeout: float, redirects: int) -> None:
         import http.client
-        from urllib.parse import urlsplit
+        from urllib.parse import urljoin, urlsplit
 
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
@@ -125,6 +128,14 @@ class HttpStream:
                 conn.close()
                 raise
         self._conn, self._key, self._conns = conn, key, conns
+        if self._resp.status in (301, 302, 303, 307, 308) and redirects > 0:  # the web face sends islands
+            target = urljoin(url, self._resp.getheader("Location") or "")   # to its bulk data port
+            self._resp.read()
+            self.close()
+            if not target.startswith(("http://", "https://")):
+                raise SourceFailed(f"{url}: redirected to {target!r}")
+            self._open(target, timeout, redirects - 1)
+            return
         if self._resp.status != 200:
             text = self._resp.read(2000).decode(errors="replace").strip()
             self.close()

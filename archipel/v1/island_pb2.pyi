@@ -636,7 +636,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IslandInfo(_message.Message):
-    __slots__ = ("name", "version", "protocol_version", "grpc_address", "http_url", "spark_ready", "spark_master", "spark_error", "datasets", "catalog_sequence", "running_queries", "spark_active_jobs", "root_url", "workers", "peer_address", "anonymous", "spark_storage_bytes", "sessions")
+    __slots__ = ("name", "version", "protocol_version", "grpc_address", "http_url", "spark_ready", "spark_master", "spark_error", "datasets", "catalog_sequence", "running_queries", "spark_active_jobs", "root_url", "workers", "peer_address", "anonymous", "spark_storage_bytes", "sessions", "data_url")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -655,6 +655,7 @@ class IslandInfo(_message.Message):
     ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
     SPARK_STORAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    DATA_URL_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     protocol_version: int
@@ -673,7 +674,8 @@ class IslandInfo(_message.Message):
     anonymous: str
     spark_storage_bytes: int
     sessions: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., grpc_address: _Optional[str] = ..., http_url: _Optional[str] = ..., spark_ready: _Optional[bool] = ..., spark_master: _Optional[str] = ..., spark_error: _Optional[str] = ..., datasets: _Optional[int] = ..., catalog_sequence: _Optional[int] = ..., running_queries: _Optional[int] = ..., spark_active_jobs: _Optional[int] = ..., root_url: _Optional[str] = ..., workers: _Optional[_Iterable[str]] = ..., peer_address: _Optional[str] = ..., anonymous: _Optional[str] = ..., spark_storage_bytes: _Optional[int] = ..., sessions: _Optional[int] = ...) -> None: ...
+    data_url: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., grpc_address: _Optional[str] = ..., http_url: _Optional[str] = ..., spark_ready: _Optional[bool] = ..., spark_master: _Optional[str] = ..., spark_error: _Optional[str] = ..., datasets: _Optional[int] = ..., catalog_sequence: _Optional[int] = ..., running_queries: _Optional[int] = ..., spark_active_jobs: _Optional[int] = ..., root_url: _Optional[str] = ..., workers: _Optional[_Iterable[str]] = ..., peer_address: _Optional[str] = ..., anonymous: _Optional[str] = ..., spark_storage_bytes: _Optional[int] = ..., sessions: _Optional[int] = ..., data_url: _Optional[str] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ("pattern", "with_partitions")

@@ -80,8 +80,8 @@ def test_result_limits_hold_on_the_direct_path(client):
 
 @pytest.fixture(scope="module")
 def pair(island, tmp_path_factory):
-    """Island beta follows alpha and holds nothing; its [query] max_rows is 20 000."""
-    beta = IslandProcess(tmp_path_factory.mktemp("direct-beta"), "beta",
+    """Island dbeta follows alpha and holds nothing; its [query] max_rows is 20 000."""
+    beta = IslandProcess(tmp_path_factory.mktemp("direct-beta"), "dbeta",
                          extra_config=NO_SPARK + f'[federation]\npeers = ["{island.address}"]\n'
                          "[query]\nmax_rows = 20000\n").start()
     with beta.client() as c:
@@ -95,7 +95,7 @@ def test_routed_read_is_fetched_from_the_island_holding_the_files(pair):
     query = "SELECT id, ra, dec FROM test.allsky WHERE cone(ra, dec, 10.0, 20.0, 30.0)"
     with alpha.client() as a, beta.client() as b:
         truth = a.sql(query, direct=False).read_all()
-        alpha_data = a.info()["http_url"]
+        alpha_data = a.info()["data_url"]
         r = b.sql(query, route="remote")
         got = r.read_all()
         assert r.path == "direct"
@@ -105,7 +105,7 @@ def test_routed_read_is_fetched_from_the_island_holding_the_files(pair):
         for direct in (True, False):
             with pytest.raises(archipel.ResourceExhausted, match="row limit of 20000"):
                 b.sql("SELECT * FROM test.allsky", route="remote", direct=direct).read_all()
-        assert b.info()["name"] == "beta"
+        assert b.info()["name"] == "dbeta"
 
 
 def _fetch(url: str, ca, token: str | None, headers: dict | None = None) -> tuple[int, bytes]:
@@ -203,7 +203,7 @@ def _raw(port: int, data: bytes, tls: bool, ca) -> bytes:
 
 def test_data_port_refuses_hostile_input_and_keeps_serving(island):
     with island.client() as c:
-        base = c.info()["http_url"]
+        base = c.info()["data_url"]
         r = c.sql("SELECT * FROM test.allsky LIMIT 10")
         (_, url) = r.files[0]
         r.read_all()
@@ -242,3 +242,25 @@ def test_data_port_refuses_hostile_input_and_keeps_serving(island):
     wait_for(lambda: _fetch(url, island.ca, token)[0] == 200, "the data port serves again")
     with island.client() as c:
         assert c.sql("SELECT id FROM test.allsky LIMIT 5").read_all().num_rows == 5
+
+
+def test_the_web_face_sends_islands_to_the_data_port_and_serves_users_itself(island):
+    import http.client
+    from urllib.parse import urlsplit
+
+    with island.client() as c:
+        info = c.info()
+        r = c.sql("SELECT * FROM test.allsky LIMIT 10")
+        pid = r.files[0][1].split("/test.allsky/", 1)[1]
+        r.read_all()
+    web = urlsplit(info["http_url"])
+    ctx = ssl.create_default_context(cafile=str(island.ca))
+    ctx.load_cert_chain(str(island.folder / "island.pem"), str(island.folder / "island-key.pem"))
+    conn = http.client.HTTPSConnection(web.hostname, web.port, context=ctx, timeout=30)
+    conn.request("GET", f"/data/test.allsky/{pid}")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 307 and resp.getheader("Location") == f"{info['data_url']}/test.allsky/{pid}"
+    conn.close()
+    status, body = _fetch(f"{info['http_url']}/test.allsky/{pid}", island.ca, island.admin_token)
+    assert status == 200 and body[:4] == b"PAR1"  # a user's token: served by the web face itself
