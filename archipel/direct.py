@@ -188,7 +188,9 @@ class DirectReader:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 if conn is not None:
                     self._conns.discard(conn)
-                if attempt == 2 or self._stop.is_set():
+                if self._stop.is_set():
+                    raise Cancelled("the query was cancelled") from None
+                if attempt == 2:
                     raise self._unreachable(url, exc) from None
             except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
                 if conn is not None:
@@ -318,7 +320,12 @@ class DirectReader:
                 while nxt < len(files) and len(pending) < self.workers:
                     pending.append(pool.submit(self._read_file, files[nxt]))
                     nxt += 1
-                table = pending.pop(0).result()
+                try:
+                    table = pending.pop(0).result()
+                except Exception:
+                    if self._stop.is_set():  # whatever a cut connection raised: the cancel is the cause
+                        raise Cancelled("the query was cancelled") from None
+                    raise
                 if self._stop.is_set():
                     raise Cancelled("the query was cancelled")
                 if left is not None:
