@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 
-from common import DATASET, bench_island, entry_island, report, run_python
+from common import DATASET, bench_pair, report, run_python
 
 READ = """
 import json, sys, time, archipel
@@ -31,13 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
-    b = bench_island()
-    try:
-        a = entry_island(b)
-    except BaseException:
-        b.stop()
-        raise
-    try:
+    with bench_pair() as (b, a):
         with a.client() as ca, b.client() as cb:
             rnd = random.Random(3)
             cones = [(rnd.uniform(0, 360), rnd.uniform(-80, 80)) for _ in range(args.runs)]
@@ -71,9 +65,6 @@ def main() -> None:
             ("through A / straight (goal >= 0.8)", f"{rate_a / rate_b:.2f}"),
             ("new dataset at B listed at A, median of 10 (incl. listing)", f"{statistics.median(prop):.1f} ms"),
         ])
-    finally:
-        a.stop()
-        b.stop()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DATASET, ROOT, bench_island, entry_island, report, run_python
+from common import DATASET, ROOT, bench_pair, report, run_python
 
 CLIENT_READ = """
 import json, sys, time, archipel
@@ -124,13 +124,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--radius", type=float, nargs="+", default=[10.0, 20.0])
     args = parser.parse_args()
-    b = bench_island()
-    try:
-        a = entry_island(b)
-    except BaseException:
-        b.stop()
-        raise
-    try:
+    with bench_pair() as (b, a):
         with b.client() as cb:
             d = cb.describe(DATASET)
         folder = str(Path(b.folder) / "data" / "datasets" / DATASET / "dataset")
@@ -186,9 +180,6 @@ def main() -> None:
             ]
         report(f"Data at wire speed ({time.strftime('%Y-%m-%d')}, `python benchmarks/bench_wire.py "
                f"--runs {args.runs}`)", rows)
-    finally:
-        a.stop()
-        b.stop()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Data and the island live in benchmarks/data/ (ignored by git) and are reused bet
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import subprocess
@@ -85,6 +86,21 @@ def entry_island(holder: IslandProcess) -> IslandProcess:
                 raise AssertionError("the catalog did not reach the entry island")
             time.sleep(0.05)
     return entry
+
+
+@contextlib.contextmanager
+def bench_pair():
+    """(holder, entry): the loaded benchmark island and an entry island following it, both
+    stopped when the block ends."""
+    holder = bench_island()
+    try:
+        entry = entry_island(holder)
+        try:
+            yield holder, entry
+        finally:
+            entry.stop()
+    finally:
+        holder.stop()
 
 
 def bench_island(extra_config: str = "") -> IslandProcess:
