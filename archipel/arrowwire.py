@@ -14,6 +14,7 @@ import pyarrow as pa
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
+    "MessageTooLarge",
     "serialize_schema",
     "read_schema",
     "encode_batches",
@@ -97,13 +98,25 @@ def encode_batches(
                 yield buf[start : start + chunk_bytes], not last, piece.num_rows if last else 0
 
 
-def decode_chunks(chunks: Iterable[tuple[bytes, bool]], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """Reassembles fragments and yields record batches (zero-copy for unfragmented ones)."""
+class MessageTooLarge(ValueError):
+    """A fragmented Arrow message grew past the receiver's limit."""
+
+
+def decode_chunks(chunks: Iterable[tuple[bytes, bool]], schema: pa.Schema,
+                  max_message: int = 0) -> Iterator[pa.RecordBatch]:
+    """Reassembles fragments and yields record batches (zero-copy for unfragmented ones). A
+    message reassembled from more than ``max_message`` bytes of fragments (0: no limit) is
+    refused with ValueError before it is held whole."""
     pending: list[bytes] = []
+    held = 0
     for body, more in chunks:
         if more:
             pending.append(body)
+            held += len(body)
+            if max_message and held > max_message:
+                raise MessageTooLarge(f"an Arrow message fragmented over more than {max_message} bytes")
             continue
+        held = 0
         if pending:
             pending.append(body)
             body = b"".join(pending)

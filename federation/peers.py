@@ -21,6 +21,7 @@ from archipel.v1 import peer_pb2 as ppb
 from archipel.v1 import peer_pb2_grpc as ppb_grpc
 from federation.pki import IslandCredentials, verify_island_der, verify_signature
 from federation.sync import change_from_wire, dataset_from_payload, decide
+from metacatalog.model import Change
 from metacatalog.store import CatalogStore
 
 __all__ = ["PROTOCOL_VERSION", "PeerLink", "Archipelago", "check_address", "PeerStatus"]
@@ -106,6 +107,7 @@ class PeerLink:
         self.last_seq = 0
         self.target_seq = 0
         self.error = ""
+        self.diverged = ""  # a divergence this link saw (see _check_same)
         self._stop = threading.Event()
         self._call = None
         self._thread = threading.Thread(target=self._run, name=f"peer-{address}", daemon=True)
@@ -123,6 +125,9 @@ class PeerLink:
         state = self.state
         if state == "connected" and self.last_seq < self.target_seq:
             state = "lagging"
+        diverged = self.archipelago.divergences.get(self.island, "") or self.diverged
+        if diverged:
+            return PeerStatus(self.island, self.address, "diverged", self.last_seq, diverged)
         return PeerStatus(self.island, self.address, state, self.last_seq, self.error)
 
     def _run(self) -> None:
@@ -181,19 +186,50 @@ class PeerLink:
                 self._call = None
 
     def _apply(self, msg: ppb.CatalogChange) -> None:
+        """Applies one change. Only a change signed by its origin moves that origin's cursor
+        (whoever relays it): a forged one drops the link. A signed change that is malformed
+        or contradicts the catalog is recorded as refused, not applied, so the origin's later
+        changes still follow; a signed change that differs from the one recorded under the
+        same number is a divergence, shown in the link's status."""
         store = self.archipelago.store
-        change = change_from_wire(msg.origin, msg.seq, msg.op, msg.key, msg.payload_json, msg.ts, msg.signature)
-        self.archipelago.check_signed(change, msg.origin_cert)
-        dataset = dataset_from_payload(change.payload, change.origin) if change.op == "dataset.put" else None
+        raw = Change(msg.origin, msg.seq, msg.op, msg.key, {}, msg.ts, msg.signature, msg.payload_json)
+        self.archipelago.check_signed(raw, msg.origin_cert)
+        refused, change, dataset = "", raw, None
+        try:
+            change = change_from_wire(msg.origin, msg.seq, msg.op, msg.key, msg.payload_json, msg.ts,
+                                      msg.signature)
+            dataset = dataset_from_payload(change.payload, change.origin) if change.op == "dataset.put" else None
+        except ArchipelError as exc:
+            refused = str(exc)
         with store.transaction() as tx:
             decision = decide(store.island, store.sequence(change.origin), change)
             if decision.action == "gap":
                 raise _Gap(decision.reason)
             if decision.action == "apply":
-                tx.apply_remote(change, dataset)
+                refused = tx.apply_or_refuse(change, dataset, refused)
+        if decision.action == "apply" and refused:
+            logger.warning("peer %s: refused change %s:%d (%s %s), recorded and skipped: %s",
+                           self.address, change.origin, change.seq, change.op, change.key[:100], refused)
+            self.error = f"refused change {change.origin}:{change.seq}: {refused[:300]}"
+        elif decision.action == "duplicate":
+            self._check_same(raw)
         if change.origin == self.island:
             self.last_seq = max(self.last_seq, change.seq)
             self.target_seq = max(self.target_seq, change.seq)
+
+    def _check_same(self, change: Change) -> None:
+        """A duplicate must be the change recorded under its number: two different changes,
+        both signed by their origin, under one number mean the origin's log diverged (restored
+        from an old backup, say)."""
+        recorded = self.archipelago.store.recorded_change(change.origin, change.seq)
+        if recorded is None or recorded[:3] == (change.op, change.key, change.payload_json):
+            return
+        why = (f"diverged: {change.origin}:{change.seq} is {change.op} {change.key[:100]} here but "
+               f"{recorded[0]} {recorded[1][:100]} was recorded under that number")
+        if why not in self.archipelago.divergences:
+            logger.error("peer %s: %s", self.address, why)
+        self.archipelago.divergences[change.origin] = why
+        self.diverged = why
 
 
 class Archipelago:
@@ -208,6 +244,7 @@ class Archipelago:
         self._links: dict[str, PeerLink] = {}
         self._channels: dict[str, grpc.Channel] = {}
         self._certs: dict[str, bytes] = {}  # origins' certificates known to be in the catalog
+        self.divergences: dict[str, str] = {}  # origin -> what diverged (shown by ``peers``)
         self._lock = threading.Lock()
         self._stopped = False
 

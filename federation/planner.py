@@ -11,6 +11,7 @@ the planner did not choose.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from archipel.errors import InvalidArgument, NotFound, PermissionDenied
+from archipel.errors import DeadlineExceeded, InvalidArgument, NotFound, PermissionDenied
 from metacatalog.model import Dataset, Partition
 from metacatalog.sky import Cone, healpix29_ranges, partitions_in_cone
 
@@ -156,15 +157,23 @@ def _cone_args(node: exp.Expression) -> list[exp.Expression] | None:
 
 
 def _check_cone_literals(args: list[exp.Expression]) -> Cone | None:
+    for a in args:
+        if isinstance(a, exp.Literal) and a.is_string:
+            raise InvalidArgument(f"cone arguments are numbers or columns, not the string {a.sql()[:40]}")
     ra0, dec0, r = (_literal_number(a) for a in args[2:])
     if None in (ra0, dec0, r):
         return None
     return Cone(ra0, dec0, r)  # raises InvalidArgument on a negative radius or |dec| > 90
 
 
-def _rewrite_sky(tree: exp.Expression) -> list[tuple[exp.Expression, list[exp.Expression]]]:
+def _rewrite_sky(tree: exp.Expression, budget: _Budget | None = None
+                 ) -> list[tuple[exp.Expression, list[exp.Expression]]]:
     """Replaces sky predicates by native expressions; returns (predicate, args) of each."""
     found: list[tuple[exp.Expression, list[exp.Expression]]] = []
+    count = sum(1 for node in tree.find_all(exp.Anonymous, exp.Contains) if _cone_args(node) is not None)
+    if count > MAX_SKY_PREDICATES:
+        raise InvalidArgument(f"the query has {count} sky predicates (cone, CONTAINS); at most "
+                              f"{MAX_SKY_PREDICATES} are planned: use a MOC (subscribe --moc) or a join")
 
     def to_native(node: exp.Expression) -> exp.Expression:
         args = _cone_args(node)
@@ -187,6 +196,8 @@ def _rewrite_sky(tree: exp.Expression) -> list[tuple[exp.Expression, list[exp.Ex
         return pred
 
     for node in list(tree.find_all(exp.Anonymous, exp.Contains)):
+        if budget is not None:
+            budget.check()
         if node.parent is None and node is not tree:
             continue
         replacement = to_native(node)
@@ -292,6 +303,70 @@ def _names(tree: exp.Expression) -> set[str] | None:
     return names
 
 
+# A query's planning budget: what one query may ask of the planner (and, for functions that
+# build strings or arrays from a count, of the engines' memory) before any data is read.
+MAX_SQL_CHARS = 256 * 1024
+MAX_NESTING = 64
+MAX_SKY_PREDICATES = 64
+MAX_EXPANSION = 1_000_000
+PLANNING_SECONDS = 5.0
+_EXPANDING = {"repeat": 1, "lpad": 1, "rpad": 1, "space": 0, "array_repeat": 1}
+
+
+class _Budget:
+    """The time a plan may take; the passes check it between steps."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise DeadlineExceeded(f"planning the query took more than {self.seconds:g} s; simplify it "
+                                   f"(fewer sky predicates or joins)")
+
+
+def _nesting(sql: str) -> int:
+    """The deepest parenthesis nesting of ``sql`` outside string literals and quoted names."""
+    depth = deepest = 0
+    quote = ""
+    for ch in sql:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    return deepest
+
+
+def _check_budget(sql: str) -> None:
+    if len(sql) > MAX_SQL_CHARS:
+        raise InvalidArgument(f"query text is {len(sql)} characters; at most {MAX_SQL_CHARS} are planned")
+    if _nesting(sql) > MAX_NESTING:
+        raise InvalidArgument(f"the query nests parentheses more than {MAX_NESTING} deep")
+
+
+def _check_expansions(tree: exp.Expression) -> None:
+    """Functions that make a value from a count (repeat('x', 2000000000)) get a literal count
+    of at most MAX_EXPANSION: one such call could otherwise take the island's memory."""
+    for node in tree.find_all(exp.Func):
+        fname = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+        if fname not in _EXPANDING:
+            continue
+        args = [node.this, *node.expressions] if not isinstance(node, exp.Anonymous) else list(node.expressions)
+        args += [v for k, v in node.args.items() if k not in ("this", "expressions") and isinstance(v, exp.Expression)]
+        for arg in args:
+            value = literal_number(arg) if isinstance(arg, exp.Expression) else None
+            if value is not None and value > MAX_EXPANSION:
+                raise InvalidArgument(f"{fname}() with a count of {value:.0f}: at most {MAX_EXPANSION} "
+                                      f"(a query's memory budget)")
+
+
 def plan_query(
     sql: str,
     lookup: Callable[[str], Dataset],
@@ -299,12 +374,22 @@ def plan_query(
     engine: str = "auto",
     arrow_max_aggregate_bytes: int = 2 * 1024**3,
     view_prefix: str | None = None,
+    budget_seconds: float = PLANNING_SECONDS,
 ) -> QueryPlan:
-    """Plans one user query. ``lookup(name)`` returns a Dataset or raises NotFound."""
+    """Plans one user query. ``lookup(name)`` returns a Dataset or raises NotFound. Planning
+    has a budget: the text's size and nesting, the number of sky predicates, literal counts
+    of functions that build values, and ``budget_seconds`` of time (DeadlineExceeded)."""
     if not isinstance(sql, str) or not sql.strip():
         raise InvalidArgument("empty query")
-    if len(sql) > 1_000_000:
-        raise InvalidArgument("query text is longer than 1 MB")
+    _check_budget(sql)
+    try:
+        return _plan(sql, lookup, engine, arrow_max_aggregate_bytes, view_prefix, _Budget(budget_seconds))
+    except RecursionError:
+        raise InvalidArgument("the query is nested too deeply to plan") from None
+
+
+def _plan(sql: str, lookup: Callable[[str], Dataset], engine: str, arrow_max_aggregate_bytes: int,
+          view_prefix: str | None, budget: _Budget) -> QueryPlan:
     first = _WRITE_KEYWORDS.match(sql)
     if first:
         raise PermissionDenied(f"only read-only SELECT queries are allowed; {first.group(1).upper()} is refused")
@@ -326,7 +411,8 @@ def plan_query(
     if not isinstance(tree, exp.Query):
         raise InvalidArgument(f"invalid SQL: expected a SELECT query, got {sql.strip()[:60]!r}")
 
-    sky_preds = _rewrite_sky(tree)
+    _check_expansions(tree)
+    sky_preds = _rewrite_sky(tree, budget)
     prefix = view_prefix or f"q{uuid.uuid4().hex[:12]}"
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     scans: list[TableScan] = []
@@ -388,6 +474,7 @@ def plan_query(
             cone = _check_cone_literals(args)
             if cone is None:
                 continue
+            budget.check()
             scan.cones.append(cone)
             applied.add(id(conj))
             keep = partitions_in_cone([(p.order, p.pixel) for p in scan.partitions], cone)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archipel.errors import InvalidArgument
-from archipel.names import check_dataset_name
+from archipel.names import check_dataset_name, check_partition_path
 from metacatalog.model import Change, Dataset, Partition
 
 __all__ = ["Decision", "decide", "dataset_from_payload", "change_from_wire", "OPS"]
@@ -42,7 +42,7 @@ def decide(island: str, cursor: int, change: Change) -> Decision:
 
 
 def _partition(d: dict[str, Any]) -> Partition:
-    return Partition(path=str(d["path"]), num_rows=int(d["num_rows"]), num_bytes=int(d["num_bytes"]),
+    return Partition(path=check_partition_path(d["path"]), num_rows=int(d["num_rows"]), num_bytes=int(d["num_bytes"]),
                      adler32=int(d["adler32"]), order=d.get("order"), pixel=d.get("pixel"),
                      stats=dict(d.get("stats") or {}))
 
@@ -75,6 +75,8 @@ def dataset_from_payload(payload: dict[str, Any], origin: str) -> Dataset:
             partitions=tuple(_partition(p) for p in payload.get("partitions", [])),
             **_access(payload),
         )
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"dataset in a change of {origin!r} refused: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"malformed dataset in a change of {origin!r}: {exc!r}") from None
 
@@ -117,17 +119,21 @@ def change_from_wire(origin: str, seq: int, op: str, key: str, payload_json: str
             raise InvalidArgument(f"change {origin}:{seq} has malformed access facts: {exc}") from None
     if op.startswith("replica."):
         pids = payload.get("pids")
-        if not isinstance(pids, list) or not all(isinstance(p, str) and p and ".." not in p.split("/")
-                                                 and not p.startswith("/") for p in pids):
+        if not isinstance(pids, list) or not pids:
             raise InvalidArgument(f"change {origin}:{seq} has malformed replica pids")
+        for pid in pids:
+            try:
+                check_partition_path(pid)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"change {origin}:{seq} names a hostile replica: {exc}") from None
     if op == "dataset.append":
         try:
             parts = [_partition(p) for p in payload["partitions"]]
             int(payload["num_rows"]), int(payload["num_bytes"]), float(payload.get("sky_fraction", 0.0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"change {origin}:{seq} is a malformed append: {exc!r}") from None
-        if not parts or any(".." in p.path.split("/") or p.path.startswith("/") for p in parts):
-            raise InvalidArgument(f"change {origin}:{seq} appends no partition or a hostile path")
+        except (KeyError, TypeError, ValueError, InvalidArgument) as exc:
+            raise InvalidArgument(f"change {origin}:{seq} is a malformed append: {exc}") from None
+        if not parts:
+            raise InvalidArgument(f"change {origin}:{seq} appends no partition")
         payload = {**payload, "parsed_partitions": parts}
     if op == "dataset.put":
         ds = dataset_from_payload(payload, origin)

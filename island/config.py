@@ -60,6 +60,9 @@ class QuerySection:
     # Aggregates over more than this many bytes of input go to Spark, smaller ones stay on Arrow.
     arrow_max_aggregate_bytes: int = 2 * 1024**3
     workers: int = 16  # concurrent RPCs
+    # Memory the Arrow path's DuckDB may use for one island (0: DuckDB's default, 80% of RAM);
+    # a query that needs more fails with a message instead of taking the machine.
+    memory_bytes: int = 4 * 1024**3
 
 
 @dataclass
@@ -126,6 +129,16 @@ class LimitsSection:
     query_seconds: float = 0.0
     pinned_bytes: int = 0  # bytes of replicas pinned by one user's rules
     subscriptions: int = 0  # open subscription streams
+    # What one caller (or a peer island) can make an island hold; these have defaults, so
+    # an island is protected without configuration (0: no limit).
+    streams: int = 256  # long-lived streams (subscriptions, peers' catalog streams) open at once, in
+    #                     threads of their own beside [query] workers: short calls never wait for them
+    streams_per_caller: int = 32  # of those, one user's or one island's
+    max_columns: int = 4000  # columns of a published or ingested dataset
+    max_change_bytes: int = 12 * 1024**2  # one catalog change (followers receive it in one message)
+    publish_seconds: float = 3600.0  # a publish or append stream open longer is cut
+    publish_bytes: int = 0  # Arrow bytes one publish or append may send (staged on disk)
+    publish_message_bytes: int = 256 * 1024**2  # one Arrow message reassembled from fragments (memory)
 
 
 @dataclass
@@ -263,7 +276,7 @@ def _validate(cfg: IslandConfig, source: str) -> None:
         port = getattr(cfg.island, key)
         if not 0 <= port <= 65535 or (key == "port" and port == 0):
             raise InvalidArgument(f"{source}: [island] {key} {port} is not a valid TCP port")
-    for key in ("max_rows", "max_bytes", "chunk_bytes", "workers"):
+    for key in ("max_rows", "max_bytes", "chunk_bytes", "workers", "memory_bytes"):
         if getattr(cfg.query, key) < 0:
             raise InvalidArgument(f"{source}: [query] {key} must not be negative")
     if cfg.query.chunk_bytes < 1024:
@@ -277,9 +290,14 @@ def _validate(cfg: IslandConfig, source: str) -> None:
     if cfg.security.anonymous not in ("none", "read-public"):
         raise InvalidArgument(f"{source}: [security] anonymous must be \"none\" or \"read-public\", "
                               f"not {cfg.security.anonymous!r}")
-    for key in ("concurrent_queries", "result_bytes", "query_seconds", "pinned_bytes", "subscriptions"):
+    for key in ("concurrent_queries", "result_bytes", "query_seconds", "pinned_bytes", "subscriptions", "streams",
+                "streams_per_caller", "max_columns", "max_change_bytes", "publish_seconds", "publish_bytes",
+                "publish_message_bytes"):
         if getattr(cfg.limits, key) < 0:
             raise InvalidArgument(f"{source}: [limits] {key} must not be negative (0: no limit)")
+    if not 0 < cfg.limits.max_change_bytes <= 15 * 1024**2:
+        raise InvalidArgument(f"{source}: [limits] max_change_bytes must be between 1 and 15 MiB (a change travels "
+                              f"to peers in one message of at most 16 MiB)")
     if cfg.federation.max_peers < 0:
         raise InvalidArgument(f"{source}: [federation] max_peers must not be negative")
     for peer in cfg.federation.peers:

@@ -18,7 +18,9 @@ import subprocess
 import threading
 from pathlib import Path
 
-from archipel.errors import ArchipelError, FailedPrecondition, NotFound, PermissionDenied, Unauthenticated
+from archipel.errors import (ArchipelError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
+                             Unauthenticated)
+from archipel.names import check_dataset_name, check_partition_path
 from metacatalog.store import CatalogStore
 
 __all__ = ["HttpDataServer", "XrootdServer", "sync_exports", "free_port", "check_data_read", "partition_file"]
@@ -69,12 +71,16 @@ def check_data_read(gate, store: CatalogStore, der: bytes | None, authorization:
 
 def partition_file(store: CatalogStore, export: Path, dataset: str, pid: str) -> Path:
     """The file of a partition the catalog names and this island holds; NotFound otherwise."""
-    if ".." in pid.split("/") or pid.startswith("/") or "\0" in pid or "\0" in dataset or "/" in dataset:
-        raise NotFound(f"no partition {pid!r} of {dataset!r} here")
+    try:
+        check_dataset_name(dataset)
+        check_partition_path(pid)
+    except InvalidArgument:
+        raise NotFound(f"no partition {pid[:200]!r} of {dataset[:100]!r} here") from None
     if not store.query("SELECT 1 FROM partitions WHERE dataset=? AND pid=?", (dataset, pid)):
         raise NotFound(f"no partition {pid!r} of {dataset!r} here")
-    path = export / dataset / pid
-    if not path.is_file():
+    folder = (export / dataset).resolve()
+    path = folder / pid
+    if not path.resolve().is_relative_to(folder) or not path.is_file():
         raise NotFound(f"partition {pid!r} of {dataset!r} is not held here")
     return path
 

@@ -23,6 +23,7 @@ import pyarrow as pa
 from archipel.arrowwire import serialize_schema
 from archipel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from archipel.names import check_dataset_name
+from island.storage.columns import check_registered_schema, conform_batch, publishable_schema
 from island.storage.files import parquet_partition, read_parquet_schema
 from island.storage.hats_read import Found, scan_hats_catalog, parquet_files, scan_path, sky_columns
 from island.storage.hats_write import write_hats_catalog
@@ -79,8 +80,10 @@ class Ingester:
         partition_rows: int,
         max_order: int,
         allowed_roots: list[str] | None = None,
+        max_columns: int = 0,
     ) -> None:
         self.store = store
+        self.max_columns = max_columns
         self.data_dir = data_dir
         self.partition_rows = partition_rows
         self.max_order = max_order
@@ -108,6 +111,8 @@ class Ingester:
         if hats is not None:
             if item.ra or item.dec:
                 logger.info("ignoring --ra/--dec for HATS catalog %s: it names its own sky columns", path)
+            for f in hats:
+                check_registered_schema(f.schema, self.max_columns, f"{item.path} ({f.name})")
             return [(f, None) for f in hats]
         files = parquet_files(path)
         schema = read_parquet_schema(files[0])
@@ -115,6 +120,7 @@ class Ingester:
             other = read_parquet_schema(f)
             if not other.remove_metadata().equals(schema.remove_metadata()):
                 raise InvalidArgument(f"{f} has a different schema from {files[0]}")
+        check_registered_schema(schema, self.max_columns, item.path)
         ra, dec = sky_columns(schema, item.ra, item.dec)
         out = stage / name
         if ra:
@@ -244,26 +250,41 @@ class Ingester:
             shutil.rmtree(stage, ignore_errors=True)
         return updated, parts
 
-    def publish(self, name: str, batches, schema: pa.Schema, ra: str = "", dec: str = "", owner: str = "",
-                readers: tuple[str, ...] = ("public",), public_after: str = "") -> Dataset:
-        """Writes streamed batches to a staged Parquet file and ingests it as a new dataset."""
+    def stage(self, batches, schema: pa.Schema) -> Path:
+        """Writes streamed batches to a staged Parquet file, in the schema data is stored with
+        (see ``island.storage.columns``), with no lock held: a slow or stalled sender blocks
+        no one. Returns the file; the caller hands it to ``publish`` or ``append`` (which
+        remove it) or removes its folder."""
         import pyarrow.parquet as pq
 
-        check_dataset_name(name)
-        if self.store.has_dataset(name):
-            raise AlreadyExists(f"dataset {name!r} already exists")
-        stage = self.staging / f"publish-{uuid.uuid4().hex}"
-        stage.mkdir(parents=True)
+        stored = publishable_schema(schema, self.max_columns)
+        folder = self.staging / f"publish-{uuid.uuid4().hex}"
+        folder.mkdir(parents=True)
+        path = folder / "input.parquet"
         try:
-            path = stage / "input.parquet"
             rows = 0
-            with pq.ParquetWriter(path, schema) as writer:
+            with pq.ParquetWriter(path, stored) as writer:
                 for batch in batches:
-                    writer.write_batch(batch)
+                    writer.write_batch(conform_batch(batch, stored))
                     rows += batch.num_rows
             if rows == 0:
                 raise InvalidArgument("publish received no rows")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return path
+
+    def publish(self, name: str, batches, schema: pa.Schema, ra: str = "", dec: str = "", owner: str = "",
+                readers: tuple[str, ...] = ("public",), public_after: str = "", staged: Path | None = None) -> Dataset:
+        """Ingests streamed batches (or the file ``stage`` made of them) as a new dataset."""
+        check_dataset_name(name)
+        if self.store.has_dataset(name):
+            if staged is not None:
+                shutil.rmtree(staged.parent, ignore_errors=True)
+            raise AlreadyExists(f"dataset {name!r} already exists")
+        path = staged if staged is not None else self.stage(batches, schema)
+        try:
             return self.ingest([IngestItem(str(path), name, ra, dec, adopt=True, owner=owner, readers=readers,
                                            public_after=public_after)])[0]
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
+            shutil.rmtree(path.parent, ignore_errors=True)

@@ -11,7 +11,9 @@ from archipel.errors import FailedPrecondition, PermissionDenied
 from archipel.v1 import peer_pb2 as ppb
 from federation.peers import PROTOCOL_VERSION, Archipelago, check_address
 from island.rpc import peer_rpc
+from island.config import LimitsSection
 from island.security.gate import Gate
+from island.shares import FairShares
 from metacatalog.store import CatalogStore
 
 __all__ = ["PeerServicer"]
@@ -21,8 +23,10 @@ logger = logging.getLogger(__name__)
 
 class PeerServicer:
     def __init__(self, store: CatalogStore, archipelago: Archipelago, stopping: threading.Event, gate: Gate,
-                 peer_address: str) -> None:
+                 peer_address: str, shares: FairShares | None = None, limits: LimitsSection | None = None) -> None:
         self.store = store
+        self.shares = shares or FairShares()
+        self.limits = limits or LimitsSection()
         self.archipelago = archipelago
         self.stopping = stopping
         self.gate = gate
@@ -60,6 +64,13 @@ class PeerServicer:
         if request.island and request.island != island:
             raise PermissionDenied(f"the caller's certificate is island {island}'s, not {request.island}'s")
         cursors = {str(k): int(v) for k, v in request.cursors.items()}
+        release = self.shares.take_stream(f"island {island}", self.limits)
+        try:
+            yield from self._changes(context, island, cursors)
+        finally:
+            release()
+
+    def _changes(self, context, island: str, cursors: dict[str, int]):
         store = self.store
         certs: dict[str, bytes] = {}
         while context.is_active() and not self.stopping.is_set():

@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from contextlib import contextmanager
 
-from archipel.errors import FailedPrecondition, ResourceExhausted
+from archipel.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from federation.peers import Archipelago
 from federation.rules import RuleBook
 from island.config import IslandConfig
@@ -24,6 +24,7 @@ from metacatalog.store import CatalogStore
 from replication.transfer import DATA_TLS_ENV
 from replication import cache, jobs
 from replication.celery_app import make_app
+from replication.layout import replica_path
 from replication.mover import REPLICAS_DIR, Mover
 from replication.wakeup import WakeupListener
 
@@ -207,7 +208,10 @@ class Replication:
                 w.delete_replicas(d, pids)
         for d, pids in gone.items():
             for p in pids:
-                (self.replicas / d / p).unlink(missing_ok=True)
+                try:
+                    replica_path(self.replicas, d, p).unlink(missing_ok=True)
+                except InvalidArgument as exc:
+                    logger.warning("not deleting a stale replica file: %s", exc)
         logger.info("dropped %d replica files no longer matching their dataset's partitions",
                     sum(map(len, gone.values())))
 

@@ -86,7 +86,8 @@ class Island:
         shutil.rmtree(self.spool, ignore_errors=True)
         sec = cfg.security
         self.creds = load_credentials(cfg.root, cfg.island.name, sec.ca, sec.cert, sec.key)
-        self.store = CatalogStore(cfg.catalog_path, cfg.island.name, signer=self.creds.sign)
+        self.store = CatalogStore(cfg.catalog_path, cfg.island.name, signer=self.creds.sign,
+                                  max_change_bytes=cfg.limits.max_change_bytes)
         self.store.keep_island_cert(cfg.island.name, self.creds.cert_der)
         self.store.sign_own_changes()
         self.gate = Gate(self.creds, self.store, sec.anonymous, bool(sec.benchmark_plaintext_port))
@@ -95,7 +96,8 @@ class Island:
         self.spark = SparkEngine(cfg.spark, self.spool, app_name=f"archipel-{cfg.island.name}", host=cfg.island.host,
                                  connect_port=cfg.sessions.connect_port if sessions_on else None)
         self.ingester = Ingester(self.store, cfg.data_path, partition_rows=cfg.ingest.partition_rows,
-                                 max_order=cfg.ingest.max_order, allowed_roots=cfg.ingest.allowed_roots)
+                                 max_order=cfg.ingest.max_order, allowed_roots=cfg.ingest.allowed_roots,
+                                 max_columns=cfg.limits.max_columns)
         self.stopping = threading.Event()
         self.archipelago = Archipelago(self.store, self.creds, cfg.peer_address, cfg.federation.max_peers)
         self.replication = Replication(cfg, self.store, self.archipelago, self.gate)
@@ -118,7 +120,8 @@ class Island:
                            subscriptions=self.subscriptions, spark=self.spark, queries=self.servicer.queries,
                            cache_quota=cfg.replication.cache_bytes)
         self._mount_web()
-        self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping, self.gate, cfg.peer_address)
+        self.peer_servicer = PeerServicer(self.store, self.archipelago, self.stopping, self.gate, cfg.peer_address,
+                                          self.servicer.shares, cfg.limits)
         self.server: grpc.Server | None = None
 
     def _mount_web(self) -> None:
@@ -140,8 +143,11 @@ class Island:
         # The Spark JVM is launched (a fork) before any gRPC server thread exists.
         if self.cfg.spark.start:
             self.spark.start()
-        # Peers' catalog streams hold a thread each for as long as they live.
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.cfg.query.workers + 64,
+        # Long-lived streams (subscriptions, peers' catalog streams) hold a thread each for as long
+        # as they live: they have [limits] streams threads of their own (island.shares), so the
+        # short calls always find [query] workers + 64.
+        streams = self.cfg.limits.streams or 1024
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.cfg.query.workers + 64 + streams,
                                                              thread_name_prefix="rpc"),
                                   options=GRPC_OPTIONS)
         handlers = [service_handlers(pb, "Island", self.servicer), service_handlers(ppb, "Peer", self.peer_servicer)]

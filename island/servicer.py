@@ -13,9 +13,11 @@ from contextlib import ExitStack
 
 import grpc
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from archipel import __version__
 from archipel.arrowwire import (
+    MessageTooLarge,
     RawChunk,
     chunk_message,
     decode_chunks,
@@ -25,8 +27,8 @@ from archipel.arrowwire import (
     serialize_schema,
     to_dense,
 )
-from archipel.errors import (ArchipelError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
-                             error_for_code)
+from archipel.errors import (ArchipelError, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound,
+                             PermissionDenied, ResourceExhausted, error_for_code)
 from archipel.names import check_dataset_name
 from archipel.v1 import island_pb2 as pb
 from federation.peers import Archipelago
@@ -48,6 +50,7 @@ from federation.rules import Region, RuleState
 from federation.subscriptions import Subscription, SubscriptionBook
 from island.engines import ArrowEngine, SparkEngine
 from island.ingest import Ingester, IngestItem
+from island.storage.columns import publishable_schema
 from island.replication import Replication
 from island.direct import DirectFileSpec, FooterCache, direct_read, direct_schema, file_url
 from island.engines.base import normalize_batch, normalize_schema
@@ -88,7 +91,7 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
         self.archipelago = archipelago
         self.store = store
         self.spark = spark
-        self.arrow = ArrowEngine()
+        self.arrow = ArrowEngine(memory_bytes=cfg.query.memory_bytes)
         self._footers = FooterCache()  # Parquet footers of files read directly
         self.ingester = ingester
         self.queries = QueryRegistry()
@@ -469,31 +472,61 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
             schema = dense_schema(read_schema(second.arrow_schema))
         except Exception as exc:
             raise InvalidArgument(f"publish: malformed Arrow schema: {exc}") from None
+        limits = self.cfg.limits
+        publishable_schema(schema, limits.max_columns)  # refused before any data is read
+
+        started = time.monotonic()
+        received = 0
 
         def chunks() -> Iterator[tuple[bytes, bool]]:
+            nonlocal received
             for msg in it:
                 if isinstance(msg, RawChunk):
-                    yield msg.body, msg.more
+                    body, more = msg.body, msg.more
                 elif msg.WhichOneof("part") == "chunk":
-                    yield msg.chunk.body, msg.chunk.more
+                    body, more = msg.chunk.body, msg.chunk.more
                 else:
                     raise InvalidArgument("publish: expected only Arrow chunks after the schema")
+                received += len(body)
+                if limits.publish_bytes and received > limits.publish_bytes:
+                    raise ResourceExhausted(f"publish sent more than {limits.publish_bytes} bytes of Arrow data "
+                                            f"([limits] publish_bytes)")
+                if limits.publish_seconds and time.monotonic() - started > limits.publish_seconds:
+                    raise DeadlineExceeded(f"publish stream open for more than {limits.publish_seconds:g} s "
+                                           f"([limits] publish_seconds)")
+                yield body, more
 
         def batches():
             try:
-                for batch in decode_chunks(chunks(), schema):
+                for batch in decode_chunks(chunks(), schema, limits.publish_message_bytes):
                     yield to_dense(batch, schema)
+            except MessageTooLarge as exc:
+                raise ResourceExhausted(f"publish: {exc} ([limits] publish_message_bytes)") from None
             except ArchipelError:
                 raise
             except Exception as exc:
                 raise InvalidArgument(f"publish: malformed Arrow data: {exc}") from None
 
-        with self._ingest_lock:
-            if header.mode == "append":
-                ds, _ = self.ingester.append(name, batches(), schema)
-            else:
-                ds = self.ingester.publish(name, batches(), schema, header.ra_column, header.dec_column,
-                                           owner=call.caller.user, **given)
+        # A sender that stops sending is cut when its time is up (its stream is cancelled);
+        # the data is staged with no lock held, so an open publish blocks no other writer.
+        timer = threading.Timer(limits.publish_seconds, context.cancel) if limits.publish_seconds else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            staged = self.ingester.stage(batches(), schema)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        try:
+            with self._ingest_lock:
+                if header.mode == "append":
+                    ds, _ = self.ingester.append(name, pq.read_table(staged))
+                else:
+                    ds = self.ingester.publish(name, None, schema, header.ra_column, header.dec_column,
+                                               owner=call.caller.user, staged=staged, **given)
+        finally:
+            shutil.rmtree(staged.parent, ignore_errors=True)
         self._exports_changed()
         return pb.PublishResponse(dataset=dataset_to_pb(ds, self.cfg.island.name))
 
@@ -672,8 +705,17 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
                              check_rows=lambda ds, flt: RowFilter(ds, flt).check(), reader=call.caller)
         if mode == "replicate" and call.caller.anonymous:
             raise PermissionDenied("replicate-mode subscriptions pin replicas: they need a token")
-        release = self.shares.take(call.caller.name, "subscriptions", self.cfg.limits.subscriptions,
-                                   "subscription streams")
+        stream = self.shares.take_stream(call.caller.name, self.cfg.limits)
+        try:
+            subs = self.shares.take(call.caller.name, "subscriptions", self.cfg.limits.subscriptions,
+                                    "subscription streams")
+        except BaseException:
+            stream()
+            raise
+
+        def release() -> None:
+            subs()
+            stream()
         try:
             sub = book.open(spec.name, f, mode, spec.start_at, owner=call.caller)
         except BaseException:

@@ -29,6 +29,7 @@ from federation.rules import RuleBook, _moc
 from federation.subscriptions import Filter, Match, Subscription, SubscriptionBook, row_query, rule_id
 from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
+from replication.layout import replica_path
 from replication.mover import REPLICAS_DIR, order_sources, partition_url
 from replication.transfer import data_ssl_context, fail_fast_xrootd, open_url
 
@@ -60,7 +61,7 @@ class RowSource:
         if ds.origin == self.here:
             return pq.read_table(Path(ds.root) / part.path)
         if part.pid in self.store.valid_replicas(ds.name):
-            return pq.read_table(self.replicas / ds.name / part.pid)
+            return pq.read_table(replica_path(self.replicas, ds.name, part.pid))
         holders = {ds.origin, *self.store.replica_islands(ds.name).get(part.pid, [])}
         sources = order_sources(holders, ds.origin, self.store.islands(), self.protocols, self.down(), self.here)
         errors = []

@@ -18,15 +18,15 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from archipel.errors import AlreadyExists, FailedPrecondition, NotFound
+from archipel.errors import AlreadyExists, ArchipelError, FailedPrecondition, NotFound, ResourceExhausted
 from metacatalog.model import Change, Dataset, Partition
 
 __all__ = ["CatalogStore", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Version 1 lacked the replication tables, version 2 the subscriptions and the changes' local
 # position, version 3 the access facts, tokens and signatures; all upgrade in place on open.
-_UPGRADABLE = {1, 2, 3}
+_UPGRADABLE = {1, 2, 3, 4}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -172,6 +172,7 @@ CREATE TABLE IF NOT EXISTS changes (
     payload TEXT NOT NULL,
     ts REAL NOT NULL,
     sig BLOB NOT NULL DEFAULT x'',
+    refused TEXT NOT NULL DEFAULT '',  -- why a peer's change was recorded but not applied
     UNIQUE (origin, seq)
 );
 """
@@ -191,6 +192,15 @@ ALTER TABLE datasets ADD COLUMN public_after TEXT NOT NULL DEFAULT '';
 """
 
 
+def _loads(text: str) -> dict[str, Any]:
+    """A recorded payload; {} for a refused change whose payload was not even JSON."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _dataset_payload(ds: Dataset) -> dict[str, Any]:
     d = asdict(ds)
     d["arrow_schema"] = ds.arrow_schema.hex()
@@ -201,9 +211,11 @@ def _dataset_payload(ds: Dataset) -> dict[str, Any]:
 class CatalogStore:
     """The island's metacatalog. Thread-safe: one connection per thread, writes serialized."""
 
-    def __init__(self, path: str | Path, island: str, signer=None) -> None:
+    def __init__(self, path: str | Path, island: str, signer=None, max_change_bytes: int = 12 * 1024**2) -> None:
         self.path = Path(path)
         self.island = island
+        # A change travels to followers in one message: a larger one is refused when written.
+        self.max_change_bytes = max_change_bytes
         # Signs this island's own changes (the island's key): followers accept a change of an
         # origin only with that origin's signature, whoever relays it.
         self.signer = signer
@@ -243,6 +255,8 @@ class CatalogStore:
                 script += "ALTER TABLE rules ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
             if columns and "pos" in columns and "sig" not in columns:
                 script += "ALTER TABLE changes ADD COLUMN sig BLOB NOT NULL DEFAULT x'';"
+            if columns and "pos" in columns and "refused" not in columns:
+                script += "ALTER TABLE changes ADD COLUMN refused TEXT NOT NULL DEFAULT '';"
             conn.executescript("BEGIN IMMEDIATE;" + script
                                + f"UPDATE meta SET value='{SCHEMA_VERSION}' WHERE key='schema_version'; COMMIT;")
         elif int(row[0]) != SCHEMA_VERSION:
@@ -361,7 +375,7 @@ class CatalogStore:
         marks = ",".join("?" * len(ops))
         rows = conn.execute(
             f"SELECT pos, origin, seq, op, key, payload, ts FROM changes WHERE pos>? AND op IN ({marks})"
-            " ORDER BY pos LIMIT ?", (pos, *ops, limit)).fetchall()
+            " AND refused='' ORDER BY pos LIMIT ?", (pos, *ops, limit)).fetchall()
         found = [(int(r[0]), Change(r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])) for r in rows]
         scanned = found[-1][0] if len(found) == limit else self.position()
         return found, max(scanned, pos)
@@ -370,7 +384,7 @@ class CatalogStore:
         """(key, time) of the changes of ``ops`` after position ``pos`` (payloads not read)."""
         marks = ",".join("?" * len(ops))
         return [(k, float(t)) for k, t in self._conn().execute(
-            f"SELECT key, ts FROM changes WHERE pos>? AND op IN ({marks})", (pos, *ops))]
+            f"SELECT key, ts FROM changes WHERE pos>? AND op IN ({marks}) AND refused=''", (pos, *ops))]
 
     def write_quietly(self, sql: str, args: tuple = ()) -> int:
         """One statement on this island's own bookkeeping (a subscription's cursor), committed at
@@ -409,7 +423,19 @@ class CatalogStore:
             "SELECT origin, seq, op, key, payload, ts, sig FROM changes WHERE origin=? AND seq>? ORDER BY seq LIMIT ?",
             (origin or self.island, after, limit),
         ).fetchall()
-        return [Change(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], bytes(r[6]), r[4]) for r in rows]
+        return [Change(r[0], r[1], r[2], r[3], _loads(r[4]), r[5], bytes(r[6]), r[4]) for r in rows]
+
+    def recorded_change(self, origin: str, seq: int) -> tuple[str, str, str, bytes] | None:
+        """(op, key, payload as written, signature) of the change ``origin:seq`` recorded here."""
+        row = self._conn().execute("SELECT op, key, payload, sig FROM changes WHERE origin=? AND seq=?",
+                                   (origin, seq)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], bytes(row[3]))
+
+    def refused_changes(self, limit: int = 100) -> list[tuple[str, int, str, str, str]]:
+        """(origin, seq, op, key, reason) of peers' changes recorded but not applied, newest first."""
+        return [(o, int(q), op, k, r) for o, q, op, k, r in self._conn().execute(
+            "SELECT origin, seq, op, key, refused FROM changes WHERE refused != '' ORDER BY pos DESC LIMIT ?",
+            (limit,))]
 
     # -- identity records ----------------------------------------------------------------
     def token_revoked(self, token_id: str) -> bool:
@@ -520,6 +546,11 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE origin=?", (origin,)
         ).fetchone()[0]
         text, ts = json.dumps(payload, default=str), time.time()
+        if len(text) > self._store.max_change_bytes:
+            raise ResourceExhausted(
+                f"{op} of {key!r} would be a catalog change of {len(text) / 1024**2:.1f} MiB, over the island's "
+                f"limit of {self._store.max_change_bytes / 1024**2:.1f} MiB ([limits] max_change_bytes): "
+                f"fewer columns or partitions")
         signer = self._store.signer
         sig = signer(Change(origin, int(seq), op, key, {}, ts, b"", text).signed_bytes()) if signer else b""
         self._conn.execute(
@@ -578,8 +609,29 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
                                             "num_bytes": nbytes, "moc": moc, "sky_fraction": frac})
         return self._store.dataset(name)  # this thread's connection: sees the uncommitted rows
 
+    def apply_or_refuse(self, change: Change, dataset: Dataset | None, refused: str = "") -> str:
+        """Records a peer's change (already decided "apply", signed by its origin): applied, or,
+        when it was found malformed (``refused``) or contradicts the catalog, recorded with the
+        reason and not applied, so that the origin's later changes still follow it. Returns the
+        reason it was refused ("" when applied)."""
+        if not refused:
+            self._conn.execute("SAVEPOINT apply_remote")
+            try:
+                self._apply(change, dataset)
+                self._conn.execute("RELEASE apply_remote")
+            except ArchipelError as exc:
+                self._conn.execute("ROLLBACK TO apply_remote")
+                self._conn.execute("RELEASE apply_remote")
+                refused = str(exc) or type(exc).__name__
+        self._record(change, refused)
+        return refused
+
     def apply_remote(self, change: Change, dataset: Dataset | None) -> None:
         """Records a peer's change (already decided "apply") and what it says, atomically."""
+        self._apply(change, dataset)
+        self._record(change, "")
+
+    def _apply(self, change: Change, dataset: Dataset | None) -> None:
         if change.op == "dataset.put":
             row = self._conn.execute("SELECT origin FROM datasets WHERE name=?", (change.key,)).fetchone()
             if row and row[0] != change.origin:
@@ -621,13 +673,15 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
         elif change.op == "token.revoke":
             self._conn.execute("INSERT OR IGNORE INTO revoked_tokens VALUES (?, ?, ?)",
                                (change.key, change.origin, change.ts))
+
+    def _record(self, change: Change, refused: str) -> None:
         text = change.payload_json
         if not text:
             payload = {k: v for k, v in change.payload.items() if k != "parsed_partitions"}
             text = json.dumps(payload, default=str)
         self._conn.execute(
-            "INSERT INTO changes (origin, seq, op, key, payload, ts, sig) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (change.origin, change.seq, change.op, change.key, text, change.ts, change.signature),
+            "INSERT INTO changes (origin, seq, op, key, payload, ts, sig, refused) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (change.origin, change.seq, change.op, change.key, text, change.ts, change.signature, refused[:500]),
         )
 
     def _insert_token(self, record: dict[str, Any], ts: float) -> None:

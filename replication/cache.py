@@ -9,7 +9,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from archipel.errors import InvalidArgument
 from metacatalog.store import CatalogStore
+from replication.layout import replica_path
 
 __all__ = ["CacheUsage", "usage", "pinned", "choose_evictions", "evict"]
 
@@ -84,6 +86,9 @@ def evict(store: CatalogStore, replicas_root: Path, quota: int, keep: set[Key] =
         for d, pids in by_dataset.items():
             w.delete_replicas(d, pids)
     for d, p in victims:
-        (replicas_root / d / p).unlink(missing_ok=True)
+        try:
+            replica_path(replicas_root, d, p).unlink(missing_ok=True)
+        except InvalidArgument as exc:  # a record no worker could have written: nothing to delete
+            logger.warning("not deleting a replica file: %s", exc)
     logger.info("cache over its quota of %d bytes: evicted %d replica files", quota, len(victims))
     return victims

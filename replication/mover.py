@@ -16,6 +16,7 @@ from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
 from replication import jobs
 from replication.celery_app import COPY_TASK, queue_name
+from replication.layout import replica_path
 
 __all__ = ["Mover", "partition_url", "order_sources", "REPLICAS_DIR"]
 
@@ -101,7 +102,7 @@ class Mover:
     def _send(self, ds: Dataset, part: Partition, protocol: str = "") -> None:
         job = {
             "dataset": ds.name, "pid": part.pid, "size": part.num_bytes, "adler32": part.adler32,
-            "final": str(self.replica_root(ds.name) / part.pid), "sources": self.sources(ds, part.pid, protocol),
+            "final": str(replica_path(self.root, ds.name, part.pid)), "sources": self.sources(ds, part.pid, protocol),
             "retries": self.retries, "block_bytes": self.block_bytes, "bandwidth": self.bandwidth,
             "fsync": self.fsync,
         }

@@ -42,8 +42,9 @@ def _sql_list(items: list[str]) -> str:
 class ArrowEngine:
     name = "arrow"
 
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 2, memory_bytes: int = 0) -> None:
         self.threads = threads
+        self.memory_bytes = memory_bytes
         self._db = None
         self._roots: set[str] = set()
         self._lock = threading.Lock()
@@ -89,7 +90,10 @@ class ArrowEngine:
         with self._lock:
             if self._db is None or not roots <= self._roots:
                 allowed = self._roots | roots
-                db = duckdb.connect(config={"threads": self.threads})
+                config = {"threads": self.threads}
+                if self.memory_bytes:
+                    config["memory_limit"] = f"{max(64, self.memory_bytes // 1024**2)}MB"
+                db = duckdb.connect(config=config)
                 db.execute(f"SET allowed_directories = {_sql_list(sorted(allowed))}")
                 db.execute("SET enable_external_access = false")
                 db.execute("SET lock_configuration = true")
