@@ -105,6 +105,9 @@ class ReplicationSection:
     # fsync each copy before it is renamed into place and recorded (a crash then never leaves
     # a recorded replica with lost bytes); off trades that for speed on slow disks.
     fsync: bool = True
+    # Every partition file held here is checked against the catalog's adler32 this often
+    # (0: never; files are also checked on their first read after a change of mtime or size).
+    verify_seconds: float = 86400.0
 
 
 @dataclass
@@ -321,7 +324,7 @@ def _validate(cfg: IslandConfig, source: str) -> None:
         if getattr(r, key) < 1:
             raise InvalidArgument(f"{source}: [replication] {key} must be at least 1"
                                   + (" (0 only with a broker: workers started elsewhere)" if key == "workers" else ""))
-    for key in ("cache_bytes", "bandwidth_bytes", "auto_max_bytes"):
+    for key in ("cache_bytes", "bandwidth_bytes", "auto_max_bytes", "verify_seconds"):
         if getattr(r, key) < 0:
             raise InvalidArgument(f"{source}: [replication] {key} must not be negative")
     se, jb = cfg.sessions, cfg.jobs

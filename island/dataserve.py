@@ -56,6 +56,50 @@ def sync_exports(store: CatalogStore, export: Path, replicas: Path, here: str) -
         os.replace(tmp, link)
 
 
+def sync_partition_links(store: CatalogStore, links: Path, replicas: Path, here: str) -> int:
+    """Makes ``links/<dataset>/<partition path>`` a symbolic link to each partition file held
+    here (own datasets and replicas), and nothing else: the tree XRootD exports, so that it
+    serves catalog partitions only, never other files of an ingested folder. Returns the
+    number of links made or removed."""
+    from replication.layout import replica_path
+
+    wanted: dict[Path, Path] = {}
+    for ds in store.datasets(with_partitions=True):
+        if ds.origin != here:
+            continue
+        for p in ds.partitions:
+            try:
+                check_partition_path(p.path)
+            except InvalidArgument:
+                continue
+            wanted[links / ds.name / p.path] = Path(ds.root) / p.path
+    for dataset, pid in store.local_files():
+        try:
+            wanted[links / dataset / pid] = replica_path(replicas, dataset, pid)
+        except InvalidArgument:
+            continue
+    links.mkdir(parents=True, exist_ok=True)
+    changed = 0
+    for entry in list(links.rglob("*")):
+        if entry.is_symlink() and entry not in wanted:
+            entry.unlink()
+            changed += 1
+    for link, target in wanted.items():
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(f".{link.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        os.replace(tmp, link)
+        changed += 1
+    for folder in sorted((d for d in links.rglob("*") if d.is_dir() and not d.is_symlink()),
+                         key=lambda d: len(d.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return changed
+
+
 def check_data_read(gate, store: CatalogStore, der: bytes | None, authorization: str | None, dataset: str) -> None:
     """Who may GET a partition file of ``dataset``: an island of the archipelago (its verified
     client certificate, ``der``), or the holder of a bearer token who may read the dataset.
@@ -80,7 +124,7 @@ def partition_file(store: CatalogStore, export: Path, dataset: str, pid: str) ->
         raise NotFound(f"no partition {pid!r} of {dataset!r} here")
     folder = (export / dataset).resolve()
     path = folder / pid
-    if not path.resolve().is_relative_to(folder) or not path.is_file():
+    if not path.parent.resolve().is_relative_to(folder) or not path.is_file():
         raise NotFound(f"partition {pid!r} of {dataset!r} is not held here")
     return path
 
@@ -267,13 +311,44 @@ class XrootdServer:
             f"all.pidpath {admin}",
             *security,
         ]) + "\n")
+        self._reclaim(cfg)
         log = open(self.dir / "xrootd.log", "ab")
         cmd = ["xrootd", "-c", str(cfg), "-n", self.name, "-I", "v4"]
         if os.geteuid() == 0:
             cmd += ["-R", self.user]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # the island's process group
         log.close()
+        (self.dir / "island-xrootd.pid").write_text(str(self.proc.pid))
         self._wait_listening()
+
+    def _reclaim(self, cfg: Path) -> None:
+        """Ends an xrootd left by an island killed without its stop (``kill -9``): it still
+        holds the port. Only a process whose command line names this island's xrootd
+        configuration is ended."""
+        import signal
+        import time
+
+        pidfile = self.dir / "island-xrootd.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if str(cfg).encode() not in cmdline or not any(Path(a.decode(errors="replace")).name == "xrootd"
+                                                       for a in cmdline[:1]):
+            return
+        logger.warning("ending xrootd %d left by an earlier run of this island (it holds port %d)", pid, self.port)
+        try:
+            os.kill(pid, signal.SIGTERM)
+            end = time.monotonic() + 5
+            while time.monotonic() < end and Path(f"/proc/{pid}").exists():
+                time.sleep(0.05)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+                time.sleep(0.2)
+        except ProcessLookupError:
+            pass
+        pidfile.unlink(missing_ok=True)
 
     def _security(self, pw) -> list[str]:
         """GSI directives: the CA (by hash), and the island's certificate and key copied for the

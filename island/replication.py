@@ -17,7 +17,9 @@ from federation.peers import Archipelago
 from federation.rules import RuleBook
 from island.config import IslandConfig
 from island.dataplane import DataPlane
-from island.dataserve import HttpDataServer, XrootdServer, free_port, sync_exports, xrootd_client_env
+from island.integrity import Integrity
+from island.dataserve import (HttpDataServer, XrootdServer, free_port, sync_exports, sync_partition_links,
+                              xrootd_client_env)
 from island.workers import WorkerPool
 from metacatalog.model import Partition
 from metacatalog.store import CatalogStore
@@ -77,6 +79,7 @@ class Replication:
         self.here = cfg.island.name
         self.archipelago = archipelago
         self.export = cfg.root / "export"
+        self.links = cfg.root / "xrootd-export"  # partition files only, one link each (what XRootD serves)
         self.replicas = cfg.data_path / REPLICAS_DIR
         self.queue_dir = cfg.root / "queue"
         if not r.broker:  # the catalog's unfinished jobs are sent again at start
@@ -99,7 +102,7 @@ class Replication:
         self.xrootd_error = ""
         if r.xrootd == "on" or (r.xrootd == "auto" and XrootdServer.available()):
             creds = tuple(cfg.security_path(k) for k in ("ca", "cert", "key")) if gate is not None else None
-            self.xrootd = XrootdServer(cfg.root, self.export, host, r.xrootd_port or _kept_port(store, "xrootd_port", host),
+            self.xrootd = XrootdServer(cfg.root, self.links, host, r.xrootd_port or _kept_port(store, "xrootd_port", host),
                                        r.xrootd_user, self.here, creds)
         self.wakeup_path = cfg.root / "wakeup.sock"
         self.wakeup = WakeupListener(self.wakeup_path, store.bump)
@@ -107,6 +110,7 @@ class Replication:
         if gate is not None:  # the island's identity on the data plane, for it and its workers
             os.environ.update({k: v for k, v in env.items() if k in DATA_TLS_ENV or k.startswith(("X509", "XrdSec"))})
         self.workers = WorkerPool(self.here, r.workers, r.concurrency, env, cfg.root / "logs", self._worker_died)
+        self.integrity = Integrity(store, self.here, self.replicas, self.mover, r.verify_seconds)
         self._in_use: Counter[tuple[str, str]] = Counter()
         self._in_use_lock = threading.Lock()
         self._stop = threading.Event()
@@ -118,6 +122,8 @@ class Replication:
         for leftover in self.replicas.rglob(".*.part"):  # a crash mid-copy: never recorded, never visible
             leftover.unlink(missing_ok=True)
         sync_exports(self.store, self.export, self.replicas, self.here)
+        if self.xrootd is not None:
+            sync_partition_links(self.store, self.links, self.replicas, self.here)
         self.http.start()
         try:
             self.data.start()
@@ -125,6 +131,7 @@ class Replication:
             self.http.stop()
             raise
         self.http.redirect_islands = self.data.base_url
+        self.integrity.start()
         root_url = ""
         if self.xrootd is not None:
             try:
@@ -155,6 +162,7 @@ class Replication:
 
     def stop(self) -> None:
         self._stop.set()
+        self.integrity.stop()
         self.store.bump()
         self._thread.join(5)
         self.workers.stop()
@@ -175,6 +183,7 @@ class Replication:
     def _keep_in_step(self) -> None:
         gen = -1
         exported: frozenset[str] = frozenset()
+        linked: frozenset[tuple[str, str]] | None = None
         while not self._stop.is_set():
             try:
                 self.rules.refresh()
@@ -184,7 +193,12 @@ class Replication:
                 cache.evict(self.store, self.replicas, self.cfg.replication.cache_bytes, keep)
                 # This island's own datasets are re-exported when ingest, publish or delete
                 # change them (resync_exports); replica datasets appear and go here.
-                held = frozenset(d for d, _ in self.store.local_files())
+                files = frozenset(self.store.local_files())
+                if files != linked:
+                    if self.xrootd is not None:
+                        sync_partition_links(self.store, self.links, self.replicas, self.here)
+                    linked = files
+                held = frozenset(d for d, _ in files)
                 if held != exported:
                     sync_exports(self.store, self.export, self.replicas, self.here)
                     exported = held
@@ -217,6 +231,8 @@ class Replication:
 
     def resync_exports(self) -> None:
         sync_exports(self.store, self.export, self.replicas, self.here)
+        if self.xrootd is not None:
+            sync_partition_links(self.store, self.links, self.replicas, self.here)
 
     # -- queries -------------------------------------------------------------------------
     def held(self, dataset: str) -> set[str]:

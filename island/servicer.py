@@ -276,6 +276,15 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
             logger.info("direct read of %s falls back to the stream: %s", scan.dataset.name, exc)
             return None
 
+    def _verify(self, plan: QueryPlan, spool: Path) -> None:
+        """No corrupt partition file is read: each file of the plan held here is checked
+        against the catalog's adler32 (once per change of the file; see island.integrity)."""
+        if self.replication is None:
+            return
+        for scan in plan.tables:
+            if scan.dataset.origin == self.cfg.island.name and not Path(scan.dataset.root).is_relative_to(spool):
+                self.replication.integrity.check_scan(scan)
+
     @staticmethod
     def _origins(loc: Localization | None) -> dict[str, str]:
         if loc is None:
@@ -346,6 +355,7 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
                                if t.dataset.origin != self.cfg.island.name else t for t in plan.tables]
             limit_rows = lowest_limit(request.max_rows, q.max_rows)
             limit_bytes = lowest_limit(request.max_bytes, max_bytes)
+            self._verify(plan, spool)
             direct = self._direct(request, plan, placement, limit_rows, limit_bytes)
             if direct is not None:  # the client reads the files itself
                 call.labels["engine"] = "direct"
