@@ -10,6 +10,7 @@ from archipel.errors import (
     AlreadyExists,
     ArchipelError,
     Cancelled,
+    DataLoss,
     DeadlineExceeded,
     FailedPrecondition,
     Internal,
@@ -17,11 +18,13 @@ from archipel.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    Unauthenticated,
     Unavailable,
 )
 
 __all__ = [
     "__version__", "connect", "default_address", "Client", "DatasetInfo", "PartitionInfo", "QueryResult",
     "ArchipelError", "InvalidArgument", "NotFound", "AlreadyExists", "PermissionDenied", "Unavailable",
-    "DeadlineExceeded", "ResourceExhausted", "Cancelled", "FailedPrecondition", "Internal",
+    "DeadlineExceeded", "ResourceExhausted", "Cancelled", "FailedPrecondition", "Internal", "DataLoss",
+    "Unauthenticated",
 ]

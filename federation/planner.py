@@ -24,8 +24,8 @@ from archipel.errors import DeadlineExceeded, InvalidArgument, NotFound, Permiss
 from metacatalog.model import Dataset, Partition
 from metacatalog.sky import Cone, healpix29_ranges, partitions_in_cone
 
-__all__ = ["TableScan", "DirectScan", "QueryPlan", "plan_query", "referenced_datasets", "cone_predicate_sql", "literal_number",
-           "ENGINES"]
+__all__ = ["TableScan", "DirectScan", "QueryPlan", "plan_query", "referenced_datasets", "cone_predicate_sql",
+           "literal_number", "check_sql_budget", "ENGINES"]
 
 ENGINES = ("arrow", "spark")
 
@@ -260,12 +260,20 @@ def query_shape(sql: str) -> QueryShape | None:
     """The shape of a query from one parse; None when it cannot be parsed or names something
     other than datasets (full planning then says why)."""
     try:
+        check_sql_budget(sql)
         statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
-    except (ParseError, TokenError):
+    except (ParseError, TokenError, InvalidArgument, RecursionError):
         return None
     if len(statements) != 1:
         return None
     tree = statements[0]
+    try:
+        return _shape(tree)
+    except RecursionError:
+        return None
+
+
+def _shape(tree: exp.Expression) -> QueryShape | None:
     names = _names(tree)
     if names is None:
         return None
@@ -344,7 +352,8 @@ def _nesting(sql: str) -> int:
     return deepest
 
 
-def _check_budget(sql: str) -> None:
+def check_sql_budget(sql: str) -> None:
+    """Refuses query text too long or nested too deeply to plan (InvalidArgument)."""
     if len(sql) > MAX_SQL_CHARS:
         raise InvalidArgument(f"query text is {len(sql)} characters; at most {MAX_SQL_CHARS} are planned")
     if _nesting(sql) > MAX_NESTING:
@@ -381,7 +390,7 @@ def plan_query(
     of functions that build values, and ``budget_seconds`` of time (DeadlineExceeded)."""
     if not isinstance(sql, str) or not sql.strip():
         raise InvalidArgument("empty query")
-    _check_budget(sql)
+    check_sql_budget(sql)
     try:
         return _plan(sql, lookup, engine, arrow_max_aggregate_bytes, view_prefix, _Budget(budget_seconds))
     except RecursionError:

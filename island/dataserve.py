@@ -311,7 +311,7 @@ class XrootdServer:
             f"all.pidpath {admin}",
             *security,
         ]) + "\n")
-        self._reclaim(cfg)
+        self.reclaim(self.dir)
         log = open(self.dir / "xrootd.log", "ab")
         cmd = ["xrootd", "-c", str(cfg), "-n", self.name, "-I", "v4"]
         if os.geteuid() == 0:
@@ -321,14 +321,16 @@ class XrootdServer:
         (self.dir / "island-xrootd.pid").write_text(str(self.proc.pid))
         self._wait_listening()
 
-    def _reclaim(self, cfg: Path) -> None:
+    @staticmethod
+    def reclaim(folder: Path) -> None:
         """Ends an xrootd left by an island killed without its stop (``kill -9``): it still
         holds the port. Only a process whose command line names this island's xrootd
-        configuration is ended."""
+        configuration (in ``folder``, the island's ``xrootd/``) is ended."""
         import signal
         import time
 
-        pidfile = self.dir / "island-xrootd.pid"
+        cfg = folder / "xrootd.cfg"
+        pidfile = folder / "island-xrootd.pid"
         try:
             pid = int(pidfile.read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -337,7 +339,7 @@ class XrootdServer:
         if str(cfg).encode() not in cmdline or not any(Path(a.decode(errors="replace")).name == "xrootd"
                                                        for a in cmdline[:1]):
             return
-        logger.warning("ending xrootd %d left by an earlier run of this island (it holds port %d)", pid, self.port)
+        logger.warning("ending xrootd %d left by an earlier run of this island (it holds the island's port)", pid)
         try:
             os.kill(pid, signal.SIGTERM)
             end = time.monotonic() + 5

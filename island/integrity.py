@@ -94,9 +94,11 @@ class Integrity:
                 self._verified[key] = (stamp, part.adler32)
             return
         remedy = self._corrupt(ds, part, path)
-        raise DataLoss(f"partition {part.pid} of {ds.name} is corrupt on island {self.here}: {size} bytes with "
-                       f"adler32 {adler:08x}, the catalog says {part.num_bytes} bytes with adler32 "
-                       f"{part.adler32:08x}; {remedy}")
+        error = DataLoss(f"partition {part.pid} of {ds.name} is corrupt on island {self.here}: {size} bytes with "
+                         f"adler32 {adler:08x}, the catalog says {part.num_bytes} bytes with adler32 "
+                         f"{part.adler32:08x}; {remedy}")
+        logger.error("%s", error)
+        raise error
 
     def sweep(self) -> int:
         """Checks every partition file held here (own datasets and replicas); returns how many
@@ -119,8 +121,7 @@ class Integrity:
             for part, path in files:
                 try:
                     self.check(ds, part, path)
-                except DataLoss as exc:
-                    logger.error("%s", exc)
+                except DataLoss:
                     found += 1
         return found
 
@@ -129,8 +130,8 @@ class Integrity:
             try:
                 t0 = time.monotonic()
                 found = self.sweep()
-                logger.info("verified the island's partition files in %.1f s: %d corrupt",
-                            time.monotonic() - t0, found)
+                logger.log(logging.ERROR if found else logging.DEBUG,
+                           "verified the island's partition files in %.1f s: %d corrupt", time.monotonic() - t0, found)
             except Exception:
                 logger.exception("the scheduled partition check failed")
 
@@ -139,7 +140,10 @@ class Integrity:
         self.corrupt_found += 1
         with self._lock:
             self._verified.pop(str(path), None)
-        if ds.origin != self.here:
+        # A scan of a replica carries this island as its origin (its files are read here):
+        # the catalog says whose the dataset is.
+        origin = self.store.dataset(ds.name, with_partitions=False).origin
+        if origin != self.here:
             with self.store.transaction() as w:
                 w.delete_replicas(ds.name, [part.pid])
             path.unlink(missing_ok=True)
@@ -157,20 +161,26 @@ class Integrity:
     def _repair(self, ds: Dataset, part: Partition, path: Path) -> None:
         """Fetches a good copy of an own partition file from an island holding a replica."""
         try:
-            errors = []
-            for island, url in self.mover.sources(ds, part.pid, "http"):
-                if island == self.here:
-                    continue
-                tmp = partial_name(path, f"repair-{uuid.uuid4().hex[:8]}")
-                try:
-                    copy_verified(url, tmp, part.num_bytes, part.adler32)
-                except ArchipelError as exc:
-                    errors.append(f"{island}: {exc}")
-                    continue
-                place(tmp, path)
-                logger.warning("partition %s of %s was corrupt here and was fetched again from %s",
-                               part.pid, ds.name, island)
-                return
+            errors: list[str] = []
+            pause = 0.5
+            for _attempt in range(6):  # a replica just recorded may not be served yet: retry a while
+                errors = []
+                for island, url in self.mover.sources(ds, part.pid, "http"):
+                    if island == self.here:
+                        continue
+                    tmp = partial_name(path, f"repair-{uuid.uuid4().hex[:8]}")
+                    try:
+                        copy_verified(url, tmp, part.num_bytes, part.adler32)
+                    except ArchipelError as exc:
+                        errors.append(f"{island}: {exc}")
+                        continue
+                    place(tmp, path)
+                    logger.warning("partition %s of %s was corrupt here and was fetched again from %s",
+                                   part.pid, ds.name, island)
+                    return
+                if self._stop.wait(pause):
+                    return
+                pause *= 2
             logger.error("partition %s of %s is corrupt and no replica could be fetched: %s", part.pid, ds.name,
                          "; ".join(errors) or "no source")
         except Exception:

@@ -101,6 +101,7 @@ class Replication:
         self.xrootd: XrootdServer | None = None
         self.xrootd_error = ""
         if r.xrootd == "on" or (r.xrootd == "auto" and XrootdServer.available()):
+            XrootdServer.reclaim(cfg.root / "xrootd")  # before its port is chosen: a killed run's child holds it
             creds = tuple(cfg.security_path(k) for k in ("ca", "cert", "key")) if gate is not None else None
             self.xrootd = XrootdServer(cfg.root, self.links, host, r.xrootd_port or _kept_port(store, "xrootd_port", host),
                                        r.xrootd_user, self.here, creds)

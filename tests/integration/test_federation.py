@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent import futures
 
-import grpc
 import pyarrow as pa
 import pytest
 
 import archipel
 from archipel.v1 import peer_pb2 as ppb
-from archipel.v1 import peer_pb2_grpc as ppb_grpc
-from islands import SHARED_HATS, IslandProcess, archipelago, free_port
-from metacatalog.model import Change
+from fakepeer import FakePeer, serve_fake
+from islands import SHARED_HATS, IslandProcess, free_port
 
 NO_SPARK = "[spark]\nstart = false\n"
 
@@ -131,51 +128,10 @@ def test_add_peer_and_bad_peers(trio, tmp_path):
         assert ca.info()["name"] == "a"
 
 
-class _FakePeer:
-    """A peer in this process, with a certificate of the test archipelago (or of ``ca_dir``),
-    that speaks another protocol version or sends bad changes, signed with its own key unless
-    ``sign`` is false."""
-
-    def __init__(self, version: int, changes: list[ppb.CatalogChange], name: str = "evil",
-                 ca_dir=None, sign: bool = True) -> None:
-        self.version, self.changes, self.name, self.sign = version, changes, name, sign
-        self.ca_dir = ca_dir
-
-    def Hello(self, request, context):
-        return ppb.HelloResponse(island=self.name, address=self.address, protocol_version=self.version, sequence=1)
-
-    def WatchCatalog(self, request, context):
-        for change in self.changes:
-            if self.sign:
-                signed = Change(change.origin, change.seq, change.op, change.key, {}, change.ts, b"",
-                                change.payload_json).signed_bytes()
-                change.signature = self.creds.sign(signed)
-                change.origin_cert = self.creds.cert_der
-            yield change
-        time.sleep(1)
-
-
-def _serve(fake: _FakePeer, tmp_path) -> grpc.Server:
-    from federation.pki import issue_island, load_credentials
-
-    folder = tmp_path / f"fake-{fake.name}-{free_port()}"
-    issue_island(fake.ca_dir or archipelago().ca_dir, folder, fake.name, "127.0.0.1")
-    fake.creds = load_credentials(folder, fake.name)
-    port = free_port()
-    fake.address = f"127.0.0.1:{port}"
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    ppb_grpc.add_PeerServicer_to_server(fake, server)
-    creds = grpc.ssl_server_credentials([(fake.creds.key_pem, fake.creds.cert_pem)], fake.creds.ca_pem,
-                                        require_client_auth=True)
-    server.add_secure_port(fake.address, creds)
-    server.start()
-    return server
-
-
 def test_peer_speaking_another_protocol_is_refused(trio, tmp_path):
     a = trio[0]
-    fake = _FakePeer(99, [])
-    server = _serve(fake, tmp_path)
+    fake = FakePeer(99, [])
+    server = serve_fake(fake, tmp_path)
     try:
         with a.client() as ca:
             with pytest.raises(archipel.FailedPrecondition, match="protocol 99"):
@@ -198,14 +154,14 @@ def test_malformed_changes_are_refused_and_the_island_keeps_serving(trio, tmp_pa
         ppb.CatalogChange(origin="evil", seq=5, op="dataset.put", key="evil.t", payload_json=json.dumps(good)),
     ]
     for i, change in enumerate(bad):
-        fake = _FakePeer(1, [change], name="evil")
+        fake = FakePeer(1, [change], name="evil")
         fake.name = change.origin = f"evil{i}"
         if change.op == "dataset.put" and change.payload_json.startswith("{\""):
             payload = json.loads(change.payload_json)
             if payload["origin"] == "evil":
                 payload["origin"] = fake.name
             change.payload_json = json.dumps(payload)
-        server = _serve(fake, tmp_path)
+        server = serve_fake(fake, tmp_path)
         try:
             with a.client() as ca:
                 ca.add_peer(fake.address)
@@ -238,8 +194,8 @@ def test_a_peer_cannot_forge_another_islands_records(trio, tmp_path):
                                   payload_json=json.dumps({**forged, "name": "mallory.t", "origin": "mallory"}))),
     ]
     for i, (sign, change) in enumerate(cases):
-        fake = _FakePeer(1, [change], name=f"mallory{i}" if change.origin == "b" else "mallory", sign=sign)
-        server = _serve(fake, tmp_path)
+        fake = FakePeer(1, [change], name=f"mallory{i}" if change.origin == "b" else "mallory", sign=sign)
+        server = serve_fake(fake, tmp_path)
         try:
             with a.client() as ca:
                 ca.add_peer(fake.address)
