@@ -318,7 +318,7 @@ MAX_NESTING = 64
 MAX_SKY_PREDICATES = 64
 MAX_EXPANSION = 1_000_000
 PLANNING_SECONDS = 5.0
-_EXPANDING = {"repeat": 1, "lpad": 1, "rpad": 1, "space": 0, "array_repeat": 1}
+_EXPANDING = {"repeat", "pad", "lpad", "rpad", "space", "array_repeat"}
 
 
 class _Budget:

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from archipel import __version__
 from archipel.arrowwire import (
+    MAX_MESSAGE_BYTES,
     MessageTooLarge,
     RawChunk,
     chunk_message,
@@ -72,6 +73,9 @@ def _peer_state(s) -> pb.PeerState:
     return pb.PeerState(island=s.island, address=s.address, state=s.state, last_seq=s.last_seq, error=s.error)
 
 
+_LISTING_BYTES = MAX_MESSAGE_BYTES - (1 << 20)  # a listing is one message: under gRPC's limit
+
+
 class IslandServicer(IdentityRpcs, SessionRpcs):
     def __init__(self, cfg: IslandConfig, store: CatalogStore, spark: SparkEngine, ingester: Ingester,
                  archipelago: Archipelago, replication: Replication | None = None,
@@ -125,12 +129,19 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
         counts = self.store.partition_counts()
         urls = self.store.islands()
         out = pb.ListDatasetsResponse()
+        size = 0
         for ds in self.store.datasets(pattern, with_partitions=request.with_partitions):
             if not access.may_read(call.caller, ds.access):
                 continue  # a dataset the caller may not read is not listed
             replicas = self.store.replica_islands(ds.name) if request.with_partitions else None
-            out.datasets.append(dataset_to_pb(ds, self.cfg.island.name, counts.get(ds.name, 0), replicas,
-                                              urls if request.with_partitions else None))
+            msg = dataset_to_pb(ds, self.cfg.island.name, counts.get(ds.name, 0), replicas,
+                                urls if request.with_partitions else None)
+            size += msg.ByteSize()
+            if size > _LISTING_BYTES:
+                raise ResourceExhausted(f"the listing is larger than one message ({_LISTING_BYTES >> 20} MiB) at "
+                                        f"{ds.name!r}: narrow the pattern" + (" or leave out the partitions"
+                                                                              if request.with_partitions else ""))
+            out.datasets.append(msg)
         return out
 
     @rpc

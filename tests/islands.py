@@ -196,6 +196,17 @@ class IslandProcess:
             self._log.close()
 
 
+def catalog(island: IslandProcess) -> dict:
+    """The full catalog as an island lists it: every dataset with its partitions."""
+    with island.client() as c:
+        out = {}
+        for d in c.datasets():
+            full = c.describe(d.name)
+            out[d.name] = (full.origin, full.kind, full.num_rows, full.schema.to_string(),
+                           tuple((p.path, p.order, p.pixel, p.num_rows, p.adler32) for p in full.partitions))
+        return out
+
+
 def _merge_config(base: str, extra: str) -> str:
     """Applies ``[section] key = value`` lines of ``extra`` over the written config."""
     import tomllib

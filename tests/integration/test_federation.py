@@ -12,20 +12,9 @@ import pytest
 import archipel
 from archipel.v1 import peer_pb2 as ppb
 from fakepeer import FakePeer, serve_fake
-from islands import SHARED_HATS, IslandProcess, free_port
+from islands import SHARED_HATS, IslandProcess, catalog, free_port
 
 NO_SPARK = "[spark]\nstart = false\n"
-
-
-def catalog(island: IslandProcess) -> dict:
-    """The full catalog as an island lists it: every dataset with its partitions."""
-    with island.client() as c:
-        out = {}
-        for d in c.datasets():
-            full = c.describe(d.name)
-            out[d.name] = (full.origin, full.kind, full.num_rows, full.schema.to_string(),
-                           tuple((p.path, p.order, p.pixel, p.num_rows, p.adler32) for p in full.partitions))
-        return out
 
 
 def _same_catalog(x: IslandProcess, y: IslandProcess) -> bool:

@@ -22,7 +22,6 @@ import zlib
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import archipel
@@ -30,18 +29,9 @@ from archipel.arrowwire import serialize_schema
 from archipel.v1 import island_pb2 as pb
 from archipel.v1 import peer_pb2 as ppb
 from fakepeer import FakePeer, serve_fake
-from islands import SHARED_HATS, IslandProcess, archipelago, https_open, wait_for
+from islands import SHARED_HATS, IslandProcess, archipelago, catalog, https_open, wait_for
 
 NO_SPARK = "[spark]\nstart = false\n"
-
-
-def _catalog(isl: IslandProcess) -> dict:
-    with isl.client() as c:
-        out = {}
-        for d in c.datasets():
-            full = c.describe(d.name)
-            out[d.name] = (full.origin, full.num_rows, tuple((p.path, p.adler32) for p in full.partitions))
-        return out
 
 
 def _put(origin: str, name: str, paths: list[str]) -> str:
@@ -105,7 +95,7 @@ def test_synced_records_with_host_paths_are_refused_and_the_log_goes_on(pair, tm
                     https_open(url)
                 assert err.value.code in (400, 404)
         # b follows a: it received the same records (relayed) and refused the same ones
-        wait_for(lambda: _catalog(a) == _catalog(b), "b has a's catalog")
+        wait_for(lambda: catalog(a) == catalog(b), "b has a's catalog")
         assert "refused change mallory:1" in a.log.read_text() and "refused change mallory:1" in b.log.read_text()
     finally:
         server.stop(0)
