@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 
 from archipel.errors import InvalidArgument
-from federation.planner import check_sql_budget
+from federation.planner import parse_statements
 from federation.planner import literal_number as _number
 
 __all__ = ["AdqlQuery", "translate", "TAP_SCHEMA"]
@@ -290,13 +289,7 @@ def translate(adql: str) -> AdqlQuery:
     """The island's SQL for one ADQL query; InvalidArgument says what is wrong with it."""
     if not isinstance(adql, str) or not adql.strip():
         raise InvalidArgument("empty ADQL query")
-    check_sql_budget(adql)
-    try:
-        statements = [s for s in sqlglot.parse(adql, read="tsql") if s is not None]
-    except (ParseError, TokenError) as exc:
-        raise InvalidArgument(f"invalid ADQL: {str(exc).splitlines()[0]}") from None
-    except RecursionError:
-        raise InvalidArgument("the ADQL query is nested too deeply") from None
+    statements = parse_statements(adql, "tsql", "ADQL")
     if len(statements) != 1:
         raise InvalidArgument(f"expected exactly one ADQL statement, got {len(statements)}")
     tree = statements[0]

@@ -25,7 +25,7 @@ from metacatalog.model import Dataset, Partition
 from metacatalog.sky import Cone, healpix29_ranges, partitions_in_cone
 
 __all__ = ["TableScan", "DirectScan", "QueryPlan", "plan_query", "referenced_datasets", "cone_predicate_sql",
-           "literal_number", "check_sql_budget", "ENGINES"]
+           "literal_number", "check_sql_budget", "parse_statements", "ENGINES"]
 
 ENGINES = ("arrow", "spark")
 
@@ -260,9 +260,8 @@ def query_shape(sql: str) -> QueryShape | None:
     """The shape of a query from one parse; None when it cannot be parsed or names something
     other than datasets (full planning then says why)."""
     try:
-        check_sql_budget(sql)
-        statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
-    except (ParseError, TokenError, InvalidArgument, RecursionError):
+        statements = parse_statements(sql)
+    except InvalidArgument:
         return None
     if len(statements) != 1:
         return None
@@ -360,6 +359,18 @@ def check_sql_budget(sql: str) -> None:
         raise InvalidArgument(f"the query nests parentheses more than {MAX_NESTING} deep")
 
 
+def parse_statements(text: str, dialect: str = "spark", what: str = "SQL") -> list[exp.Expression]:
+    """The statements of ``text`` within the planning budget; InvalidArgument names ``what``
+    could not be read (SQL, ADQL, a predicate) and why."""
+    check_sql_budget(text)
+    try:
+        return [s for s in sqlglot.parse(text, read=dialect) if s is not None]
+    except (ParseError, TokenError) as exc:
+        raise InvalidArgument(f"invalid {what}: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise InvalidArgument(f"the {what} is nested too deeply") from None
+
+
 def _check_expansions(tree: exp.Expression) -> None:
     """Functions that make a value from a count (repeat('x', 2000000000)) get a literal count
     of at most MAX_EXPANSION: one such call could otherwise take the island's memory."""
@@ -402,10 +413,7 @@ def _plan(sql: str, lookup: Callable[[str], Dataset], engine: str, arrow_max_agg
     first = _WRITE_KEYWORDS.match(sql)
     if first:
         raise PermissionDenied(f"only read-only SELECT queries are allowed; {first.group(1).upper()} is refused")
-    try:
-        statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
-    except (ParseError, TokenError) as exc:
-        raise InvalidArgument(f"invalid SQL: {str(exc).splitlines()[0]}") from None
+    statements = parse_statements(sql)
     if len(statements) != 1:
         raise InvalidArgument(f"expected exactly one statement, got {len(statements)}")
     tree = statements[0]

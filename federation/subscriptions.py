@@ -23,13 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 
 from archipel.arrowwire import read_schema
 from archipel.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
-from federation.planner import check_sql_budget
+from federation.planner import parse_statements
 from federation.rules import Region, covered
 from metacatalog.access import ANONYMOUS, Caller, may_read
 from metacatalog.model import Change, Dataset, Partition
@@ -122,13 +120,7 @@ def check_where(where: str) -> str:
         return ""
     if len(where) > MAX_WHERE:
         raise InvalidArgument(f"the predicate is longer than {MAX_WHERE} characters")
-    check_sql_budget(where)
-    try:
-        trees = [t for t in sqlglot.parse(where, read="spark") if t is not None]
-    except (ParseError, TokenError) as exc:
-        raise InvalidArgument(f"invalid predicate {where[:80]!r}: {str(exc).splitlines()[0]}") from None
-    except RecursionError:
-        raise InvalidArgument("the predicate is nested too deeply") from None
+    trees = parse_statements(where, "spark", f"predicate {where[:80]!r}")
     if len(trees) != 1:
         raise InvalidArgument(f"the predicate must be one SQL expression, not {len(trees)} statements")
     tree = trees[0]
