@@ -121,6 +121,7 @@ def main() -> None:
             for k in range(args.streams // 10):
                 subs.append(cl.subscribe("load.*", name=f"idle{u}-{k}"))
         streams_open = len(subs)
+        idle = probe(address, reader, ca, args.baseline_seconds)  # the 200 streams open, nothing else
 
         procs = max(1, args.clients // 10)
         per = args.clients // procs
@@ -146,16 +147,21 @@ def main() -> None:
         errors = [e for r in results for e in r[1]]
         bq50, bq99 = _quantiles(base["query"])
         lq50, lq99 = _quantiles(loaded["query"])
+        iq50, iq99 = _quantiles(idle["query"])
+        id50, id99 = _quantiles(idle["datasets"])
         bd50, bd99 = _quantiles(base["datasets"])
         ld50, ld99 = _quantiles(loaded["datasets"])
         c50, c99 = _quantiles(lat)
         print(f"## Load test, {time.strftime('%Y-%m-%d')}: {args.clients} clients for {args.seconds:g} s, "
               f"{streams_open} idle subscription streams, one island (Spark off, Arrow path)\n")
-        print("| measure | baseline (alone) | under load | ratio |")
-        print("| --- | --- | --- | --- |")
+        print(f"| measure | baseline (alone) | with {streams_open} idle streams | ratio | "
+              f"+ {args.clients} busy clients | ratio |")
+        print("| --- | --- | --- | --- | --- | --- |")
         print(f"| probe: small cone query, p50 / p99 | {1e3 * bq50:.1f} / {1e3 * bq99:.1f} ms | "
+              f"{1e3 * iq50:.1f} / {1e3 * iq99:.1f} ms | {iq50 / bq50:.2f}x / {iq99 / bq99:.2f}x | "
               f"{1e3 * lq50:.1f} / {1e3 * lq99:.1f} ms | {lq50 / bq50:.1f}x / {lq99 / bq99:.1f}x |")
         print(f"| probe: datasets(), p50 / p99 | {1e3 * bd50:.1f} / {1e3 * bd99:.1f} ms | "
+              f"{1e3 * id50:.1f} / {1e3 * id99:.1f} ms | {id50 / bd50:.2f}x / {id99 / bd99:.2f}x | "
               f"{1e3 * ld50:.1f} / {1e3 * ld99:.1f} ms | {ld50 / bd50:.1f}x / {ld99 / bd99:.1f}x |")
         print(f"\nclients: {len(lat)} queries in {elapsed:.0f} s ({len(lat) / elapsed:.0f}/s), p50 {1e3 * c50:.0f} ms, "
               f"p99 {1e3 * c99:.0f} ms, {len(errors)} errors{': ' + errors[0] if errors else ''}")
