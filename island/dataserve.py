@@ -120,7 +120,7 @@ def partition_file(store: CatalogStore, export: Path, dataset: str, pid: str) ->
         check_partition_path(pid)
     except InvalidArgument:
         raise NotFound(f"no partition {pid[:200]!r} of {dataset[:100]!r} here") from None
-    if not store.query("SELECT 1 FROM partitions WHERE dataset=? AND pid=?", (dataset, pid)):
+    if not store.has_partition(dataset, pid):
         raise NotFound(f"no partition {pid!r} of {dataset!r} here")
     folder = (export / dataset).resolve()
     path = folder / pid

@@ -58,7 +58,8 @@ from island.engines.base import normalize_batch, normalize_schema
 from island.subscribe import CHUNK_BYTES, Delivery, RowFilter, RowSource, deliveries
 from island.queries import Chunk, QueryRegistry, Trailer, prefetch, stream_results
 from metacatalog.store import CatalogStore
-from replication import cache, jobs
+from metacatalog import transfers
+from replication import cache
 
 __all__ = ["IslandServicer", "PROTOCOL_VERSION"]
 
@@ -658,8 +659,7 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
     def GetCache(self, request, context, call: Call):
         rep = self._replication()
         u = cache.usage(self.store, self.cfg.replication.cache_bytes)
-        errors = [f"{src}: {msg} (x{n})" for src, msg, n in self.store.query(
-            "SELECT source, message, count FROM transfer_errors ORDER BY last DESC LIMIT 20")]
+        errors = [f"{src}: {msg} (x{n})" for src, msg, n in transfers.recent_errors(self.store)]
         return pb.CacheUsage(
             island=self.cfg.island.name, quota_bytes=u.quota, used_bytes=u.used, pinned_bytes=u.pinned_bytes,
             cached_bytes=u.cached_bytes, files=u.files, pinned_files=u.pinned_files,
@@ -706,7 +706,7 @@ class IslandServicer(IdentityRpcs, SessionRpcs):
         missing = [p.pid for p in d.partitions if p.pid not in have]
         if not missing:
             return True
-        st = jobs.states(self.store, name, missing)
+        st = transfers.states(self.store, name, missing)
         return all(pid in st and st[pid].state == "failed" for pid in missing)
 
     @rpc

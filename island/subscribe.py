@@ -27,6 +27,7 @@ from archipel.errors import ArchipelError, InvalidArgument, Unavailable
 from federation.planner import plan_query
 from federation.rules import RuleBook, _moc
 from federation.subscriptions import Filter, Match, Subscription, SubscriptionBook, row_query, rule_id
+from metacatalog import rule_records
 from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
 from replication.layout import replica_path
@@ -240,8 +241,7 @@ def deliveries(book: SubscriptionBook, sub: Subscription, rows: RowSource, start
                 return
             try:
                 if sub.mode == "replicate" and m.dataset.origin != here:
-                    pins = {r[0] for r in store.query("SELECT pid FROM rule_partitions WHERE rule=?",
-                                                      (rule_id(sub.name, m.dataset.name),))}
+                    pins = rule_records.pids(store, rule_id(sub.name, m.dataset.name))
                     parts = [p for p in m.partitions if p.pid in pins]
                     d = Delivery(m, parts, sum(p.num_rows for p in parts), replicated=True) if parts else None
                     while d is not None and held is not None and not held(d) and active():

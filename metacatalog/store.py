@@ -325,6 +325,16 @@ class CatalogStore:
             sql, args = sql + " WHERE dataset=?", (dataset,)
         return {(d, p): int(n) for d, p, n in self._conn().execute(sql, args)}
 
+    def local_file_uses(self) -> list[tuple[tuple[str, str], int, float]]:
+        """((dataset, pid), bytes, last access) of this island's replica files."""
+        return [((d, p), int(n), float(a)) for d, p, n, a in self._conn().execute(
+            "SELECT dataset, pid, num_bytes, last_access FROM local_files")]
+
+    def has_partition(self, dataset: str, pid: str) -> bool:
+        """Whether the catalog names ``pid`` a partition of ``dataset``."""
+        return self._conn().execute("SELECT 1 FROM partitions WHERE dataset=? AND pid=?",
+                                    (dataset, pid)).fetchone() is not None
+
     def valid_replicas(self, dataset: str) -> set[str]:
         """Pids of ``dataset`` held here whose file is the partition the catalog describes now
         (a dataset replaced at its origin makes older copies stale)."""
@@ -707,8 +717,12 @@ class _Writer:  # noqa: D101 - see CatalogStore.transaction
                                                    "public_after": public_after})
 
     def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
-        """A statement on the replication layer's local tables (no change logged)."""
+        """A statement on one of the island's own bookkeeping tables (no change logged); for
+        the table modules of ``metacatalog`` only."""
         return self._conn.execute(sql, args)
+
+    def executemany(self, sql: str, rows: Iterable[tuple]) -> sqlite3.Cursor:
+        return self._conn.executemany(sql, rows)
 
     def _upsert_island(self, name: str, http: str, root: str, ts: float) -> None:
         self._conn.execute("INSERT INTO islands VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from astropy import units as u
 
 import archipel
 from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from metacatalog import transfers
+from metacatalog.store import CatalogStore
 from islands import SHARED_HATS, IslandProcess, cli, free_port, https_open
 from islands import wait_for as _wait_for
 from skydata import angular_distance
@@ -101,13 +102,13 @@ def trio(base, redis_url):
         assert code == 0, isl.log.read_text()[-3000:]
 
 
-def _catalog(isl: IslandProcess) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{isl.folder / 'catalog.sqlite'}?mode=ro", uri=True)
+def _catalog(isl: IslandProcess) -> CatalogStore:
+    """The island's catalog, read through the store (as the island's own parts read it)."""
+    return CatalogStore(isl.folder / "catalog.sqlite", isl.name)
 
 
 def _urls(isl: IslandProcess) -> dict[str, tuple[str, str]]:
-    with _catalog(isl) as db:
-        return {n: (h, r) for n, h, r in db.execute("SELECT name, http, root FROM islands")}
+    return _catalog(isl).islands()
 
 
 def _replica_files(isl: IslandProcess, dataset: str) -> dict[str, Path]:
@@ -219,8 +220,7 @@ def test_cone_rule_copies_exactly_the_pixels_covering_the_cone(trio, protocol, t
     assert set(held) == truth
     for path, f in held.items():
         assert _adler(f) == parts[path].adler32
-    with _catalog(dest) as db:
-        sources = {s for (s,) in db.execute("SELECT source FROM transfers WHERE dataset='sky.order1'")}
+    sources = {t.source for t in transfers.states(_catalog(dest), "sky.order1").values()}
     assert sources == {"a"}
     rules = [r for r in dest.client().rules() if r.dataset == "sky.order1" and r.protocol == protocol]
     assert rules and rules[-1].state == "ok" and rules[-1].files_done == len(truth)
@@ -332,11 +332,9 @@ def test_lazy_replication_copies_only_the_needed_pixels_once(trio):
         first = cc.sql(sql, route="replicate").read_all()
         held = set(_replica_files(c, "test.big"))
         assert needed <= held and len(held) < len(parts)
-        with _catalog(c) as db:
-            copied = db.execute("SELECT COUNT(*) FROM transfers WHERE dataset='test.big'").fetchone()[0]
+        copied = len(transfers.states(_catalog(c), "test.big"))
         second = cc.sql(sql, route="replicate").read_all()
-        with _catalog(c) as db:
-            assert db.execute("SELECT COUNT(*) FROM transfers WHERE dataset='test.big'").fetchone()[0] == copied
+        assert len(transfers.states(_catalog(c), "test.big")) == copied
         again = cc.explain(sql, route="auto")
     assert "local replica" in again.datasets[0].placement, again
     truth = a.client().sql(sql, route="local").read_all()
@@ -387,8 +385,8 @@ def test_cached_replicas_are_evicted_lru_but_pinned_ones_stay(trio):
         assert n > 0
     assert set(_replica_files(c, "sky.order1")) == pinned
     assert usage.pinned_bytes > 0 and usage.used_bytes <= quota and usage.cached_bytes > 0
-    with _catalog(c) as db:  # files on disk are exactly the ones the catalog records
-        recorded = {p for (p,) in db.execute("SELECT pid FROM local_files WHERE dataset='test.big'")}
+    # files on disk are exactly the ones the catalog records
+    recorded = {p for _, p in _catalog(c).local_files("test.big")}
     assert recorded == set(_replica_files(c, "test.big"))
 
 
@@ -437,9 +435,8 @@ def test_partitions_that_appear_under_a_rule_are_replicated(trio):
 
 # -- faults ----------------------------------------------------------------------------------
 def _copying_bytes(isl: IslandProcess, dataset: str) -> int:
-    with _catalog(isl) as db:
-        return db.execute("SELECT COALESCE(MAX(bytes_done), 0) FROM transfers WHERE dataset=? AND state='copying'",
-                          (dataset,)).fetchone()[0]
+    return max([t.bytes_done for t in transfers.states(_catalog(isl), dataset).values() if t.state == "copying"],
+               default=0)
 
 
 def test_worker_killed_mid_transfer_leaves_no_partial_file_and_the_job_completes(trio):
@@ -490,9 +487,7 @@ def test_corrupt_source_is_detected_reported_and_another_source_used(trio):
             errors = cc.cache().errors
         assert any(e.startswith("a: checksum mismatch of " + victim) for e in errors), errors
         assert _adler(_replica_files(c, "test.big")[victim]) == p.adler32
-        with _catalog(c) as db:
-            assert db.execute("SELECT source FROM transfers WHERE dataset='test.big' AND pid=?",
-                              (victim,)).fetchone()[0] == "b"
+        assert transfers.states(_catalog(c), "test.big")[victim].source == "b"
     finally:
         origin_file.write_bytes(good)
 
@@ -521,9 +516,7 @@ def test_source_down_another_replica_is_used_offline_queries_go_on(trio):
         with c.client() as cc:
             rule = cc.replicate("test.big", moc=f"{p.order}/{p.pixel}".encode()).wait()
         assert rule.state == "ok"
-        with _catalog(c) as db:
-            assert db.execute("SELECT source FROM transfers WHERE dataset='test.big' AND pid=?",
-                              (victim,)).fetchone()[0] == "b"
+        assert transfers.states(_catalog(c), "test.big")[victim].source == "b"
         # A partition only A holds: a clear error, naming the source.
         q = next(iter(_partitions(c.client(), "test.only_a").values()))
         with c.client() as cc:
