@@ -18,8 +18,8 @@ from federation.rules import RuleBook
 from island.config import IslandConfig
 from island.dataplane import DataPlane
 from island.integrity import Integrity
-from island.dataserve import (HttpDataServer, XrootdServer, free_port, sync_exports, sync_partition_links,
-                              xrootd_client_env)
+from island.dataserve import HttpDataServer, free_port, sync_exports
+from island.xrootd import XrootdServer, sync_partition_links, xrootd_client_env
 from island.workers import WorkerPool
 from metacatalog.model import Partition
 from metacatalog.store import CatalogStore
