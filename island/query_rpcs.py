@@ -15,7 +15,7 @@ from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument
 from archipel.v1 import island_pb2 as pb
 from federation.lazy import Localization, localize, may_copy
 from federation.planner import QueryPlan, plan_query, query_shape
-from federation.router import MAX_HOPS, Placement, place
+from federation.router import Placement, place, pushdown_target
 from island.convert import ENGINES, ROUTES, plan_to_pb
 from island.direct import DirectFileSpec, direct_read, direct_schema, file_url
 from island.queries import Chunk, Trailer, prefetch, stream_results
@@ -100,35 +100,26 @@ class QueryRpcs:
 
     def _pushdown_target(self, request, call: Call) -> str:
         """The one other island holding every dataset of the query, when the route lets the
-        query go there whole; else "" (the query is planned here)."""
+        query go there whole (``federation.router.pushdown_target``); else ""."""
         route = ROUTES.get(request.route)
-        if route not in ("auto", "remote"):
-            return ""
-        shape = query_shape(request.sql)
+        shape = query_shape(request.sql) if route in ("auto", "remote") else None
         if shape is None or not shape.names:
             return ""
-        names = shape.names
-        if (route == "auto" and self.replication is not None and self.cfg.replication.auto_max_bytes
-                and may_copy(shape, self.store.max_order)):
-            return ""  # copying the partitions may pay: that depends on the plan
-        origins = set()
-        for name in names:
+        rep = self.replication
+        auto_copy = route == "auto" and rep is not None and bool(self.cfg.replication.auto_max_bytes)
+        origins: set[str] | None = set()
+        for name in shape.names:
+            call.datasets.append(name)
             try:
-                call.datasets.append(name)
                 origins.add(self._readable(call.caller, name, with_partitions=False).origin)
             except ArchipelError:
-                return ""
-            if route == "auto" and self.replication is not None and self.replication.held(name):
-                return ""  # replicas held here may answer it
-        if len(origins) != 1 or self.cfg.island.name in origins:
-            return ""
-        (island,) = origins
-        if island in self.archipelago.down():
-            return ""  # planning here may find another island holding replicas
-        here = self.cfg.island.name
-        if here in request.route_path or len(request.route_path) + 1 >= MAX_HOPS:
-            return ""  # planning here reports the loop or the hop limit
-        return island
+                origins = None
+                break
+        return pushdown_target(
+            route, origins, self.cfg.island.name, list(request.route_path), self.archipelago.down(),
+            copy_may_pay=auto_copy and may_copy(shape, self.store.max_order),
+            replicas_here=route == "auto" and rep is not None and origins is not None
+            and any(rep.held(n) for n in shape.names))
 
     @rpc
     def Explain(self, request, context, call: Call):
