@@ -326,6 +326,33 @@ def _subscription(r: SubscriptionRow) -> Subscription:
                         _owner_from(r.spec))
 
 
+@dataclass
+class StreamCursor:
+    """The acknowledgement state of one subscription stream, as a state machine: events in
+    (an item delivered, an ack from the client, the stream idle at a position), and out the
+    cursor to record, if any. A cursor never moves past what was delivered, nor back."""
+
+    acked: int
+    delivered: int
+
+    def on_delivered(self, pos: int) -> None:
+        """An item at ``pos`` is about to be sent (set first: its ack may come back at once)."""
+        self.delivered = max(self.delivered, pos)
+
+    def on_ack(self, cursor: int) -> int:
+        """The client acknowledged up to ``cursor``; returns the cursor to record."""
+        self.acked = max(self.acked, min(int(cursor), self.delivered))
+        return self.acked
+
+    def on_idle(self, pos: int) -> int | None:
+        """Nothing matched up to ``pos``: when everything delivered is acknowledged, the cursor
+        moves on to ``pos`` (returned, to record); else None."""
+        if self.acked >= self.delivered and pos > self.acked:
+            self.acked = self.delivered = pos
+            return pos
+        return None
+
+
 def rule_prefix(subscription: str) -> str:
     """Replicate-mode subscriptions pin through rules whose ids start with this."""
     return "s" + hashlib.sha1(subscription.encode()).hexdigest()[:10] + "-"

@@ -12,7 +12,7 @@ import pyarrow as pa
 from archipel.arrowwire import slices
 from archipel.errors import InvalidArgument, NotFound, PermissionDenied
 from archipel.v1 import island_pb2 as pb
-from federation.subscriptions import Subscription
+from federation.subscriptions import StreamCursor, Subscription
 from island.engines.base import normalize_batch, normalize_schema
 from island.rpc import Call, rpc
 from island.subscribe import CHUNK_BYTES, Delivery, RowFilter, deliveries
@@ -104,15 +104,14 @@ class SubscriptionRpcs:
         with self._streams_lock:
             self._streams[name] = self._streams.get(name, 0) + 1
             self._deleted.discard(name)
-        state = {"acked": sub.cursor, "delivered": sub.cursor}
+        cursor = StreamCursor(sub.cursor, sub.cursor)
         client_done = threading.Event()
 
         def read_acks() -> None:
             try:
                 for req in request_iterator:
                     if req.WhichOneof("kind") == "ack" and name not in self._deleted:
-                        state["acked"] = max(state["acked"], min(req.ack, state["delivered"]))
-                        book.ack(name, state["acked"])
+                        book.ack(name, cursor.on_ack(req.ack))
             except Exception:  # the stream was cancelled
                 pass
             client_done.set()  # the client half-closed (its acks are recorded): end the stream
@@ -120,9 +119,8 @@ class SubscriptionRpcs:
 
         def on_idle(pos: int) -> None:
             # Everything delivered is acknowledged and nothing matched since: move on.
-            if state["acked"] >= state["delivered"] and pos > state["acked"] and name not in self._deleted:
-                state["acked"] = state["delivered"] = pos
-                book.ack(name, pos)
+            if name not in self._deleted and (moved := cursor.on_idle(pos)) is not None:
+                book.ack(name, moved)
 
         def active() -> bool:
             return context.is_active() and name not in self._deleted and not client_done.is_set()
@@ -141,7 +139,7 @@ class SubscriptionRpcs:
             for d in deliveries(book, sub, self.rows, sub.cursor, active, on_idle,
                                 pinned=pinned if mode == "replicate" else None,
                                 held=self._held if mode == "replicate" else None):
-                state["delivered"] = d.match.pos  # before sending: an ack may come back at once
+                cursor.on_delivered(d.match.pos)  # before sending: an ack may come back at once
                 yield from self._event_messages(d)
             if name in self._deleted:
                 raise NotFound(f"subscription {name!r} was deleted")
