@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from archipel.backoff import Backoff
 from archipel.arrowwire import read_schema
 from archipel.errors import ArchipelError, InvalidArgument, Unavailable
 from federation.planner import plan_query
@@ -200,7 +201,7 @@ def _deliver_when_readable(book: SubscriptionBook, sub: Subscription, matcher: M
                            active: Callable[[], bool]) -> Delivery | None:
     """The delivery of ``m``; while no island serving its partitions answers, tries again at the
     next catalog change or after a backoff (0.5 s doubling to 5 s), so nothing is skipped."""
-    backoff = 0.5
+    backoff = Backoff(0.5, 5.0)
     failed = False
     while True:
         try:
@@ -215,8 +216,7 @@ def _deliver_when_readable(book: SubscriptionBook, sub: Subscription, matcher: M
             book.set_error(sub.name, exc.message)
             if not active():
                 return None
-            book.store.wait_changed(book.store.generation, backoff)
-            backoff = min(5.0, backoff * 2)
+            book.store.wait_changed(book.store.generation, backoff.next())
 
 
 def deliveries(book: SubscriptionBook, sub: Subscription, rows: RowSource, start: int,

@@ -29,6 +29,7 @@ from replication.transfer import (
     place,
 )
 from replication.wakeup import poke
+from archipel.backoff import Backoff
 
 __all__ = ["app", "copy_partition"]
 
@@ -90,6 +91,7 @@ def copy_partition(job: dict[str, Any]) -> str:
         final.parent.mkdir(parents=True, exist_ok=True)
         errors: list[str] = []
         retries = int(job.get("retries", 3))
+        backoff = Backoff(1.0, 8.0)  # 1, 2, 4, 8 s between attempts
         for attempt in range(1, retries + 1):
             for island, url in job["sources"]:
                 last = [time.monotonic()]
@@ -114,7 +116,7 @@ def copy_partition(job: dict[str, Any]) -> str:
                     if transfers.report_error(st, island, _error_key(island, exc, pid)):
                         logger.warning("source %s failed for %s/%s: %s", island, dataset, pid, exc.message)
             if attempt < retries:
-                time.sleep(min(0.5 * 2**attempt, 8.0))
+                time.sleep(backoff.next())
         transfers.fail(st, dataset, pid, worker, "; ".join(errors[-len(job["sources"]) or None:]) or "no source", retries)
         return "failed"
     finally:
