@@ -12,7 +12,7 @@ import pytest
 import archipel
 from archipel.v1 import peer_pb2 as ppb
 from fakepeer import FakePeer, serve_fake
-from islands import SHARED_HATS, IslandProcess, catalog, free_port
+from islands import SHARED_HATS, IslandProcess, catalog, free_port, wait_for
 
 NO_SPARK = "[spark]\nstart = false\n"
 
@@ -22,14 +22,6 @@ def _same_catalog(x: IslandProcess, y: IslandProcess) -> bool:
         return catalog(x) == catalog(y)
     except archipel.ArchipelError:  # a dataset removed between listing and describing it
         return False
-
-
-def wait_for(cond, timeout: float = 30.0) -> float:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, "the archipelago did not converge"
-        time.sleep(0.01)
-    return time.monotonic() - t0
 
 
 @pytest.fixture()
