@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
