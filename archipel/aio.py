@@ -16,14 +16,13 @@ import grpc
 import grpc.aio
 import pyarrow as pa
 
-from archipel.arrowwire import read_schema
-from archipel.arrowwire import RawChunk
+from archipel._rpc import (PUBLISH_CALL, PUBLISH_METHOD, QUERY_CALL, QUERY_METHOD, Closeable, QueryHeader, as_table,
+                           publish_messages, query_part, stats_of, translated)
 from archipel.channel import open_channel
-from archipel.client import PUBLISH_CALL, PUBLISH_METHOD, QUERY_CALL, QUERY_METHOD, as_table, publish_messages
 from archipel.errors import Internal, InvalidArgument
 from archipel.names import check_dataset_name
 from archipel.subscription import RowBatch, SubscriptionEvent, SubscriptionInfo, item_of, subscription_spec
-from archipel.types import DatasetInfo, QueryPlan, QueryStats, default_address, query_request, rpc_error
+from archipel.types import DatasetInfo, QueryPlan, QueryStats, default_address, query_request
 from archipel.v1 import island_pb2 as pb
 from archipel.v1 import island_pb2_grpc as pb_grpc
 
@@ -43,15 +42,9 @@ class AsyncQueryResult:
         self._consumed = False
 
     async def _start(self) -> AsyncQueryResult:
-        try:
-            first = await self._call.read()
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self._address) from None
-        if first is grpc.aio.EOF or isinstance(first, RawChunk) or first.WhichOneof("part") != "header":
-            raise Internal("the island's query stream did not start with a header")
-        self.query_id = first.header.query_id
-        self.schema = read_schema(first.header.arrow_schema)
-        self.plan = QueryPlan.from_pb(first.header.plan)
+        with translated(self._address):
+            header = QueryHeader(await self._call.read())
+        self.query_id, self.schema, self.plan = header.query_id, header.schema, header.plan
         return self
 
     async def __aiter__(self) -> AsyncIterator[pa.RecordBatch]:
@@ -59,28 +52,17 @@ class AsyncQueryResult:
             raise InvalidArgument("this query result was already read")
         self._consumed = True
         pending: list[bytes] = []
-        try:
-            while True:
-                msg = await self._call.read()
-                if msg is grpc.aio.EOF:
-                    break
-                if isinstance(msg, RawChunk):
-                    kind, body, more = "chunk", msg.body, msg.more
-                else:
-                    kind = msg.WhichOneof("part")
-                    body, more = msg.chunk.body, msg.chunk.more
-                if kind == "chunk":
-                    if more:
-                        pending.append(body)
-                        continue
-                    body = b"".join([*pending, body]) if pending else body
-                    pending = []
-                    yield pa.ipc.read_record_batch(pa.py_buffer(body), self.schema)
-                elif kind == "trailer":
-                    t = msg.trailer
-                    self.stats = QueryStats(t.num_rows, t.num_bytes, t.num_batches, t.elapsed_seconds, t.engine)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self._address) from None
+        with translated(self._address):
+            while (msg := await self._call.read()) is not grpc.aio.EOF:
+                kind, payload, more = query_part(msg)
+                if kind == "trailer":
+                    self.stats = stats_of(payload)
+                elif kind == "chunk":
+                    pending.append(payload)
+                    if not more:  # one Arrow message, whole (fragments joined as arrowwire.decode_chunks does)
+                        body = pending[0] if len(pending) == 1 else b"".join(pending)
+                        pending = []
+                        yield pa.ipc.read_record_batch(pa.py_buffer(body), self.schema)
         if self.stats is None:
             raise Internal("the query stream ended without its trailer")
 
@@ -110,11 +92,9 @@ class AsyncSubscription:
 
     async def _start(self) -> AsyncSubscription:
         self._call = self._stub.Subscribe()
-        try:
+        with translated(self._address):
             await self._call.write(pb.SubscribeRequest(subscribe=self._spec))
             first = await self._call.read()
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self._address) from None
         if first is grpc.aio.EOF:
             raise InvalidArgument("the island ended the subscription at once")
         self.info = SubscriptionInfo.from_pb(first.started)
@@ -136,10 +116,8 @@ class AsyncSubscription:
     async def __anext__(self) -> SubscriptionEvent | RowBatch:
         await self.ack()
         while True:
-            try:
+            with translated(self._address):
                 msg = await self._call.read()
-            except grpc.RpcError as exc:
-                raise rpc_error(exc, self._address) from None
             if msg is grpc.aio.EOF:
                 raise StopAsyncIteration
             if msg.WhichOneof("kind") != "event":
@@ -166,7 +144,9 @@ class AsyncSubscription:
         await self.close()
 
 
-class AsyncClient:
+class AsyncClient(Closeable):
+    """The asyncio client: as ``archipel.Client`` for datasets, queries, publish and subscriptions."""
+
     def __init__(self, address: str | None = None, timeout: float | None = 30.0, *, token: str | None = None,
                  ca: str | None = None) -> None:
         self.address = default_address(address)
@@ -175,15 +155,15 @@ class AsyncClient:
         self._stub = pb_grpc.IslandStub(self._channel)
         self._query = self._channel.unary_stream(QUERY_METHOD, **QUERY_CALL)
         self._publish = self._channel.stream_unary(PUBLISH_METHOD, **PUBLISH_CALL)
+        self._opened()
 
     async def _unary(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        try:
+        with translated(self.address):
             return await getattr(self._stub, method)(request, timeout=timeout if timeout is not None else self.timeout)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.address) from None
 
     async def close(self) -> None:
-        await self._channel.close()
+        if self._mark_closed():
+            await self._channel.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -220,11 +200,9 @@ class AsyncClient:
                       public_after: str | None = None) -> DatasetInfo:
         check_dataset_name(name)
         table = as_table(table)
-        try:
+        with translated(self.address):
             resp = await self._publish(publish_messages(name, table, ra or "", dec or "", mode, readers, public_after),
                                        timeout=timeout)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.address) from None
         return DatasetInfo.from_pb(resp.dataset)
 
     async def whoami(self) -> dict[str, Any]:

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
-from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
-import pyarrow as pa
 
-from archipel.arrowwire import (
-    DEFAULT_CHUNK_BYTES,
-    PUBLISH_CHUNK_FIELD,
-    RawChunk,
-    chunk_message,
-    chunk_or,
-    passthrough,
-    decode_chunks,
-    dense_schema,
-    encode_batches,
-    read_schema,
-    serialize_schema,
-    to_dense,
-)
-from archipel.errors import ArchipelError, Internal, InvalidArgument
+from archipel._rpc import (PUBLISH_CALL, PUBLISH_METHOD, QUERY_CALL, QUERY_METHOD, Closeable, access_fields,
+                           as_table, publish_messages, translated)
+from archipel.errors import ArchipelError, InvalidArgument
+from archipel.query import QueryResult
+from archipel.sessions_client import SparkCalls
 from archipel.names import check_dataset_name
 from archipel.replication import ReplicationJob, replicate_request
 from archipel.subscription import Subscription, SubscriptionInfo, subscription_spec
@@ -34,13 +19,11 @@ from archipel.types import (
     CacheInfo,
     DatasetInfo,
     QueryPlan,
-    QueryStats,
     RuleInfo,
     TokenInfo,
     default_address,
     parse_duration,
     query_request,
-    rpc_error,
 )
 from archipel.v1 import island_pb2 as pb
 from archipel.v1 import island_pb2_grpc as pb_grpc
@@ -50,169 +33,9 @@ __all__ = ["connect", "Client", "QueryResult", "DatasetInfo", "PartitionInfo", "
 from archipel.types import PartitionInfo  # noqa: E402  (re-exported)
 
 from archipel.channel import CHANNEL_OPTIONS, open_channel, resolve_ca, resolve_token  # noqa: E402
-from archipel.direct import DirectReader, FileUnreachable  # noqa: E402
 
 
-def as_table(data: Any) -> pa.Table:
-    """A pyarrow Table from a Table, RecordBatch, pandas DataFrame or dict of columns."""
-    if isinstance(data, pa.Table):
-        return data
-    if isinstance(data, pa.RecordBatch):
-        return pa.Table.from_batches([data])
-    if isinstance(data, dict):
-        return pa.table(data)
-    if type(data).__name__ == "DataFrame":
-        return pa.Table.from_pandas(data, preserve_index=False)
-    raise InvalidArgument(f"publish needs a pyarrow Table, RecordBatch, pandas DataFrame or dict, not {type(data).__name__}")
-
-
-def access_fields(readers: str | list[str] | tuple[str, ...] | None, public_after: str | None) -> tuple[bool, list[str]]:
-    """(readers given, reader names) for the wire; the island checks them."""
-    if public_after is not None and not isinstance(public_after, str):
-        public_after = str(public_after)
-    if readers is None:
-        return False, []
-    items = readers.split(",") if isinstance(readers, str) else list(readers)
-    return True, [str(r).strip() for r in items if str(r).strip()]
-
-
-def publish_messages(name: str, table: pa.Table, ra: str, dec: str, mode: str = "create",
-                     readers: str | list[str] | None = None, public_after: str | None = None
-                     ) -> Iterator[pb.PublishRequest]:
-    schema = dense_schema(table.schema)
-    given, names = access_fields(readers, public_after)
-    yield pb.PublishRequest(header=pb.PublishHeader(dataset=name, ra_column=ra, dec_column=dec, mode=mode,
-                                                    readers=names, readers_given=given,
-                                                    public_after=str(public_after or "")))
-    yield pb.PublishRequest(arrow_schema=serialize_schema(schema))
-    batches = (to_dense(b, schema) for b in table.to_batches(max_chunksize=65_536))
-    for body, more, _rows in encode_batches(batches, DEFAULT_CHUNK_BYTES):
-        yield chunk_message(body, more, PUBLISH_CHUNK_FIELD)
-
-
-QUERY_METHOD = "/archipel.v1.Island/Query"
-PUBLISH_METHOD = "/archipel.v1.Island/Publish"
-# Query responses and Publish requests carry Arrow chunks as pre-encoded bytes (see arrowwire).
-QUERY_CALL = {"request_serializer": pb.QueryRequest.SerializeToString,
-              "response_deserializer": chunk_or(pb.QueryResponse.FromString)}
-PUBLISH_CALL = {"request_serializer": passthrough(pb.PublishRequest.SerializeToString),
-                "response_deserializer": pb.PublishResponse.FromString}
-
-
-class QueryResult:
-    """The answer of ``Client.sql``: iterate it for RecordBatches as they arrive, or read it whole.
-
-    The stream starts at the call; ``schema``, ``plan`` and ``query_id`` are known once the
-    header has arrived, ``stats`` once the last batch has. ``path`` says how the rows come:
-    ``"stream"`` (through the island's query stream) or ``"direct"`` (the island named the
-    partition files and this client fetches and decodes them, ``archipel.direct``).
-    """
-
-    def __init__(self, call: Any, address: str, *, token: str = "", ca_pem: bytes | None = None,
-                 timeout: float | None = None, restream: Any = None) -> None:
-        self._call = call
-        self._address = address
-        self._responses = iter(call)
-        self.stats: QueryStats | None = None
-        self._consumed = False
-        self._direct: DirectReader | None = None
-        self._restream = restream  # () -> QueryResult streamed, when a direct read cannot be fetched
-        self._fallback: QueryResult | None = None
-        try:
-            first = next(self._responses)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, address) from None
-        except StopIteration:
-            raise Internal("the island closed the query stream without a header") from None
-        if isinstance(first, RawChunk) or first.WhichOneof("part") != "header":
-            raise Internal("the island's query stream did not start with a header")
-        self.query_id: str = first.header.query_id
-        self.schema: pa.Schema = read_schema(first.header.arrow_schema)
-        self.plan = QueryPlan.from_pb(first.header.plan)
-        self.path = "stream"
-        if first.header.HasField("direct"):
-            self.path = "direct"
-            for _ in self._chunks():  # the trailer: the island's part is done
-                pass
-            self.stats = None
-            self._direct = DirectReader(first.header.direct, self.schema, token, ca_pem, timeout)
-
-    @property
-    def files(self) -> list[tuple[str, str]]:
-        """(island, URL) of each partition file a direct read fetches; [] for a stream."""
-        if self._direct is None:
-            return []
-        return [(f.island, f.url) for f in self._direct.spec.files]
-
-    def _chunks(self) -> Iterator[tuple[bytes, bool]]:
-        try:
-            for msg in self._responses:
-                if isinstance(msg, RawChunk):
-                    yield msg.body, msg.more
-                    continue
-                kind = msg.WhichOneof("part")
-                if kind == "chunk":
-                    yield msg.chunk.body, msg.chunk.more
-                elif kind == "trailer":
-                    t = msg.trailer
-                    self.stats = QueryStats(t.num_rows, t.num_bytes, t.num_batches, t.elapsed_seconds, t.engine)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self._address) from None
-
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        if self._consumed:
-            raise InvalidArgument("this query result was already read")
-        self._consumed = True
-        if self._direct is not None:
-            yield from self._direct_batches(self._direct)
-            return
-        yield from decode_chunks(self._chunks(), self.schema)
-        if self.stats is None:
-            raise Internal("the query stream ended without its trailer")
-
-    def _direct_batches(self, reader: DirectReader) -> Iterator[pa.RecordBatch]:
-        started = False
-        try:
-            for batch in reader:
-                started = True
-                yield batch
-        except FileUnreachable:
-            if started or self._restream is None:
-                raise
-            # A file's island cannot be reached from here (or the file went): the island streams it.
-            self.path = "stream"
-            self._fallback = self._restream()
-            yield from self._fallback
-            self.stats = self._fallback.stats
-            return
-        self.stats = QueryStats(reader.num_rows, reader.num_bytes, reader.num_batches,
-                                time.monotonic() - reader.started, self.plan.engine)
-
-    def read_all(self) -> pa.Table:
-        return pa.Table.from_batches(list(self), schema=self.schema)
-
-    def to_pandas(self, **kwargs: Any):
-        return self.read_all().to_pandas(**kwargs)
-
-    def cancel(self) -> None:
-        """Stops the query at the island (and its Spark jobs), or the files' fetching."""
-        if self._direct is not None:
-            self._direct.cancel()
-        if self._fallback is not None:
-            self._fallback.cancel()
-        self._call.cancel()
-
-    close = cancel
-
-    def __enter__(self) -> QueryResult:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.stats is None:
-            self.cancel()
-
-
-class Client:
+class Client(SparkCalls, Closeable):
     """A connection to one island, and through it to the archipelago."""
 
     def __init__(self, address: str | None = None, timeout: float | None = 30.0, *, token: str | None = None,
@@ -227,16 +50,16 @@ class Client:
         self._query = self._channel.unary_stream(QUERY_METHOD, **QUERY_CALL)
         self._publish = self._channel.stream_unary(PUBLISH_METHOD, **PUBLISH_CALL)
         self._names: list[str] | None = None
+        self._opened()
 
     # -- plumbing ---------------------------------------------------------------------------
     def _unary(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        try:
+        with translated(self.address):
             return getattr(self._stub, method)(request, timeout=timeout if timeout is not None else self.timeout)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.address) from None
 
     def close(self) -> None:
-        self._channel.close()
+        if self._mark_closed():
+            self._channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -344,11 +167,9 @@ class Client:
         if mode not in ("create", "append"):
             raise InvalidArgument(f"mode must be 'create' or 'append', not {mode!r}")
         table = as_table(table)
-        try:
+        with translated(self.address):
             resp = self._publish(publish_messages(name, table, ra or "", dec or "", mode, readers, public_after),
                                  timeout=timeout)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.address) from None
         self._names = None
         return DatasetInfo.from_pb(resp.dataset)
 
@@ -488,112 +309,6 @@ class Client:
         return SubscriptionInfo.from_pb(self._unary("DeleteSubscription", pb.DeleteSubscriptionRequest(name=name)))
 
     unsubscribe = delete_subscription
-
-    # -- Spark sessions, cached tables, batch jobs --------------------------------------------------
-    def spark(self, datasets: list[str] | tuple[str, ...] | None = None, island: str | None = None) -> Any:
-        """A ``pyspark.sql.SparkSession`` (Spark Connect) on the island holding ``datasets`` (or
-        on ``island``), reached through the island connected to. Every dataset you may read is a
-        table under its own name: ``spark.table("gaia.source")``, ``spark.sql("SELECT ...")``.
-        Needs ``pip install 'archipel[spark]'``; ``spark.stop()`` ends it."""
-        from archipel.channel import credentials
-        from archipel.spark import open_session
-
-        if isinstance(datasets, str):
-            datasets = [datasets]
-        info = self._unary("OpenSession", pb.OpenSessionRequest(datasets=list(datasets or []), island=island or ""),
-                           timeout=max(self.timeout or 0, 120))
-        return open_session(self.address, credentials(self._token, self._ca), info)
-
-    def sessions(self, island: str | None = None) -> list[dict[str, Any]]:
-        """The Spark sessions on an island (yours; every one for admins): id, user, island,
-        created, idle_seconds, operations, running, memory_bytes, datasets."""
-        from archipel.spark import message_dict
-
-        resp = self._unary("ListSessions", pb.ListSessionsRequest(island=island or ""))
-        return [message_dict(s) for s in resp.sessions]
-
-    def kill_session(self, session_id: str, island: str | None = None) -> dict[str, Any]:
-        """Ends a session now: its running work interrupted, its cached data freed."""
-        from archipel.spark import message_dict
-
-        return message_dict(self._unary("KillSession", pb.KillSessionRequest(id=session_id, island=island or "")))
-
-    def cache_table(self, dataset: str, cone: tuple[float, float, float] | None = None,
-                    island: str | None = None) -> dict[str, Any]:
-        """Keeps ``dataset`` (the partitions covering ``cone``, else all) in Spark's memory on an
-        island, for every session that may read it (admins)."""
-        from archipel.spark import message_dict
-
-        text = ",".join(repr(float(x)) for x in cone) if cone is not None else ""
-        return message_dict(self._unary("CacheTable", pb.CacheTableRequest(dataset=dataset, cone=text,
-                                                                           island=island or ""),
-                                        timeout=max(self.timeout or 0, 600)))
-
-    def cached_tables(self, island: str | None = None) -> list[dict[str, Any]]:
-        from archipel.spark import message_dict
-
-        resp = self._unary("ListCachedTables", pb.ListCachedTablesRequest(island=island or ""))
-        return [message_dict(t) for t in resp.tables]
-
-    def drop_cached_table(self, dataset: str, island: str | None = None) -> dict[str, Any]:
-        from archipel.spark import message_dict
-
-        return message_dict(self._unary("DropCachedTable", pb.CacheTableRequest(dataset=dataset, island=island or "")))
-
-    def submit(self, path_or_code: str | os.PathLike, args: list[str] | tuple[str, ...] = (),
-               datasets: list[str] | tuple[str, ...] = (), island: str | None = None) -> Any:
-        """Runs a PySpark script (a file's path, or its source) as a batch job at the island
-        holding ``datasets`` (or ``island``). The script finds ``spark`` (a session like
-        ``client.spark()``), ``client`` and ``publish(name, table)`` ready; ``sys.argv`` holds
-        ``args``. Returns an ``archipel.spark.Job``."""
-        from archipel.spark import Job
-
-        text, filename = _script(path_or_code)
-        info = self._unary("SubmitJob", pb.SubmitJobRequest(code=text, filename=filename, args=[str(a) for a in args],
-                                                            datasets=list(datasets), island=island or ""))
-        return Job(self, info)
-
-    def jobs(self, island: str | None = None) -> list[Any]:
-        """The batch jobs on an island (yours; every one for admins)."""
-        from archipel.spark import Job
-
-        return [Job(self, j) for j in self._unary("ListJobs", pb.ListJobsRequest(island=island or "")).jobs]
-
-    def job(self, job_id: str, island: str | None = None) -> Any:
-        from archipel.spark import Job
-
-        return Job(self, self._job_call("GetJob", job_id, island))
-
-    def cancel_job(self, job_id: str, island: str | None = None) -> Any:
-        from archipel.spark import Job
-
-        return Job(self, self._job_call("CancelJob", job_id, island))
-
-    def _job_call(self, method: str, job_id: str, island: str | None) -> Any:
-        return self._unary(method, pb.JobRequest(id=job_id, island=island or ""))
-
-    def _job_logs(self, job_id: str, island: str | None, follow: bool, offset: int = 0):
-        stream = self._stub.JobLogs(pb.JobLogsRequest(id=job_id, island=island or "", follow=follow, offset=offset),
-                                    timeout=None if follow else self.timeout)
-        try:
-            yield from stream
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.address) from None
-        finally:
-            stream.cancel()
-
-
-def _script(path_or_code: str | os.PathLike) -> tuple[str, str]:
-    """(source, file name) of a script given by path or as source text."""
-    text = os.fspath(path_or_code)
-    if "\n" not in text and len(text) < 4096 and text.endswith(".py"):
-        try:
-            return Path(text).read_text(encoding="utf-8"), Path(text).name
-        except OSError as exc:
-            raise InvalidArgument(f"cannot read the script {text}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise InvalidArgument(f"{text} is not a UTF-8 text file") from None
-    return text, "job.py"
 
 
 def connect(address: str | None = None, timeout: float | None = 30.0, *, token: str | None = None,

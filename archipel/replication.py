@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
-
 from archipel.errors import InvalidArgument
 from archipel.names import check_dataset_name
-from archipel.types import RuleInfo, rpc_error
+from archipel._rpc import translated
+from archipel.types import RuleInfo
 from archipel.v1 import island_pb2 as pb
 
 __all__ = ["ReplicationJob", "replicate_request", "set_region"]
@@ -57,10 +56,8 @@ class ReplicationJob:
         return self.rule.id if self.rule else ""
 
     def _next(self) -> RuleInfo | None:
-        try:
+        with translated(self._address):
             msg = next(self._stream, None)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self._address) from None
         if msg is None:
             return None
         self.rule = RuleInfo.from_pb(msg.rule)

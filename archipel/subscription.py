@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import pyarrow as pa
 
+from archipel.backoff import Backoff
 from archipel.errors import ArchipelError, InvalidArgument
 from archipel.replication import set_region
 from archipel.types import rpc_error
@@ -162,7 +163,7 @@ class Subscription:
         self._reading = threading.Lock()
         self._pending = 0  # cursor of the last item given whose change is complete
         self._failing_since: float | None = None  # reconnecting since (no item since)
-        self._pause = 0.05
+        self._backoff = Backoff(0.05, 1.0)
         self.cursor = 0  # the last cursor consumed (acknowledged)
         self.info: SubscriptionInfo = self._open(spec)
         self.cursor = self.info.cursor
@@ -212,8 +213,7 @@ class Subscription:
         while True:
             if time.monotonic() - self._failing_since > self._reconnect:
                 raise rpc_error(error, self._address) from None
-            time.sleep(self._pause)  # backing off while the island is away (not waiting for data)
-            self._pause = min(1.0, self._pause * 2)
+            time.sleep(self._backoff.next())  # backing off while the island is away (not waiting for data)
             try:
                 self._open(spec)
                 return
@@ -245,7 +245,8 @@ class Subscription:
                 break
             if m.cursor <= self.cursor:  # given before a reconnect: at least once, but not twice here
                 continue
-            self._failing_since, self._pause = None, 0.05
+            self._failing_since = None
+            self._backoff.reset()
             if m.last:
                 self._pending = m.cursor
             return item_of(m)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from archipel.backoff import Backoff
 from archipel.arrowwire import MAX_MESSAGE_BYTES
 from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from archipel.v1 import peer_pb2 as ppb
@@ -132,7 +133,7 @@ class PeerLink:
 
     def _run(self) -> None:
         arch = self.archipelago
-        backoff = 0.2
+        backoff = Backoff(0.2, 5.0)
         while not self._stop.is_set():
             try:
                 resp, peer_address = hello(self.address, arch.creds, arch.address)
@@ -159,16 +160,15 @@ class PeerLink:
             except _Gap as exc:
                 self.state, self.error = "down", str(exc)
                 logger.warning("peer %s: %s; resuming from the cursors", self.address, exc)
-                backoff = 0.05
+                backoff.reset(0.05)
             except ArchipelError as exc:  # a malformed change: refused, logged, link dropped
                 self.state, self.error = "down", f"refused a change: {exc}"
                 logger.warning("peer %s sent a change that was refused: %s", self.address, exc)
             except Exception as exc:
                 self.state, self.error = "down", f"{type(exc).__name__}: {exc}"
                 logger.exception("peer link %s failed", self.address)
-            if self._stop.wait(backoff):
+            if self._stop.wait(backoff.next()):
                 return
-            backoff = min(backoff * 2, 5.0)
 
     def _follow(self) -> None:
         arch = self.archipelago

@@ -410,6 +410,36 @@ def plan_query(
 
 def _plan(sql: str, lookup: Callable[[str], Dataset], engine: str, arrow_max_aggregate_bytes: int,
           view_prefix: str | None, budget: _Budget) -> QueryPlan:
+    """The passes of planning, in order: read-only check, sky predicates rewritten, tables
+    resolved to catalog datasets, partitions pruned by cones, computed columns named, engine
+    chosen."""
+    tree = _read_only_query(sql)
+    _check_expansions(tree)
+    sky_preds = _rewrite_sky(tree, budget)
+    scans, scan_of_table = _resolve_tables(tree, lookup, view_prefix or f"q{uuid.uuid4().hex[:12]}")
+    applied, top_conjuncts = _prune_by_cones(tree, sky_preds, scan_of_table, budget)
+    _name_computed_columns(tree)
+    engine, reason = _choose_engine(tree, scans, engine, arrow_max_aggregate_bytes)
+    spark_sql = tree.sql(dialect="spark")
+    try:
+        duckdb_sql = tree.sql(dialect="duckdb")
+    except Exception as exc:  # sqlglot cannot express it in DuckDB: Spark only
+        duckdb_sql = ""
+        if engine == "arrow":
+            engine, reason = "spark", f"not expressible on the Arrow path ({exc})"
+    projection, limit = _pure_projection(tree, scans)
+    direct = None
+    if engine == "arrow" and all(id(c) in applied for c in top_conjuncts):
+        columns, direct_limit = _pure_projection(tree, scans, where_ok=True)
+        if columns is not None:
+            direct = DirectScan(columns, list(scans[0].cones), direct_limit)
+    return QueryPlan(sql=sql, tables=scans, engine=engine, engine_reason=reason,
+                     spark_sql=spark_sql, duckdb_sql=duckdb_sql, projection=projection, limit=limit, direct=direct)
+
+
+def _read_only_query(sql: str) -> exp.Expression:
+    """The one SELECT statement of ``sql``; PermissionDenied for writes, settings, functions
+    that read files or the environment."""
     first = _WRITE_KEYWORDS.match(sql)
     if first:
         raise PermissionDenied(f"only read-only SELECT queries are allowed; {first.group(1).upper()} is refused")
@@ -427,10 +457,13 @@ def _plan(sql: str, lookup: Callable[[str], Dataset], engine: str, arrow_max_agg
                 raise PermissionDenied(f"function {fname}() is not allowed in Archipel queries")
     if not isinstance(tree, exp.Query):
         raise InvalidArgument(f"invalid SQL: expected a SELECT query, got {sql.strip()[:60]!r}")
+    return tree
 
-    _check_expansions(tree)
-    sky_preds = _rewrite_sky(tree, budget)
-    prefix = view_prefix or f"q{uuid.uuid4().hex[:12]}"
+
+def _resolve_tables(tree: exp.Expression, lookup: Callable[[str], Dataset], prefix: str
+                    ) -> tuple[list[TableScan], dict[int, TableScan]]:
+    """Replaces each catalog table by a view named ``prefix_i``; returns the scans, and the
+    scan of each new table node (by id)."""
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     scans: list[TableScan] = []
     scan_of_table: dict[int, TableScan] = {}
@@ -460,11 +493,17 @@ def _plan(sql: str, lookup: Callable[[str], Dataset], engine: str, arrow_max_agg
         scan_of_table[id(new)] = scan
     if not scans:
         raise InvalidArgument("the query reads no dataset; name a catalog dataset in FROM")
+    return scans, scan_of_table
 
-    # Pruning: a cone conjunct in a SELECT's WHERE on one table's own ra/dec columns.
+
+def _prune_by_cones(tree: exp.Expression, sky_preds: list[tuple[exp.Expression, list[exp.Expression]]],
+                    scan_of_table: dict[int, TableScan], budget: _Budget) -> tuple[set[int], list[exp.Expression]]:
+    """A cone conjunct in a SELECT's WHERE on one table's own ra/dec columns prunes that scan's
+    partitions and adds its HEALPix ranges; returns the conjuncts applied (by id) and the top
+    SELECT's conjuncts."""
     pred_ids = {id(p): args for p, args in sky_preds}
     top_conjuncts = _conjuncts(tree.args.get("where"), set(pred_ids)) if isinstance(tree, exp.Select) else []
-    applied: set[int] = set()  # the conjuncts that became cones of a scan
+    applied: set[int] = set()
     for select in tree.find_all(exp.Select):
         sources: dict[str, TableScan] = {}
         for t in select.find_all(exp.Table):
@@ -474,23 +513,10 @@ def _plan(sql: str, lookup: Callable[[str], Dataset], engine: str, arrow_max_agg
             continue
         for conj in _conjuncts(select.args.get("where"), set(pred_ids)):
             args = pred_ids.get(id(conj))
-            if args is None:
+            found = _cone_on_scan(args, sources) if args is not None else None
+            if found is None:
                 continue
-            ra, dec = args[0], args[1]
-            if not (isinstance(ra, exp.Column) and isinstance(dec, exp.Column)):
-                continue
-            quals = {ra.table.lower(), dec.table.lower()}
-            if len(quals) != 1:
-                continue
-            qual = quals.pop()
-            scan = sources.get(qual) if qual else (next(iter(sources.values())) if len(sources) == 1 else None)
-            if scan is None or not scan.dataset.is_sky:
-                continue
-            if (ra.name.lower(), dec.name.lower()) != (scan.dataset.ra_column.lower(), scan.dataset.dec_column.lower()):
-                continue
-            cone = _check_cone_literals(args)
-            if cone is None:
-                continue
+            scan, qual, cone = found
             budget.check()
             scan.cones.append(cone)
             applied.add(id(conj))
@@ -499,31 +525,37 @@ def _plan(sql: str, lookup: Callable[[str], Dataset], engine: str, arrow_max_agg
             ranges_sql = _healpix_ranges_sql(scan.dataset, cone, qual)
             if ranges_sql:
                 select.where(sqlglot.parse_one(ranges_sql, read="spark"), append=True, copy=False)
+    return applied, top_conjuncts
 
-    # Name unaliased computed columns the same way in both engines.
+
+def _cone_on_scan(args: list[exp.Expression], sources: dict[str, TableScan]
+                  ) -> tuple[TableScan, str, Cone] | None:
+    """(scan, qualifier, cone) when a sky predicate's arguments are one sky table's own ra/dec
+    columns and literal numbers; else None."""
+    ra, dec = args[0], args[1]
+    if not (isinstance(ra, exp.Column) and isinstance(dec, exp.Column)):
+        return None
+    quals = {ra.table.lower(), dec.table.lower()}
+    if len(quals) != 1:
+        return None
+    qual = quals.pop()
+    scan = sources.get(qual) if qual else (next(iter(sources.values())) if len(sources) == 1 else None)
+    if scan is None or not scan.dataset.is_sky:
+        return None
+    if (ra.name.lower(), dec.name.lower()) != (scan.dataset.ra_column.lower(), scan.dataset.dec_column.lower()):
+        return None
+    cone = _check_cone_literals(args)
+    return None if cone is None else (scan, qual, cone)
+
+
+def _name_computed_columns(tree: exp.Expression) -> None:
+    """Names unaliased computed columns the same way in both engines."""
     for select in tree.find_all(exp.Select):
         for j, proj in enumerate(select.expressions):
             if not isinstance(proj, (exp.Column, exp.Star, exp.Alias)):
                 text = proj.sql(dialect="spark")
                 select.expressions[j] = exp.alias_(proj.copy(), text[:128], quoted=True)
                 select.expressions[j].parent = select
-
-    engine, reason = _choose_engine(tree, scans, engine, arrow_max_aggregate_bytes)
-    spark_sql = tree.sql(dialect="spark")
-    try:
-        duckdb_sql = tree.sql(dialect="duckdb")
-    except Exception as exc:  # sqlglot cannot express it in DuckDB: Spark only
-        duckdb_sql = ""
-        if engine == "arrow":
-            engine, reason = "spark", f"not expressible on the Arrow path ({exc})"
-    projection, limit = _pure_projection(tree, scans)
-    direct = None
-    if engine == "arrow" and all(id(c) in applied for c in top_conjuncts):
-        columns, direct_limit = _pure_projection(tree, scans, where_ok=True)
-        if columns is not None:
-            direct = DirectScan(columns, list(scans[0].cones), direct_limit)
-    return QueryPlan(sql=sql, tables=scans, engine=engine, engine_reason=reason,
-                     spark_sql=spark_sql, duckdb_sql=duckdb_sql, projection=projection, limit=limit, direct=direct)
 
 
 def _pure_projection(tree: exp.Expression, scans: list[TableScan],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from archipel.errors import FailedPrecondition, InvalidArgument
 from federation.planner import QueryPlan, TableScan
 
-__all__ = ["Placement", "place", "MAX_HOPS", "ROUTES", "SessionPlace", "place_session"]
+__all__ = ["pushdown_target", "Placement", "place", "MAX_HOPS", "ROUTES", "SessionPlace", "place_session"]
 
 ROUTES = ("auto", "local", "remote", "replicate")
 # A query may pass through at most this many islands before it must run where it is.
@@ -65,6 +65,26 @@ def place(plan: QueryPlan, here: str, route: str, route_path: list[str],
         raise FailedPrecondition(f"route='remote' needs all datasets on one island; {names} are spread out")
     return Placement("gather", remote=tuple(remote),
                      reason=f"data on {', '.join(sorted(holders))}: remote parts are fetched (pruned) and joined here")
+
+
+def pushdown_target(route: str, origins: set[str] | None, here: str, route_path: list[str], down: set[str],
+                    copy_may_pay: bool = False, replicas_here: bool = False) -> str:
+    """The one other island a query is sent to whole, before it is planned here; "" when it is
+    planned here. ``origins``: the islands the query's datasets originate on (None when one
+    cannot be read by the caller: planning here says why); ``copy_may_pay``: route 'auto' may
+    copy its partitions here instead; ``replicas_here``: this island holds replicas of one."""
+    if route not in ("auto", "remote") or not origins:
+        return ""
+    if route == "auto" and (copy_may_pay or replicas_here):
+        return ""  # the plan decides: copying or local replicas may answer it
+    if len(origins) != 1 or here in origins:
+        return ""
+    (island,) = origins
+    if island in down:
+        return ""  # planning here may find another island holding replicas
+    if here in route_path or len(route_path) + 1 >= MAX_HOPS:
+        return ""  # planning here reports the loop or the hop limit
+    return island
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from archipel.errors import FailedPrecondition, InvalidArgument, NotFound, Resou
 from metacatalog.model import Dataset, Partition
 from metacatalog.sky import Cone, check_cone, parse_moc, partitions_in_cone, partitions_in_moc
 from metacatalog.store import CatalogStore
-from replication import cache, jobs
+from metacatalog import rule_records, transfers
+from metacatalog.rule_records import RuleRow
+from replication import cache
 from replication.mover import Mover, Progress
 
 __all__ = ["Region", "Rule", "RuleState", "RuleBook", "covered"]
@@ -134,11 +136,8 @@ class RuleBook:
         if owner_limit:
             self._check_owner_limit(owner, ds.name, parts, owner_limit)
         region = Region(subscription=subscription)
-        with self.store.transaction() as w:
-            w.execute("INSERT OR IGNORE INTO rules (id, dataset, region, protocol, created, expires, owner)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (rule_id, ds.name, region.to_json(), "", time.time(), 0.0, owner))
-            for p in parts:
-                w.execute("INSERT OR IGNORE INTO rule_partitions VALUES (?, ?, ?)", (rule_id, ds.name, p.pid))
+        rule_records.add(self.store, RuleRow(rule_id, ds.name, region.to_json(), "", time.time(), 0.0, owner),
+                         [p.pid for p in parts], if_absent=True)
         return len(self.mover.want(ds, parts))
 
     def _pin_cost(self, dataset: str, parts: list[Partition]) -> tuple[int, int]:
@@ -149,18 +148,12 @@ class RuleBook:
 
     def owner_pinned_bytes(self, owner: str) -> int:
         """Bytes of the partitions ``owner``'s rules pin (held or still to copy)."""
-        rows = self.store.query(
-            "SELECT COALESCE(SUM(p.num_bytes), 0) FROM (SELECT DISTINCT rp.dataset, rp.pid FROM rule_partitions rp"
-            " JOIN rules r ON r.id = rp.rule WHERE r.owner=?) x JOIN partitions p ON p.dataset = x.dataset"
-            " AND p.pid = x.pid", (owner,))
-        return int(rows[0][0])
+        return rule_records.owner_pinned_bytes(self.store, owner)
 
     def _check_owner_limit(self, owner: str, dataset: str, parts: list[Partition], limit: int) -> None:
         """RESOURCE_EXHAUSTED when pinning ``parts`` would take ``owner`` over ``limit`` bytes."""
         mine = self.owner_pinned_bytes(owner)
-        held = {p for (p,) in self.store.query(
-            "SELECT rp.pid FROM rule_partitions rp JOIN rules r ON r.id = rp.rule WHERE r.owner=? AND rp.dataset=?",
-            (owner, dataset))}
+        held = rule_records.owner_pids(self.store, owner, dataset)
         wanted = sum(p.num_bytes for p in parts if p.pid not in held)
         if mine + wanted > limit:
             raise ResourceExhausted(f"{owner}'s rules would pin {mine + wanted} bytes ({mine} already, {wanted} for "
@@ -189,21 +182,14 @@ class RuleBook:
         now = time.time()
         rule = Rule(id=uuid.uuid4().hex[:12], dataset=dataset, region=region, protocol=protocol, created=now,
                     expires=now + lifetime if lifetime else 0.0, owner=owner)
-        with self.store.transaction() as w:
-            w.execute("INSERT INTO rules (id, dataset, region, protocol, created, expires, owner)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (rule.id, dataset, region.to_json(), protocol, rule.created, rule.expires, owner))
-            for p in parts:
-                w.execute("INSERT INTO rule_partitions VALUES (?, ?, ?)", (rule.id, dataset, p.pid))
+        rule_records.add(self.store, RuleRow(rule.id, dataset, region.to_json(), protocol, rule.created,
+                                             rule.expires, owner), [p.pid for p in parts])
         self.mover.want(ds, parts, protocol)
         return rule
 
     def rules(self, rule_id: str | None = None) -> list[Rule]:
-        sql, args = "SELECT id, dataset, region, protocol, created, expires, owner FROM rules", ()
-        if rule_id is not None:
-            sql, args = sql + " WHERE id=?", (rule_id,)
-        return [Rule(r[0], r[1], Region.from_json(r[2]), r[3], r[4], r[5], r[6])
-                for r in self.store.query(sql + " ORDER BY created", args)]
+        return [Rule(r.id, r.dataset, Region.from_json(r.region), r.protocol, r.created, r.expires, r.owner)
+                for r in rule_records.rows(self.store, rule_id)]
 
     def rule(self, rule_id: str) -> Rule:
         found = self.rules(rule_id)
@@ -214,13 +200,11 @@ class RuleBook:
     def delete(self, rule_id: str) -> Rule:
         """Drops a rule; what it pinned stays as cache, evictable like any query's replica."""
         rule = self.rule(rule_id)
-        with self.store.transaction() as w:
-            w.execute("DELETE FROM rule_partitions WHERE rule=?", (rule_id,))
-            w.execute("DELETE FROM rules WHERE id=?", (rule_id,))
+        rule_records.delete(self.store, rule_id)
         return rule
 
     def partitions(self, rule: Rule) -> list[Partition]:
-        pids = {r[0] for r in self.store.query("SELECT pid FROM rule_partitions WHERE rule=?", (rule.id,))}
+        pids = rule_records.pids(self.store, rule.id)
         try:
             ds = self.store.dataset(rule.dataset)
         except NotFound:
@@ -253,20 +237,18 @@ class RuleBook:
                 ds = self.store.dataset(rule.dataset)
             except NotFound:
                 continue
-            have = {r[0] for r in self.store.query("SELECT pid FROM rule_partitions WHERE rule=?", (rule.id,))}
+            have = rule_records.pids(self.store, rule.id)
             if rule.region.subscription:  # its subscription chooses what it pins
                 parts = [p for p in ds.partitions if p.pid in have]
             else:
                 parts = covered(ds, rule.region)
             new = [p for p in parts if p.pid not in have]
             if new:
-                with self.store.transaction() as w:
-                    for p in new:
-                        w.execute("INSERT OR IGNORE INTO rule_partitions VALUES (?, ?, ?)", (rule.id, ds.name, p.pid))
+                rule_records.pin(self.store, rule.id, ds.name, [p.pid for p in new])
             # New partitions, and ones whose copy went stale (the dataset changed at its
             # origin); a failed copy waits for the operator (the rule shows it stuck).
             held = self.store.valid_replicas(ds.name)
-            st = jobs.states(self.store, ds.name)
+            st = transfers.states(self.store, ds.name)
             todo = [p for p in parts if p.pid not in held and (p.pid not in st or st[p.pid].state == "done")]
             if todo:
                 sent += len(self.mover.want(ds, todo, rule.protocol))

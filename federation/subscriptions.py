@@ -31,7 +31,9 @@ from federation.planner import parse_statements
 from federation.rules import Region, covered
 from metacatalog.access import ANONYMOUS, Caller, may_read
 from metacatalog.model import Change, Dataset, Partition
+from metacatalog import subscription_records
 from metacatalog.store import CatalogStore
+from metacatalog.subscription_records import SubscriptionRow
 
 __all__ = ["MODES", "OPS", "Filter", "Subscription", "Match", "SubscriptionBook", "row_query", "check_where"]
 
@@ -223,7 +225,7 @@ class SubscriptionBook:
                 raise AlreadyExists(f"subscription {name!r} exists on {self.here} with another filter or mode "
                                     f"({found.mode} of {found.filter.pattern!r}); delete it or use another name")
             if start is not None and start != found.cursor:
-                self.store.write_quietly("UPDATE subscriptions SET cursor=? WHERE name=?", (start, name))
+                subscription_records.move_cursor(self.store, name, start)
                 found = replace(found, cursor=start)
             return found
         begin = position if start is None else start
@@ -239,30 +241,21 @@ class SubscriptionBook:
                                f"{action} it")
 
     def _insert(self, sub: Subscription) -> None:
-        with self.store.transaction() as w:
-            w.execute("INSERT INTO subscriptions (name, spec, mode, cursor, pinned, durable, created)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (sub.name, json.dumps({**json.loads(sub.filter.to_json()),
-                                                                               "owner": _owner_json(sub.owner)}),
-                                                         sub.mode, sub.cursor,
-                                                         sub.pinned, int(sub.durable), sub.created))
+        spec = json.dumps({**json.loads(sub.filter.to_json()), "owner": _owner_json(sub.owner)})
+        subscription_records.add(self.store, SubscriptionRow(sub.name, spec, sub.mode, sub.cursor, sub.pinned,
+                                                             sub.durable, sub.created))
 
     # -- reading -------------------------------------------------------------------------
     def subscriptions(self, mode: str | None = None) -> list[Subscription]:
-        sql = "SELECT name, spec, mode, cursor, pinned, durable, created, error FROM subscriptions"
-        rows = self.store.query(sql + (" WHERE mode=?" if mode else "") + " ORDER BY created", (mode,) if mode else ())
-        return [Subscription(r[0], Filter.from_json(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]), r[6], r[7],
-                             _owner_from(r[1])) for r in rows]
+        return [_subscription(r) for r in subscription_records.rows(self.store, mode)]
 
     def get(self, name: str, missing_ok: bool = False) -> Subscription | None:
-        rows = self.store.query("SELECT name, spec, mode, cursor, pinned, durable, created, error FROM subscriptions"
-                                " WHERE name=?", (name,))
-        if not rows:
+        r = subscription_records.row(self.store, name)
+        if r is None:
             if missing_ok:
                 return None
             raise NotFound(f"no subscription {name!r} on island {self.here}")
-        r = rows[0]
-        return Subscription(r[0], Filter.from_json(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]), r[6], r[7],
-                            _owner_from(r[1]))
+        return _subscription(r)
 
     def matches(self, f: Filter, after: int, limit: int = 200, reader: Caller | None = None
                 ) -> tuple[list[Match], int]:
@@ -306,32 +299,58 @@ class SubscriptionBook:
         """The client consumed everything up to ``cursor``: the subscription resumes after it.
         A cursor never moves back, nor past the island's stream."""
         cursor = min(int(cursor), self.store.position())
-        self.store.write_quietly("UPDATE subscriptions SET cursor=?, last_ack=? WHERE name=? AND cursor<?",
-                                 (cursor, time.time(), name, cursor))
+        subscription_records.ack(self.store, name, cursor, time.time())
 
     def set_pinned(self, name: str, pos: int, error: str = "") -> None:
-        self.store.write_quietly("UPDATE subscriptions SET pinned=?, error=? WHERE name=? AND pinned<=?",
-                                 (pos, error, name, pos))
+        subscription_records.set_pinned(self.store, name, pos, error)
 
     def set_error(self, name: str, error: str) -> None:
-        self.store.write_quietly("UPDATE subscriptions SET error=? WHERE name=?", (error[:1000], name))
+        subscription_records.set_error(self.store, name, error)
 
     def delete(self, name: str) -> Subscription:
         sub = self.get(name)
-        with self.store.transaction() as w:
-            w.execute("DELETE FROM rule_partitions WHERE rule IN (SELECT id FROM rules WHERE id LIKE ?)",
-                      (rule_prefix(name) + "%",))
-            w.execute("DELETE FROM rules WHERE id LIKE ?", (rule_prefix(name) + "%",))
-            w.execute("DELETE FROM subscriptions WHERE name=?", (name,))
+        subscription_records.delete(self.store, name, rule_prefix(name))
         return sub
 
     def drop_transient(self) -> int:
         """Subscriptions of streams that ended with the island (not durable): gone at start."""
-        return self.store.write_quietly("DELETE FROM subscriptions WHERE durable=0")
+        return subscription_records.drop_transient(self.store)
 
     def forget(self, name: str) -> None:
         """Ends a transient subscription with its stream."""
-        self.store.write_quietly("DELETE FROM subscriptions WHERE name=? AND durable=0", (name,))
+        subscription_records.forget_transient(self.store, name)
+
+
+def _subscription(r: SubscriptionRow) -> Subscription:
+    return Subscription(r.name, Filter.from_json(r.spec), r.mode, r.cursor, r.pinned, r.durable, r.created, r.error,
+                        _owner_from(r.spec))
+
+
+@dataclass
+class StreamCursor:
+    """The acknowledgement state of one subscription stream, as a state machine: events in
+    (an item delivered, an ack from the client, the stream idle at a position), and out the
+    cursor to record, if any. A cursor never moves past what was delivered, nor back."""
+
+    acked: int
+    delivered: int
+
+    def on_delivered(self, pos: int) -> None:
+        """An item at ``pos`` is about to be sent (set first: its ack may come back at once)."""
+        self.delivered = max(self.delivered, pos)
+
+    def on_ack(self, cursor: int) -> int:
+        """The client acknowledged up to ``cursor``; returns the cursor to record."""
+        self.acked = max(self.acked, min(int(cursor), self.delivered))
+        return self.acked
+
+    def on_idle(self, pos: int) -> int | None:
+        """Nothing matched up to ``pos``: when everything delivered is acknowledged, the cursor
+        moves on to ``pos`` (returned, to record); else None."""
+        if self.acked >= self.delivered and pos > self.acked:
+            self.acked = self.delivered = pos
+            return pos
+        return None
 
 
 def rule_prefix(subscription: str) -> str:

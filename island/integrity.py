@@ -15,6 +15,7 @@ import uuid
 import zlib
 from pathlib import Path
 
+from archipel.backoff import Backoff
 from archipel.errors import ArchipelError, DataLoss, InvalidArgument
 from federation.planner import TableScan
 from metacatalog.model import Dataset, Partition
@@ -162,7 +163,7 @@ class Integrity:
         """Fetches a good copy of an own partition file from an island holding a replica."""
         try:
             errors: list[str] = []
-            pause = 0.5
+            backoff = Backoff(0.5, 8.0)
             for _attempt in range(6):  # a replica just recorded may not be served yet: retry a while
                 errors = []
                 for island, url in self.mover.sources(ds, part.pid, "http"):
@@ -178,9 +179,8 @@ class Integrity:
                     logger.warning("partition %s of %s was corrupt here and was fetched again from %s",
                                    part.pid, ds.name, island)
                     return
-                if self._stop.wait(pause):
+                if self._stop.wait(backoff.next()):
                     return
-                pause *= 2
             logger.error("partition %s of %s is corrupt and no replica could be fetched: %s", part.pid, ds.name,
                          "; ".join(errors) or "no source")
         except Exception:

@@ -100,11 +100,12 @@ class _StateCollector:
             yield seq
         rep = p.get("replication")
         if rep is not None and store is not None:
-            from replication import cache, jobs
+            from metacatalog import transfers
+from replication import cache
 
             g = GaugeMetricFamily("archipel_transfers", "Partition transfers recorded here, by state",
                                   labels=["state"])
-            summary = jobs.summary(store)
+            summary = transfers.summary(store)
             for state in ("pending", "copying", "done", "failed"):
                 g.add_metric([state], summary.counts.get(state, 0))
             yield g

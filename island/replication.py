@@ -18,13 +18,14 @@ from federation.rules import RuleBook
 from island.config import IslandConfig
 from island.dataplane import DataPlane
 from island.integrity import Integrity
-from island.dataserve import (HttpDataServer, XrootdServer, free_port, sync_exports, sync_partition_links,
-                              xrootd_client_env)
+from island.dataserve import HttpDataServer, free_port, sync_exports
+from island.xrootd import XrootdServer, sync_partition_links, xrootd_client_env
 from island.workers import WorkerPool
 from metacatalog.model import Partition
 from metacatalog.store import CatalogStore
 from replication.transfer import DATA_TLS_ENV
-from replication import cache, jobs
+from metacatalog import transfers
+from replication import cache
 from replication.celery_app import make_app
 from replication.layout import replica_path
 from replication.mover import REPLICAS_DIR, Mover
@@ -149,7 +150,7 @@ class Replication:
         self._announce(self.http.base_url, root_url)
         self.wakeup.start()
         for name in self.workers.names():
-            jobs.release_worker(self.store, name)
+            transfers.release_worker(self.store, name)
         self.workers.start()
         sent = self.mover.resend_unfinished()
         if sent:
@@ -176,7 +177,7 @@ class Replication:
     def _worker_died(self, name: str) -> None:
         for leftover in self.replicas.rglob(f".*.{name}.*.part"):  # its unfinished copies, never visible
             leftover.unlink(missing_ok=True)
-        released = jobs.release_worker(self.store, name)
+        released = transfers.release_worker(self.store, name)
         sent = self.mover.resend_unfinished()
         logger.warning("worker %s died: %d claims handed back, %d jobs sent again", name, released, sent)
 

@@ -22,11 +22,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from archipel.backoff import Backoff
 from archipel.arrowwire import read_schema
 from archipel.errors import ArchipelError, InvalidArgument, Unavailable
 from federation.planner import plan_query
 from federation.rules import RuleBook, _moc
 from federation.subscriptions import Filter, Match, Subscription, SubscriptionBook, row_query, rule_id
+from metacatalog import rule_records
 from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
 from replication.layout import replica_path
@@ -199,7 +201,7 @@ def _deliver_when_readable(book: SubscriptionBook, sub: Subscription, matcher: M
                            active: Callable[[], bool]) -> Delivery | None:
     """The delivery of ``m``; while no island serving its partitions answers, tries again at the
     next catalog change or after a backoff (0.5 s doubling to 5 s), so nothing is skipped."""
-    backoff = 0.5
+    backoff = Backoff(0.5, 5.0)
     failed = False
     while True:
         try:
@@ -214,8 +216,7 @@ def _deliver_when_readable(book: SubscriptionBook, sub: Subscription, matcher: M
             book.set_error(sub.name, exc.message)
             if not active():
                 return None
-            book.store.wait_changed(book.store.generation, backoff)
-            backoff = min(5.0, backoff * 2)
+            book.store.wait_changed(book.store.generation, backoff.next())
 
 
 def deliveries(book: SubscriptionBook, sub: Subscription, rows: RowSource, start: int,
@@ -240,8 +241,7 @@ def deliveries(book: SubscriptionBook, sub: Subscription, rows: RowSource, start
                 return
             try:
                 if sub.mode == "replicate" and m.dataset.origin != here:
-                    pins = {r[0] for r in store.query("SELECT pid FROM rule_partitions WHERE rule=?",
-                                                      (rule_id(sub.name, m.dataset.name),))}
+                    pins = rule_records.pids(store, rule_id(sub.name, m.dataset.name))
                     parts = [p for p in m.partitions if p.pid in pins]
                     d = Delivery(m, parts, sum(p.num_rows for p in parts), replicated=True) if parts else None
                     while d is not None and held is not None and not held(d) and active():

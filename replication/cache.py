@@ -5,11 +5,11 @@ evicted (own data is not in the cache at all)."""
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from archipel.errors import InvalidArgument
+from metacatalog import rule_records
 from metacatalog.store import CatalogStore
 from replication.layout import replica_path
 
@@ -36,14 +36,11 @@ class CacheUsage:
 
 def pinned(store: CatalogStore, now: float | None = None) -> set[Key]:
     """Partitions an unexpired rule keeps on this island."""
-    now = time.time() if now is None else now
-    return {(d, p) for d, p in store.query(
-        "SELECT rp.dataset, rp.pid FROM rule_partitions rp JOIN rules r ON r.id = rp.rule"
-        " WHERE r.expires = 0 OR r.expires > ?", (now,))}
+    return rule_records.pinned(store, now)
 
 
 def usage(store: CatalogStore, quota: int) -> CacheUsage:
-    files = store.query("SELECT dataset, pid, num_bytes FROM local_files")
+    files = [(d, p, n) for (d, p), n in store.local_files().items()]
     pins = pinned(store)
     per: dict[str, tuple[int, int]] = {}
     for d, _, n in files:
@@ -75,7 +72,7 @@ def choose_evictions(files: list[tuple[Key, int, float]], pins: set[Key], quota:
 def evict(store: CatalogStore, replicas_root: Path, quota: int, keep: set[Key] = frozenset()) -> list[Key]:
     """Drops LRU cached replicas until the cache fits its quota; the replicas' removal is
     recorded (and announced) before their files go."""
-    files = [((d, p), n, a) for d, p, n, a in store.query("SELECT dataset, pid, num_bytes, last_access FROM local_files")]
+    files = store.local_file_uses()
     victims = choose_evictions(files, pinned(store), quota, keep)
     if not victims:
         return []

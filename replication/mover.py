@@ -14,7 +14,7 @@ from urllib.parse import quote
 from archipel.errors import DeadlineExceeded, Unavailable
 from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
-from replication import jobs
+from metacatalog import transfers
 from replication.celery_app import COPY_TASK, queue_name
 from replication.layout import replica_path
 
@@ -93,7 +93,7 @@ class Mover:
         if not missing:
             return []
         with self._send_lock:
-            send = set(jobs.request(self.store, ds.name, [p.pid for p in missing]))
+            send = set(transfers.request(self.store, ds.name, [p.pid for p in missing]))
             for part in missing:
                 if part.pid in send:
                     self._send(ds, part, protocol)
@@ -112,7 +112,7 @@ class Mover:
         """Sends again every job not finished (after a worker died or the island restarted);
         the claim in the catalog keeps a job that is still running from being copied twice."""
         n = 0
-        for dataset, pid in jobs.unfinished(self.store):
+        for dataset, pid in transfers.unfinished(self.store):
             try:
                 ds = self.store.dataset(dataset)
             except Exception:
@@ -125,7 +125,7 @@ class Mover:
 
     def progress(self, dataset: str, parts: list[Partition]) -> Progress:
         held = self.store.valid_replicas(dataset)
-        st = jobs.states(self.store, dataset, [p.pid for p in parts])
+        st = transfers.states(self.store, dataset, [p.pid for p in parts])
         done = [p for p in parts if p.pid in held]
         failed = [p for p in parts if p.pid not in held and p.pid in st and st[p.pid].state == "failed"]
         moving = sum(st[p.pid].bytes_done for p in parts if p.pid not in held and p.pid in st

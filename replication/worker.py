@@ -18,7 +18,7 @@ from celery import current_task
 
 from metacatalog.signing import signer_from_key_file
 from metacatalog.store import CatalogStore
-from replication import jobs
+from metacatalog import transfers
 from replication.celery_app import COPY_TASK, make_app
 from replication.transfer import (
     ChecksumMismatch,
@@ -29,6 +29,7 @@ from replication.transfer import (
     place,
 )
 from replication.wakeup import poke
+from archipel.backoff import Backoff
 
 __all__ = ["app", "copy_partition"]
 
@@ -79,17 +80,18 @@ def copy_partition(job: dict[str, Any]) -> str:
     dataset, pid = job["dataset"], job["pid"]
     worker = _worker_name()
     wakeup = os.environ.get("ARCHIPEL_WAKEUP", "")
-    if not jobs.claim(st, dataset, pid, worker):
+    if not transfers.claim(st, dataset, pid, worker):
         return "skipped: done or in flight elsewhere"
     final = Path(job["final"])
     size, adler32 = int(job["size"]), int(job["adler32"])
     try:
         if _file_matches(final, size, adler32):  # placed before a crash, not yet recorded
-            jobs.complete(st, dataset, pid, size, adler32, "local")
+            transfers.complete(st, dataset, pid, size, adler32, "local")
             return "done (already in place)"
         final.parent.mkdir(parents=True, exist_ok=True)
         errors: list[str] = []
         retries = int(job.get("retries", 3))
+        backoff = Backoff(1.0, 8.0)  # 1, 2, 4, 8 s between attempts
         for attempt in range(1, retries + 1):
             for island, url in job["sources"]:
                 last = [time.monotonic()]
@@ -97,7 +99,7 @@ def copy_partition(job: dict[str, Any]) -> str:
                 def progress(done: int, island: str = island) -> None:
                     if time.monotonic() - last[0] >= RENEW_EVERY:
                         last[0] = time.monotonic()
-                        jobs.renew(st, dataset, pid, worker, done, island)
+                        transfers.renew(st, dataset, pid, worker, done, island)
                         if wakeup:
                             poke(wakeup)
 
@@ -107,15 +109,15 @@ def copy_partition(job: dict[str, Any]) -> str:
                                       bandwidth=int(job.get("bandwidth", 0)), on_progress=progress,
                                       fsync=bool(job.get("fsync", True)))
                     place(tmp, final, fsync=bool(job.get("fsync", True)))
-                    jobs.complete(st, dataset, pid, n, adler32, island)
+                    transfers.complete(st, dataset, pid, n, adler32, island)
                     return f"done from {island}"
                 except SourceFailed as exc:
                     errors.append(f"{island}: {exc.message}")
-                    if jobs.report_error(st, island, _error_key(island, exc, pid)):
+                    if transfers.report_error(st, island, _error_key(island, exc, pid)):
                         logger.warning("source %s failed for %s/%s: %s", island, dataset, pid, exc.message)
             if attempt < retries:
-                time.sleep(min(0.5 * 2**attempt, 8.0))
-        jobs.fail(st, dataset, pid, worker, "; ".join(errors[-len(job["sources"]) or None:]) or "no source", retries)
+                time.sleep(backoff.next())
+        transfers.fail(st, dataset, pid, worker, "; ".join(errors[-len(job["sources"]) or None:]) or "no source", retries)
         return "failed"
     finally:
         if wakeup:

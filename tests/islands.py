@@ -93,17 +93,28 @@ def archipelago() -> TestArchipelago:
     return _ARCHIPELAGO
 
 
-def wait_for(cond, what: str, timeout: float = 60.0) -> None:
-    """Waits until ``cond()`` is true (an ArchipelError counts as not yet)."""
-    deadline = time.monotonic() + timeout
+def wait_for(cond, what: str = "the condition", timeout: float = 60.0, interval: float = 0.05) -> float:
+    """Waits until ``cond()`` is true (an ArchipelError counts as not yet); returns the seconds
+    it took. The one wait of the tests: a condition polled, never a fixed sleep."""
+    started = time.monotonic()
+    deadline = started + timeout
     while True:
         try:
             if cond():
-                return
+                return time.monotonic() - started
         except ArchipelError:
             pass
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
+        time.sleep(interval)
+
+
+def wait_for_log(log: Path, text: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Waits until ``text`` appears in the log of ``proc``, which must stay alive meanwhile."""
+    def seen() -> bool:
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+        return text in log.read_text(errors="replace")
+
+    wait_for(seen, f"{text!r} is in {log}", timeout, interval=0.3)
 
 
 class IslandProcess:

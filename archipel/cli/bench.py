@@ -24,7 +24,7 @@ from typing import Any
 
 from archipel.errors import ArchipelError, InvalidArgument
 
-__all__ = ["add_command", "run_suite", "BenchResult"]
+__all__ = ["add_commands", "run_suite", "BenchResult"]
 
 
 @dataclass
@@ -220,7 +220,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_command(sub, common: argparse.ArgumentParser) -> None:
+def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("bench", help="time a fixed suite of use cases against the archipelago (a comparable report)",
                        parents=[common])
     p.add_argument("--dataset", help="the sky dataset to use (default: the largest)")

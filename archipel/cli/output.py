@@ -18,6 +18,22 @@ __all__ = ["format_table", "write_result", "Progress", "human_bytes", "OUTPUT_FO
 OUTPUT_FORMATS = {".parquet": "parquet", ".csv": "csv", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
 
 
+def client_of(args):
+    """The client of a command: ``--island``, ``--token`` and ``--ca`` (or their environment
+    variables)."""
+    from archipel.client import connect
+
+    return connect(args.island, token=getattr(args, "token", None), ca=getattr(args, "ca", None))
+
+
+def print_rows(header: list[str], rows: list[list[str]]) -> None:
+    """The one table printer of the commands: columns as wide as their widest cell."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

@@ -6,15 +6,12 @@ import argparse
 import time
 from pathlib import Path
 
+from archipel.cli.output import client_of as _client
 from archipel.errors import InvalidArgument
 
 __all__ = ["add_commands", "add_access_flags"]
 
 
-def _client(args: argparse.Namespace):
-    from archipel.cli.main import _client as client
-
-    return client(args)
 
 
 def _when(ts: float) -> str:

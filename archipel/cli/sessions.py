@@ -12,15 +12,12 @@ import argparse
 import sys
 import time
 
+from archipel.cli.output import client_of as _client, print_rows
 from archipel.errors import InvalidArgument
 
 __all__ = ["add_commands"]
 
 
-def _client(args: argparse.Namespace):
-    from archipel.cli.main import _client as client
-
-    return client(args)
 
 
 def _age(seconds: float) -> str:
@@ -32,14 +29,6 @@ def _age(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f}h"
     return f"{seconds / 86400:.1f}d"
-
-
-def _print_rows(header: list[str], rows: list[list[str]]) -> None:
-    """One table printer for these commands: columns as wide as their widest cell."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
@@ -58,7 +47,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         print("no sessions")
         return 0
     now = time.time()
-    _print_rows(["id", "user", "island", "age", "idle", "jobs", "running", "memory", "datasets"],
+    print_rows(["id", "user", "island", "age", "idle", "jobs", "running", "memory", "datasets"],
                 [[s["id"], s["user"], s["island"], _age(now - s["created"]), _age(s["idle_seconds"]),
                   str(s["operations"]), str(s["running"]), human_bytes(s["memory_bytes"]), ",".join(s["datasets"])]
                  for s in sessions])
@@ -85,7 +74,7 @@ def cmd_cache_table(args: argparse.Namespace) -> int:
                 print("no tables kept in memory")
                 return 0
             now = time.time()
-            _print_rows(["dataset", "island", "cone", "files", "memory", "age", "last used"],
+            print_rows(["dataset", "island", "cone", "files", "memory", "age", "last used"],
                         [[t["dataset"], t["island"], t["cone"] or "all", str(t["files"]),
                           human_bytes(t["memory_bytes"]), _age(now - t["created"]), _age(now - t["last_used"])]
                          for t in tables])
@@ -151,7 +140,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if not jobs:
         print("no jobs")
         return 0
-    _print_rows(["id", "user", "island", "state", "script", "age", "ran", "published", "reason"],
+    print_rows(["id", "user", "island", "state", "script", "age", "ran", "published", "reason"],
                 [_job_line(j) for j in jobs])
     return 0
 

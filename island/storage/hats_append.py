@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from archipel.errors import InvalidArgument
 from island.storage.hats_write import HEALPIX_COLUMN, parquet_options
+from island.storage.pixels import pixel_relpath
 from metacatalog.model import Dataset
 from metacatalog.sky import healpix29
 
@@ -62,8 +63,7 @@ def write_sky_append(table: pa.Table, ds: Dataset, out: Path, token: str) -> lis
         order, pixel = int(key >> 40), int(key & ((1 << 40) - 1))
         rows = table.filter(pa.array(keys == key))
         rows = rows.take(pc.sort_indices(rows, [(HEALPIX_COLUMN, "ascending")]))
-        rel = Path("dataset") / f"Norder={order}" / f"Dir={(pixel // 10_000) * 10_000}" / f"Npix={pixel}" / \
-            f"append-{token}.parquet"
+        rel = Path(pixel_relpath(order, pixel, "/")) / f"append-{token}.parquet"
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(rows, out / rel, **parquet_options(rows.schema))
         out_files.append((str(rel), order, pixel))

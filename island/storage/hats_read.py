@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from archipel.errors import InvalidArgument
 from island.storage.files import parquet_partition, read_parquet_schema
+from island.storage.pixels import pixel_file
 from metacatalog.model import Partition
 
 __all__ = ["Found", "scan_path", "scan_hats_catalog", "read_properties", "parquet_files", "sky_columns", "SKY_COLUMN_NAMES"]
@@ -72,10 +73,6 @@ def parquet_files(path: Path) -> list[Path]:
     return files
 
 
-def _pixel_dir(pixel: int) -> int:
-    return (pixel // 10_000) * 10_000
-
-
 def _hats_partitions(folder: Path) -> list[Partition]:
     data = folder / "dataset"
     info = folder / "partition_info.csv"
@@ -95,7 +92,7 @@ def _hats_partitions(folder: Path) -> list[Partition]:
                 raise InvalidArgument(f"{p}: not a HATS pixel file name") from None
     parts = []
     for order, pixel in pixels:
-        path = data / f"Norder={order}" / f"Dir={_pixel_dir(pixel)}" / f"Npix={pixel}.parquet"
+        path = pixel_file(folder, order, pixel)
         if not path.is_file():
             # HATS also allows a folder of files per pixel.
             folder_path = path.with_suffix("")

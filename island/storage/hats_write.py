@@ -23,6 +23,7 @@ import pyarrow.dataset as pds
 import pyarrow.parquet as pq
 
 from archipel.errors import InvalidArgument
+from island.storage.pixels import pixel_file
 from metacatalog.sky import healpix29
 
 __all__ = ["write_hats_catalog", "plan_partitions", "HEALPIX_COLUMN"]
@@ -160,9 +161,9 @@ def write_hats_catalog(
     for i, (order, pixel) in enumerate(pixels):
         table = pq.read_table(spill / f"{i}.parquet")
         table = table.take(pc.sort_indices(table, [(HEALPIX_COLUMN, "ascending")]))
-        folder = out / "dataset" / f"Norder={order}" / f"Dir={(pixel // 10_000) * 10_000}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, folder / f"Npix={pixel}.parquet", **parquet_options(table.schema))
+        path = pixel_file(out, order, pixel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path, **parquet_options(table.schema))
         say(f"partition {i + 1}/{len(pixels)}: order {order} pixel {pixel}, {table.num_rows} rows")
     shutil.rmtree(spill)
 

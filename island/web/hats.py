@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from archipel.arrowwire import read_schema
-from archipel.errors import NotFound
+from archipel.errors import InvalidArgument, NotFound
+from archipel.names import check_partition_path
+from island.storage.pixels import parse_pixel_relpath, pixel_relpath
 from metacatalog.model import SKY_KINDS, Dataset, Partition
 from metacatalog.store import CatalogStore
 
@@ -31,11 +32,8 @@ __all__ = ["HatsView", "hats_path", "properties_text"]
 _KIND = {"catalog": "object", "object": "object", "source": "source", "margin": "margin"}
 _DROPPED = ("hats_skymap_order", "hats_skymap_alt_orders", "hats_npix_suffix", "hats_nrows", "obs_collection",
             "dataproduct_type", "hats_estsize", "hats_col_ra", "hats_col_dec")
-_PIXEL = re.compile(r"^dataset/Norder=(\d{1,2})/Dir=(\d{1,12})/Npix=(\d{1,15})\.parquet$")
-
-
 def hats_path(order: int, pixel: int, suffix: str = ".parquet") -> str:
-    return f"dataset/Norder={order}/Dir={pixel // 10000 * 10000}/Npix={pixel}{suffix}"
+    return pixel_relpath(order, pixel, suffix)
 
 
 def properties_text(ds: Dataset) -> str:
@@ -113,19 +111,21 @@ class HatsView:
             return Served(data=self._listing(name, [f"/hats/{name}/{n}" for n in
                                                     ("hats.properties", "partition_info.csv", "dataset/")]),
                           content_type="text/html; charset=utf-8")
-        m = _PIXEL.match(path)
-        if m:
-            order, dir_, pixel = int(m.group(1)), int(m.group(2)), int(m.group(3))
-            parts = pixels.get((order, pixel))
-            if parts and dir_ == pixel // 10000 * 10000:
+        found = parse_pixel_relpath(path)
+        if found:
+            parts = pixels.get(found)
+            if parts:
+                order, pixel = found
                 if len(parts) == 1:
                     return Served(path=self._file(name, parts[0]))
                 return Served(path=self._merged(name, order, pixel, parts))
         raise NotFound(f"no HATS file {path!r} in {name!r}")
 
     def _file(self, name: str, part: Partition) -> Path:
-        if ".." in part.pid.split("/") or part.pid.startswith("/"):
-            raise NotFound(f"partition {part.pid!r} of {name!r} has a path this island does not serve")
+        try:
+            check_partition_path(part.pid)
+        except InvalidArgument:
+            raise NotFound(f"partition {part.pid!r} of {name!r} has a path this island does not serve") from None
         path = self.export / name / part.pid
         if not path.is_file():
             raise NotFound(f"partition {part.pid!r} of {name!r} is not on this island's disk")

@@ -11,282 +11,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-import pyarrow as pa
 from aiohttp import web
 
 from archipel.errors import ArchipelError, Cancelled, InvalidArgument, NotFound
-from federation.adql import translate
-from island.web.api import columns_meta
-from island.web.formats import ResultWriter
 from island.web.gateway import Gateway, http_status
-from island.web.tapschema import adql_name, schema_of, tap_schema_tables
+from island.web.tapquery import DEFAULT_MAXREC, HARD_MAXREC, VOTABLE, TapResult, check_request, param, run_tap_query
 from island.web.uws import FINAL, Job, JobStore, iso, job_xml, jobs_xml
-from island.web.votable import ColumnMeta, column_meta, error_votable, table_to_votable, votable_type
+from island.web.vosi import availability_xml, capabilities_xml, table_xml, tables_xml
+from island.web.votable import ColumnMeta, column_meta, error_votable, table_to_votable
 
-__all__ = ["TapRoutes", "TapResult", "run_tap_query", "DEFAULT_MAXREC", "HARD_MAXREC"]
+__all__ = ["TapRoutes", "TapResult", "run_tap_query", "check_request", "DEFAULT_MAXREC", "HARD_MAXREC"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAXREC = 100_000
-HARD_MAXREC = 5_000_000
-XML = "text/xml; charset=utf-8"
-VOTABLE = "application/x-votable+xml"
-# RESPONSEFORMAT values: (writer format, VOTable serialization, content type)
-_FORMATS = {
-    "votable": ("votable", "binary2", VOTABLE), "application/x-votable+xml": ("votable", "binary2", VOTABLE),
-    "text/xml": ("votable", "binary2", VOTABLE), "votable/b2": ("votable", "binary2", VOTABLE),
-    "application/x-votable+xml;serialization=binary2": ("votable", "binary2", VOTABLE),
-    "votable/td": ("votable", "tabledata", VOTABLE),
-    "application/x-votable+xml;serialization=tabledata": ("votable", "tabledata", VOTABLE),
-    "csv": ("csv", "", "text/csv; charset=utf-8"), "text/csv": ("csv", "", "text/csv; charset=utf-8"),
-    "parquet": ("parquet", "", "application/vnd.apache.parquet"),
-}
-_GEO = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE")
 
-
-@dataclass(frozen=True)
-class TapResult:
-    body: bytes
-    content_type: str
-    rows: int
-    overflow: bool
-
-
-def _param(params: dict[str, str], name: str, default: str = "") -> str:
-    for k, v in params.items():
-        if k.upper() == name:
-            return v
-    return default
-
-
-def _format(params: dict[str, str]) -> tuple[str, str, str]:
-    raw = _param(params, "RESPONSEFORMAT") or _param(params, "FORMAT") or "votable"
-    key = raw.strip().lower().replace(" ", "").replace('"', "")
-    if key not in _FORMATS:
-        raise InvalidArgument(f"RESPONSEFORMAT {raw[:60]!r} is not served: one of votable, votable/td, votable/b2, "
-                              f"csv, parquet")
-    return _FORMATS[key]
-
-
-def _maxrec(params: dict[str, str]) -> int:
-    raw = _param(params, "MAXREC")
-    if raw == "":
-        return DEFAULT_MAXREC
-    try:
-        n = int(raw)
-    except ValueError:
-        raise InvalidArgument(f"MAXREC must be a whole number, not {raw[:40]!r}") from None
-    if n < 0:
-        raise InvalidArgument("MAXREC must not be negative")
-    return min(n, HARD_MAXREC)
-
-
-def check_request(params: dict[str, str]) -> str:
-    """The ADQL query of a TAP request; InvalidArgument for a request this service does not run."""
-    request = _param(params, "REQUEST", "doQuery")
-    if request.lower() != "doquery":
-        raise InvalidArgument(f"REQUEST={request[:40]!r} is not supported: use REQUEST=doQuery")
-    lang = _param(params, "LANG", "ADQL")
-    if lang.upper() not in ("ADQL", "ADQL-2.0", "ADQL-2.1"):
-        raise InvalidArgument(f"LANG={lang[:40]!r} is not supported: this service speaks ADQL")
-    if _param(params, "UPLOAD"):
-        raise InvalidArgument("UPLOAD is not supported by this service")
-    query = _param(params, "QUERY")
-    if not query.strip():
-        raise InvalidArgument("no QUERY given")
-    _format(params)
-    _maxrec(params)
-    return query
-
-
-def _tap_schema_query(client, sql: str, limit: int) -> pa.Table:
-    import duckdb
-
-    tables = tap_schema_tables(client.datasets())
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute("CREATE SCHEMA tap_schema")
-        for name, table in tables.items():
-            con.register(f"_ts_{name}", table)
-            con.execute(f'CREATE VIEW tap_schema."{name}" AS SELECT * FROM "_ts_{name}"')
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        try:
-            table = con.sql(sql).to_arrow_table()
-            return table.slice(0, limit + 1)
-        except duckdb.Error as exc:
-            raise InvalidArgument(f"invalid TAP_SCHEMA query: {str(exc).splitlines()[0]}") from None
-    finally:
-        con.close()
-
-
-def run_tap_query(client, params: dict[str, str], abort: threading.Event | None = None,
-                  timeout: float | None = None) -> TapResult:
-    """Runs a TAP request's ADQL as the caller: the result document, at most MAXREC rows,
-    marked OVERFLOW when there were more."""
-    adql = check_request(params)
-    fmt, serialization, ctype = _format(params)
-    maxrec = _maxrec(params)
-    q = translate(adql)
-    if q.tap_schema:
-        table = _tap_schema_query(client, q.duckdb_sql, maxrec)
-        meta: dict[str, ColumnMeta] = {}
-    else:
-        result = client.sql(q.sql, "auto", timeout, direct=False)
-        batches, rows = [], 0
-        try:
-            for batch in result:
-                if abort is not None and abort.is_set():
-                    raise Cancelled("the job was aborted")
-                batches.append(batch)
-                rows += batch.num_rows
-                if rows > maxrec:
-                    break
-        finally:
-            if result.stats is None:
-                result.cancel()
-        table = pa.Table.from_batches(batches, schema=result.schema)
-        meta = columns_meta(client, q.sql)
-    overflow = table.num_rows > maxrec
-    table = table.slice(0, maxrec)
-    if fmt == "votable":
-        body = table_to_votable(table, meta, overflow=overflow, serialization=serialization)
-    else:
-        w = ResultWriter(fmt)
-        body = w.begin(table.schema) + b"".join(w.write(b) for b in table.to_batches()) + w.end()
-    return TapResult(body, ctype, table.num_rows, overflow)
-
-
-# -- VOSI documents --------------------------------------------------------------------------
-def capabilities_xml(base: str) -> str:
-    feats = "".join(f"        <feature><form>{g}</form></feature>\n" for g in _GEO)
-    fmts = [("ivo://ivoa.net/std/TAPRegExt#output-votable-binary2", f"{VOTABLE};serialization=BINARY2", "votable"),
-            ("ivo://ivoa.net/std/TAPRegExt#output-votable-td", f"{VOTABLE};serialization=TABLEDATA", "votable/td"),
-            ("", "text/csv", "csv"), ("", "application/vnd.apache.parquet", "parquet")]
-    out_formats = "".join(
-        f'    <outputFormat{f" ivo-id={chr(34)}{i}{chr(34)}" if i else ""}>\n      <mime>{escape(m)}</mime>\n'
-        f"      <alias>{a}</alias>\n    </outputFormat>\n" for i, m, a in fmts)
-
-    def vosi(kind: str, path: str) -> str:
-        return (f'  <capability standardID="ivo://ivoa.net/std/VOSI#{kind}">\n'
-                f'    <interface xsi:type="vs:ParamHTTP" role="std">\n'
-                f'      <accessURL use="full">{escape(base)}/tap/{path}</accessURL>\n    </interface>\n'
-                "  </capability>\n")
-
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<vosi:capabilities xmlns:vosi="http://www.ivoa.net/xml/VOSICapabilities/v1.0"\n'
-            '    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"\n'
-            '    xmlns:vr="http://www.ivoa.net/xml/VOResource/v1.0"\n'
-            '    xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1"\n'
-            '    xmlns:tr="http://www.ivoa.net/xml/TAPRegExt/v1.0">\n'
-            '  <capability standardID="ivo://ivoa.net/std/TAP" xsi:type="tr:TableAccess">\n'
-            '    <interface xsi:type="vs:ParamHTTP" role="std" version="1.1">\n'
-            f'      <accessURL use="base">{escape(base)}/tap</accessURL>\n    </interface>\n'
-            "    <language>\n      <name>ADQL</name>\n"
-            '      <version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>\n'
-            '      <version ivo-id="ivo://ivoa.net/std/ADQL#v2.1">2.1</version>\n'
-            "      <description>ADQL translated to the island's SQL; geometry pruned by HEALPix</description>\n"
-            '      <languageFeatures type="ivo://ivoa.net/std/TAPRegExt#features-adqlgeo">\n'
-            f"{feats}      </languageFeatures>\n    </language>\n"
-            f"{out_formats}"
-            "    <retentionPeriod>\n      <default>604800</default>\n      <hard>604800</hard>\n"
-            "    </retentionPeriod>\n"
-            "    <executionDuration>\n      <default>3600</default>\n      <hard>86400</hard>\n"
-            "    </executionDuration>\n"
-            f'    <outputLimit>\n      <default unit="row">{DEFAULT_MAXREC}</default>\n'
-            f'      <hard unit="row">{HARD_MAXREC}</hard>\n    </outputLimit>\n'
-            "  </capability>\n"
-            + vosi("capabilities", "capabilities") + vosi("availability", "availability") + vosi("tables", "tables")
-            + "</vosi:capabilities>\n")
-
-
-def _column_xml(f: pa.Field, meta: ColumnMeta, indexed: bool) -> str:
-    datatype, arraysize, _ = votable_type(f.type)
-    size = f' arraysize="{arraysize}"' if arraysize else ""
-    parts = [f"        <name>{escape(adql_name(f.name))}</name>\n"]
-    if meta.description:
-        parts.append(f"        <description>{escape(meta.description)}</description>\n")
-    if meta.unit:
-        parts.append(f"        <unit>{escape(meta.unit)}</unit>\n")
-    if meta.ucd:
-        parts.append(f"        <ucd>{escape(meta.ucd)}</ucd>\n")
-    parts.append(f'        <dataType xsi:type="vs:VOTableType"{size}>{datatype}</dataType>\n')
-    if indexed:
-        parts.append("        <flag>indexed</flag>\n")
-    return "      <column>\n" + "".join(parts) + "      </column>\n"
-
-
-def _foreign_keys(name: str) -> str:
-    from island.web.tapschema import _KEYS
-
-    return "".join(f"      <foreignKey>\n        <targetTable>TAP_SCHEMA.{t}</targetTable>\n"
-                   f"        <fkColumn>\n          <fromColumn>{fc}</fromColumn>\n"
-                   f"          <targetColumn>{tc}</targetColumn>\n        </fkColumn>\n      </foreignKey>\n"
-                   for _, f, fc, t, tc in _KEYS if f"TAP_SCHEMA.{f}" == name)
-
-
-def _table_xml(name: str, desc: str, schema: pa.Schema | None, ra: str = "", dec: str = "",
-               indent: str = "    ") -> str:
-    cols = ""
-    if schema is not None:
-        meta = column_meta(schema, ra, dec)
-        cols = "".join(_column_xml(f, meta[f.name], f.name in (ra, dec)) for f in schema) + _foreign_keys(name)
-    return (f'{indent}<table type="output">\n      <name>{escape(name)}</name>\n'
-            f"      <description>{escape(desc)}</description>\n{cols}{indent}</table>\n")
-
-
-def tables_xml(client, detail: str = "max") -> str:
-    datasets = client.datasets()
-    tables = tap_schema_tables(datasets)
-    described = {r["table_name"]: r["description"] for r in tables["tables"].to_pylist()}
-    schemas: dict[str, list[str]] = {}
-    from island.web.tapschema import _TAP_COLUMNS  # the TAP_SCHEMA tables' own columns
-
-    for name, cols in _TAP_COLUMNS.items():
-        schemas.setdefault("TAP_SCHEMA", []).append(
-            _table_xml(f"TAP_SCHEMA.{name}", described[f"TAP_SCHEMA.{name}"],
-                       pa.schema(cols) if detail != "min" else None))
-    for d in sorted(datasets, key=lambda d: d.name):
-        schemas.setdefault(schema_of(d.name), []).append(
-            _table_xml(d.name, described[d.name], d.schema if detail != "min" else None, d.ra_column, d.dec_column))
-    body = "".join(f"  <schema>\n    <name>{escape(s)}</name>\n{''.join(ts)}  </schema>\n" for s, ts in schemas.items())
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<vosi:tableset xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0"\n'
-            '    xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1"\n'
-            '    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n' + body + "</vosi:tableset>\n")
-
-
-def table_xml(client, name: str) -> str:
-    from island.web.tapschema import _TAP_COLUMNS
-
-    if name.lower().startswith("tap_schema."):
-        short = name.split(".", 1)[1].lower()
-        if short not in _TAP_COLUMNS:
-            raise NotFound(f"no table {name!r}")
-        inner = _table_xml(f"TAP_SCHEMA.{short}", "", pa.schema(_TAP_COLUMNS[short]), indent="")
-    else:
-        d = client.describe(name)
-        inner = _table_xml(d.name, f"Archipel dataset {d.name}", d.schema, d.ra_column, d.dec_column, indent="")
-    inner = inner.replace('<table type="output">', '<vosi:table xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0" '
-                          'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1" '
-                          'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" type="output">', 1)
-    inner = inner[: inner.rfind("</table>")] + "</vosi:table>\n"
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + inner
-
-
-def availability_xml(up: bool, note: str) -> str:
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<vosi:availability xmlns:vosi="http://www.ivoa.net/xml/VOSIAvailability/v1.0">\n'
-            f"  <vosi:available>{'true' if up else 'false'}</vosi:available>\n"
-            f"  <vosi:note>{escape(note)}</vosi:note>\n</vosi:availability>\n")
-
-
-# -- routes --------------------------------------------------------------------------------
 def _base(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
@@ -391,7 +133,7 @@ class TapRoutes:
         if request.method != "POST":
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
         params = await _params(request)  # a job that cannot run fails when it runs, with the reason
-        phase = _param(params, "PHASE").upper()
+        phase = param(params, "PHASE").upper()
         kept = {k.upper(): v for k, v in params.items() if k.upper() not in ("PHASE",)}
         job = self.jobs.create(owner, kept)
         if phase == "RUN":
@@ -474,7 +216,7 @@ class TapRoutes:
             raise web.HTTPSeeOther(base)
         if request.method == "POST":
             params = await _params(request)
-            action = _param(params, "ACTION").upper()
+            action = param(params, "ACTION").upper()
             if action == "DELETE":
                 self.jobs.delete(job)
                 raise web.HTTPSeeOther(base)

@@ -3,7 +3,6 @@ catalog change that peers apply, rules on other islands picking up the new parti
 
 from __future__ import annotations
 
-import time
 import zlib
 
 import numpy as np
@@ -13,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import archipel
-from islands import SHARED_HATS, IslandProcess, cli
+from islands import SHARED_HATS, IslandProcess, cli, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,13 +24,6 @@ def _rows(n: int, seed: int, north: bool = False) -> pa.Table:
     dec = rng.uniform(62, 89, n) if north else np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
     return pa.table({"id": np.arange(seed * 100_000, seed * 100_000 + n, dtype=np.int64),
                      "ra": rng.uniform(0, 360, n), "dec": dec, "mag": rng.normal(18, 1, n)})
-
-
-def _wait(cond, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +48,7 @@ def test_append_adds_files_peers_apply_it_and_rules_follow(pair, tmp_path):
         ca.publish("t.grow", first, ra="ra", dec="dec")
         before = _files(ca, "t.grow")
         on_disk = {p: zlib.adler32((a.folder / "data" / "datasets" / "t.grow" / p).read_bytes()) for p in before}
-    _wait(lambda: b.client().datasets("t.grow"))
+    wait_for(lambda: b.client().datasets("t.grow"))
     with b.client() as cb:
         assert cb.replicate("t.grow").wait().state == "ok"
     more = _rows(6_000, 2)  # all over the sky: into existing pixels and new ones
@@ -75,9 +67,9 @@ def test_append_adds_files_peers_apply_it_and_rules_follow(pair, tmp_path):
         assert got == sorted(first["id"].to_pylist() + more["id"].to_pylist())
         cone = ca.sql("SELECT count(*) AS n FROM t.grow WHERE cone(ra, dec, 120, 70, 5)").read_all()["n"][0].as_py()
     # B applies the append (one change) and its rule copies the new partitions
-    _wait(lambda: b.client().describe("t.grow").num_rows == 15_000)
+    wait_for(lambda: b.client().describe("t.grow").num_rows == 15_000)
     assert _files(b.client(), "t.grow") == after
-    _wait(lambda: all(r.state == "ok" and r.files_total == len(after) for r in b.client().rules()
+    wait_for(lambda: all(r.state == "ok" and r.files_total == len(after) for r in b.client().rules()
                       if r.dataset == "t.grow"), timeout=120)
     with b.client() as cb:
         assert cb.sql("SELECT count(*) AS n FROM t.grow", route="local").read_all()["n"][0].as_py() == 15_000
@@ -88,7 +80,7 @@ def test_append_adds_files_peers_apply_it_and_rules_follow(pair, tmp_path):
     pq.write_table(_rows(500, 3), path)
     out = cli("append", "t.grow", str(path), env={"ARCHIPEL_ISLAND": a.address})
     assert "appended 500 rows" in out.stdout
-    _wait(lambda: b.client().describe("t.grow").num_rows == 15_500)
+    wait_for(lambda: b.client().describe("t.grow").num_rows == 15_500)
 
 
 def test_bad_appends_are_refused_and_change_nothing(pair, tmp_path):
@@ -113,7 +105,7 @@ def test_bad_appends_are_refused_and_change_nothing(pair, tmp_path):
         with pytest.raises(archipel.InvalidArgument, match="mode"):
             ca.publish("t.fixed", good, mode="upsert")
         assert (_files(ca, "t.fixed"), ca.describe("t.fixed").num_rows, ca.info()["catalog_sequence"]) == snapshot
-    _wait(lambda: b.client().datasets("t.fixed"))
+    wait_for(lambda: b.client().datasets("t.fixed"))
     with b.client() as cb, pytest.raises(archipel.FailedPrecondition, match="held by island pa"):
         cb.publish("t.fixed", good, mode="append")
     bad = cli("append", "t.fixed", str(tmp_path / "missing.parquet"), env={"ARCHIPEL_ISLAND": a.address},

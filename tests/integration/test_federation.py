@@ -12,7 +12,7 @@ import pytest
 import archipel
 from archipel.v1 import peer_pb2 as ppb
 from fakepeer import FakePeer, serve_fake
-from islands import SHARED_HATS, IslandProcess, catalog, free_port
+from islands import SHARED_HATS, IslandProcess, catalog, free_port, wait_for
 
 NO_SPARK = "[spark]\nstart = false\n"
 
@@ -22,14 +22,6 @@ def _same_catalog(x: IslandProcess, y: IslandProcess) -> bool:
         return catalog(x) == catalog(y)
     except archipel.ArchipelError:  # a dataset removed between listing and describing it
         return False
-
-
-def wait_for(cond, timeout: float = 30.0) -> float:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, "the archipelago did not converge"
-        time.sleep(0.01)
-    return time.monotonic() - t0
 
 
 @pytest.fixture()
@@ -248,13 +240,13 @@ def test_peers_remove_and_a_cap_on_followed_peers(tmp_path):
             cy.publish("y.after", pa.table({"i": [1]}))
         with x.client() as cx:  # y's changes still arrive, relayed by z
             wait_for(lambda: "y.after" in {d.name for d in cx.datasets()})
-            time.sleep(1.0)
+            # z relayed it, so x's link to z said hello (where introductions come) before: no sleep
             assert "y" not in {p["island"] for p in cx.peers()}
         x.stop()
         x.start()
         with x.client() as cx:
-            wait_for(lambda: {p["island"] for p in cx.peers()} >= {"z", "w"})
-            time.sleep(1.0)
+            # a link is connected once its hello (and the introductions it brought) is done
+            wait_for(lambda: {p["island"] for p in cx.peers() if p["state"] == "connected"} >= {"z", "w"})
             assert "y" not in {p["island"] for p in cx.peers()}, "a removed peer came back after a restart"
             cx.add_peer(y.address)  # added again explicitly: followed again
             wait_for(lambda: any(p["island"] == "y" and p["state"] == "connected" for p in cx.peers()))

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 from archipel.errors import ArchipelError
-from islands import SHARED_HATS, IslandProcess, free_port, wait_for
+from islands import SHARED_HATS, IslandProcess, free_port, wait_for, wait_for_log
 from netns import Sites, available
 
 pytestmark = pytest.mark.integration
@@ -230,11 +230,7 @@ def test_spark_on_a_standalone_cluster_whose_worker_is_in_another_namespace(site
                                 start_new_session=True)
 
     def wait_log(log: str, text: str, proc, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in (tmp_path / log).read_text(errors="replace"):
-            assert proc.poll() is None, (tmp_path / log).read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, f"{text!r} not in {log}"
-            time.sleep(0.3)
+        wait_for_log(tmp_path / log, text, proc, timeout)
 
     procs = []
     isl = None

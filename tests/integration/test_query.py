@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import archipel
-from islands import SHARED_HATS
+from islands import SHARED_HATS, wait_for
 from skydata import cone_truth, shared_join_truth
 from tables import assert_same_answer
 
@@ -196,18 +195,11 @@ SLOW = ("SELECT count(*) FROM test.allsky a CROSS JOIN test.allsky b "
         "WHERE sha2(concat(a.band, b.band, a.id, b.id), 512) = 'never'")
 
 
-def _wait(cond, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
-
-
 def test_timeout_stops_the_spark_job(island):
     with island.client() as c:
         with pytest.raises(archipel.DeadlineExceeded):
             c.sql(SLOW, timeout=3).read_all()
-        _wait(lambda: c.info()["spark_active_jobs"] == 0 and c.info()["running_queries"] == 0)
+        wait_for(lambda: c.info()["spark_active_jobs"] == 0 and c.info()["running_queries"] == 0)
         assert c.sql("SELECT count(*) AS n FROM sky.order1").read_all()["n"][0].as_py() == 131
 
 
@@ -223,12 +215,12 @@ def test_cancel_stops_the_spark_job(island):
 
         t = threading.Thread(target=run)
         t.start()
-        _wait(lambda: c.info()["spark_active_jobs"] > 0)
+        wait_for(lambda: c.info()["spark_active_jobs"] > 0)
         assert c.cancel("slow-cancel-1") is True
         t.join(60)
         assert not t.is_alive()
         assert errors and isinstance(errors[0], archipel.Cancelled), errors
-        _wait(lambda: c.info()["spark_active_jobs"] == 0 and c.info()["running_queries"] == 0)
+        wait_for(lambda: c.info()["spark_active_jobs"] == 0 and c.info()["running_queries"] == 0)
         assert c.cancel("no-such-query") is False
 
 
@@ -253,7 +245,7 @@ def test_client_vanishing_mid_stream(island, engine):
     proc.kill()
     proc.wait()
     with island.client() as c:
-        _wait(lambda: c.info()["running_queries"] == 0 and c.info()["spark_active_jobs"] == 0)
+        wait_for(lambda: c.info()["running_queries"] == 0 and c.info()["spark_active_jobs"] == 0)
         assert c.sql("SELECT count(*) AS n FROM test.allsky").read_all()["n"][0].as_py() == 30_000
 
 
@@ -261,7 +253,7 @@ def test_client_vanishing_while_spark_runs(island):
     proc = subprocess.Popen([sys.executable, "-c", VANISHING_CLIENT, island.address, SLOW, "spark"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     with island.client() as c:
-        _wait(lambda: c.info()["spark_active_jobs"] > 0)
+        wait_for(lambda: c.info()["spark_active_jobs"] > 0)
         proc.kill()
         proc.wait()
-        _wait(lambda: c.info()["running_queries"] == 0 and c.info()["spark_active_jobs"] == 0)
+        wait_for(lambda: c.info()["running_queries"] == 0 and c.info()["spark_active_jobs"] == 0)

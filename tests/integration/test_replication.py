@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from astropy import units as u
 
 import archipel
 from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from metacatalog import transfers
+from metacatalog.store import CatalogStore
 from islands import SHARED_HATS, IslandProcess, cli, free_port, https_open
 from islands import wait_for as _wait_for
 from skydata import angular_distance
@@ -101,13 +102,13 @@ def trio(base, redis_url):
         assert code == 0, isl.log.read_text()[-3000:]
 
 
-def _catalog(isl: IslandProcess) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{isl.folder / 'catalog.sqlite'}?mode=ro", uri=True)
+def _catalog(isl: IslandProcess) -> CatalogStore:
+    """The island's catalog, read through the store (as the island's own parts read it)."""
+    return CatalogStore(isl.folder / "catalog.sqlite", isl.name)
 
 
 def _urls(isl: IslandProcess) -> dict[str, tuple[str, str]]:
-    with _catalog(isl) as db:
-        return {n: (h, r) for n, h, r in db.execute("SELECT name, http, root FROM islands")}
+    return _catalog(isl).islands()
 
 
 def _replica_files(isl: IslandProcess, dataset: str) -> dict[str, Path]:
@@ -219,8 +220,7 @@ def test_cone_rule_copies_exactly_the_pixels_covering_the_cone(trio, protocol, t
     assert set(held) == truth
     for path, f in held.items():
         assert _adler(f) == parts[path].adler32
-    with _catalog(dest) as db:
-        sources = {s for (s,) in db.execute("SELECT source FROM transfers WHERE dataset='sky.order1'")}
+    sources = {t.source for t in transfers.states(_catalog(dest), "sky.order1").values()}
     assert sources == {"a"}
     rules = [r for r in dest.client().rules() if r.dataset == "sky.order1" and r.protocol == protocol]
     assert rules and rules[-1].state == "ok" and rules[-1].files_done == len(truth)
@@ -332,11 +332,9 @@ def test_lazy_replication_copies_only_the_needed_pixels_once(trio):
         first = cc.sql(sql, route="replicate").read_all()
         held = set(_replica_files(c, "test.big"))
         assert needed <= held and len(held) < len(parts)
-        with _catalog(c) as db:
-            copied = db.execute("SELECT COUNT(*) FROM transfers WHERE dataset='test.big'").fetchone()[0]
+        copied = len(transfers.states(_catalog(c), "test.big"))
         second = cc.sql(sql, route="replicate").read_all()
-        with _catalog(c) as db:
-            assert db.execute("SELECT COUNT(*) FROM transfers WHERE dataset='test.big'").fetchone()[0] == copied
+        assert len(transfers.states(_catalog(c), "test.big")) == copied
         again = cc.explain(sql, route="auto")
     assert "local replica" in again.datasets[0].placement, again
     truth = a.client().sql(sql, route="local").read_all()
@@ -387,8 +385,8 @@ def test_cached_replicas_are_evicted_lru_but_pinned_ones_stay(trio):
         assert n > 0
     assert set(_replica_files(c, "sky.order1")) == pinned
     assert usage.pinned_bytes > 0 and usage.used_bytes <= quota and usage.cached_bytes > 0
-    with _catalog(c) as db:  # files on disk are exactly the ones the catalog records
-        recorded = {p for (p,) in db.execute("SELECT pid FROM local_files WHERE dataset='test.big'")}
+    # files on disk are exactly the ones the catalog records
+    recorded = {p for _, p in _catalog(c).local_files("test.big")}
     assert recorded == set(_replica_files(c, "test.big"))
 
 
@@ -437,9 +435,8 @@ def test_partitions_that_appear_under_a_rule_are_replicated(trio):
 
 # -- faults ----------------------------------------------------------------------------------
 def _copying_bytes(isl: IslandProcess, dataset: str) -> int:
-    with _catalog(isl) as db:
-        return db.execute("SELECT COALESCE(MAX(bytes_done), 0) FROM transfers WHERE dataset=? AND state='copying'",
-                          (dataset,)).fetchone()[0]
+    return max([t.bytes_done for t in transfers.states(_catalog(isl), dataset).values() if t.state == "copying"],
+               default=0)
 
 
 def test_worker_killed_mid_transfer_leaves_no_partial_file_and_the_job_completes(trio):
@@ -468,11 +465,20 @@ def test_worker_killed_mid_transfer_leaves_no_partial_file_and_the_job_completes
         assert _adler(f) == parts[path].adler32
 
 
+def _all_of_big_on_b(trio) -> dict:
+    """test.big's partitions, once B holds every one of them (whichever tests ran before)."""
+    a, b, _ = trio
+    parts = _partitions(a.client(), "test.big")
+    if set(_replica_files(b, "test.big")) != set(parts):
+        with a.client() as ca:
+            assert ca.replicate("test.big", "b", moc=b"0/0-11").wait().state == "ok"
+    assert set(_replica_files(b, "test.big")) == set(parts)
+    return parts
+
+
 def test_corrupt_source_is_detected_reported_and_another_source_used(trio):
     a, b, c = trio
-    parts = _partitions(a.client(), "test.big")
-    held_b = _replica_files(b, "test.big")
-    assert set(held_b) == set(parts)  # the progress test put all of it on B
+    parts = _all_of_big_on_b(trio)
     held_c = set(_replica_files(c, "test.big"))
     victim = sorted(set(parts) - held_c)[0]
     p = parts[victim]
@@ -490,16 +496,14 @@ def test_corrupt_source_is_detected_reported_and_another_source_used(trio):
             errors = cc.cache().errors
         assert any(e.startswith("a: checksum mismatch of " + victim) for e in errors), errors
         assert _adler(_replica_files(c, "test.big")[victim]) == p.adler32
-        with _catalog(c) as db:
-            assert db.execute("SELECT source FROM transfers WHERE dataset='test.big' AND pid=?",
-                              (victim,)).fetchone()[0] == "b"
+        assert transfers.states(_catalog(c), "test.big")[victim].source == "b"
     finally:
         origin_file.write_bytes(good)
 
 
 def test_source_down_another_replica_is_used_offline_queries_go_on(trio):
     a, b, c = trio
-    parts = _partitions(a.client(), "test.big")
+    parts = _all_of_big_on_b(trio)
     truth = a.client().sql(f"SELECT id FROM sky.order1 WHERE cone(ra, dec, {CONE[0]}, {CONE[1]}, 3) ORDER BY id",
                            route="local").read_all()
     with a.client() as ca:  # a dataset no other island holds any of
@@ -521,9 +525,7 @@ def test_source_down_another_replica_is_used_offline_queries_go_on(trio):
         with c.client() as cc:
             rule = cc.replicate("test.big", moc=f"{p.order}/{p.pixel}".encode()).wait()
         assert rule.state == "ok"
-        with _catalog(c) as db:
-            assert db.execute("SELECT source FROM transfers WHERE dataset='test.big' AND pid=?",
-                              (victim,)).fetchone()[0] == "b"
+        assert transfers.states(_catalog(c), "test.big")[victim].source == "b"
         # A partition only A holds: a clear error, naming the source.
         q = next(iter(_partitions(c.client(), "test.only_a").values()))
         with c.client() as cc:

@@ -5,13 +5,12 @@ silently when an island is down."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 import archipel
 from archipel.v1 import island_pb2 as pb
-from islands import SHARED_HATS, IslandProcess
+from islands import SHARED_HATS, IslandProcess, wait_for
 from skydata import cone_truth, shared_join_truth
 from tables import assert_same_answer
 
@@ -19,13 +18,6 @@ NO_SPARK = "[spark]\nstart = false\n"
 # These islands route without copying partitions (route='auto' never replicates here), so
 # push-down and gather are what is tested; test_replication covers auto replication.
 NO_AUTO_COPY = "[replication]\nauto_max_bytes = 0\n"
-
-
-def _wait(cond, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +34,8 @@ def archipelago(tmp_path_factory, sky):
         cc.ingest(str(SHARED_HATS / "small_sky_source"), "c.sources")
         cc.ingest(str(sky[1]), "c.allsky")
     with a.client() as ca:
-        _wait(lambda: {"b.objects", "c.sources", "c.allsky"} <= {d.name for d in ca.datasets()})
-        _wait(lambda: ca.info()["spark_ready"], 240)
+        wait_for(lambda: {"b.objects", "c.sources", "c.allsky"} <= {d.name for d in ca.datasets()})
+        wait_for(lambda: ca.info()["spark_ready"], timeout=240)
     yield a, b, c
     for isl in (a, b, c):
         isl.stop()
@@ -129,11 +121,11 @@ def test_cancel_at_the_entry_island_stops_the_remote_work(archipelago):
 
         t = threading.Thread(target=run)
         t.start()
-        _wait(lambda: cc.info()["running_queries"] > 0)
+        wait_for(lambda: cc.info()["running_queries"] > 0)
         assert ca.cancel("routed-slow")
         t.join(60)
         assert errors and isinstance(errors[0], archipel.Cancelled), errors
-        _wait(lambda: cc.info()["running_queries"] == 0 and ca.info()["running_queries"] == 0)
+        wait_for(lambda: cc.info()["running_queries"] == 0 and ca.info()["running_queries"] == 0)
 
 
 def test_an_island_down_is_named_and_followed_again_when_back(archipelago):
@@ -148,9 +140,9 @@ def test_an_island_down_is_named_and_followed_again_when_back(archipelago):
         c.start()
     with a.client() as ca, c.client() as cc:
         cc.publish("c.after", {"x": [1, 2]})
-        _wait(lambda: "c.after" in {d.name for d in ca.datasets()})
+        wait_for(lambda: "c.after" in {d.name for d in ca.datasets()})
         assert ca.sql("SELECT count(*) AS n FROM c.after").read_all()["n"][0].as_py() == 2
-        _wait(lambda: any(p["island"] == "rc" and p["state"] == "connected" for p in ca.peers()))
+        wait_for(lambda: any(p["island"] == "rc" and p["state"] == "connected" for p in ca.peers()))
 
 
 def test_the_entry_islands_limits_travel_with_a_pushed_down_query(archipelago, tmp_path):
@@ -159,7 +151,7 @@ def test_the_entry_islands_limits_travel_with_a_pushed_down_query(archipelago, t
                            extra_config=NO_SPARK + f'[federation]\npeers = ["{a.address}"]\n').start()
     try:
         with strict.client() as cs:
-            _wait(lambda: "c.allsky" in {d.name for d in cs.datasets()})
+            wait_for(lambda: "c.allsky" in {d.name for d in cs.datasets()})
             with pytest.raises(archipel.ResourceExhausted, match="row limit of 10"):
                 cs.sql("SELECT id FROM c.allsky").read_all()
             assert cs.sql("SELECT id FROM c.allsky LIMIT 10").read_all().num_rows == 10

@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from islands import SHARED_HATS, IslandProcess, free_port
+from islands import SHARED_HATS, IslandProcess, free_port, wait_for_log
 
 
 def _spark_home() -> Path:
@@ -26,14 +25,6 @@ def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def _wait_log(log: Path, text: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text(errors="replace"):
-        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-        assert time.monotonic() < deadline, f"{text!r} not seen in {log}"
-        time.sleep(0.3)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("spark-cluster")
@@ -44,12 +35,12 @@ def cluster(tmp_path_factory):
                      "--webui-port", str(free_port())], tmp / "master.log", env)
     procs = [master]
     try:
-        _wait_log(tmp / "master.log", "I have been elected leader", master)
+        wait_for_log(tmp / "master.log", "I have been elected leader", master)
         url = f"spark://127.0.0.1:{port}"
         worker = _start(["org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "2",
                          "--memory", "2g", "--webui-port", str(free_port())], tmp / "worker.log", env)
         procs.append(worker)
-        _wait_log(tmp / "worker.log", "Successfully registered with master", worker)
+        wait_for_log(tmp / "worker.log", "Successfully registered with master", worker)
         yield url, tmp / "work"
     finally:
         for p in procs:

@@ -5,6 +5,7 @@ bad input is refused before any stream starts."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -23,7 +24,9 @@ import pytest
 
 from archipel.errors import AlreadyExists, ArchipelError, InvalidArgument, NotFound
 from islands import ROOT, SHARED_HATS, IslandProcess, cli, wait_for
+from metacatalog import rule_records
 from metacatalog.sky import Cone, partitions_in_cone
+from metacatalog.store import CatalogStore
 from skydata import angular_distance
 
 pytestmark = pytest.mark.integration
@@ -433,8 +436,6 @@ def test_a_dataset_published_after_subscribing_arrives_whole(trio):
 
 
 def test_replicate_mode_with_a_predicate_pins_the_partitions_holding_matching_rows(trio):
-    import sqlite3
-
     a, b, _ = trio
     with a.client() as ca:
         desc = ca.describe("alerts.b")
@@ -448,10 +449,9 @@ def test_replicate_mode_with_a_predicate_pins_the_partitions_holding_matching_ro
         sub = ca.subscribe("alerts.b", where=f"mag < {cut!r}", mode="replicate", start_at="earliest", name="bright")
 
         def pinned() -> set[str]:
-            with sqlite3.connect(f"file:{a.folder / 'catalog.sqlite'}?mode=ro", uri=True) as db:
-                return {r[0] for r in db.execute(
-                    "SELECT pid FROM rule_partitions WHERE rule IN (SELECT id FROM rules WHERE region LIKE ?)",
-                    ('%"subscription": "bright"%',))}
+            store = CatalogStore(a.folder / "catalog.sqlite", a.name)
+            return {pid for r in rule_records.rows(store) if json.loads(r.region).get("subscription") == "bright"
+                    for pid in rule_records.pids(store, r.id)}
 
         wait_for(lambda: pinned() == expected, "A pins exactly the partitions with matching rows")
         held = a.folder / "data" / "replicas" / "alerts.b"

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -315,7 +314,8 @@ def test_subscribe_streams_new_data_and_resumes_by_cursor(web):
     got: list = []
     t = threading.Thread(target=lambda: got.extend(_sse_events(url, token, 2)), daemon=True)
     t.start()
-    time.sleep(1.0)
+    with wb.client() as c:
+        wait_for(lambda: any(x.name == "sse-test" and x.connected for x in c.subscriptions()), "the SSE stream is open")
     with wa.client() as c:
         c.append("live.a", _stars(10, 2, 1000))
         c.publish("live.b", _stars(20, 3, 2000), ra="ra", dec="dec")
@@ -332,7 +332,8 @@ def test_subscribe_streams_new_data_and_resumes_by_cursor(web):
     got = []
     t = threading.Thread(target=lambda: got.extend(_sse_events(rows_url, token, 1)), daemon=True)
     t.start()
-    time.sleep(1.0)
+    with wb.client() as c:
+        wait_for(lambda: any(x.mode == "rows" and x.connected for x in c.subscriptions()), "the SSE stream is open")
     extra = _stars(50, 4, 5000)
     with wa.client() as c:
         c.append("live.a", extra)

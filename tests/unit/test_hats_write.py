@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -33,3 +35,19 @@ def test_empty_input_is_refused(tmp_path):
     with pytest.raises(InvalidArgument, match="no rows"):
         write_hats_catalog([tmp_path / "in.parquet"], t.schema, tmp_path / "o", "x", "ra", "dec",
                            partition_rows=10, max_order=3)
+
+
+def test_pixel_paths_are_the_hats_librarys():
+    from hats.io import paths
+    from hats.pixel_math import HealpixPixel
+
+    from island.storage.pixels import parse_pixel_relpath, pixel_file, pixel_relpath
+
+    for order, pixel in [(0, 11), (1, 44), (7, 123_456), (10, 12_582_911)]:
+        rel = pixel_relpath(order, pixel)
+        assert str(pixel_file(Path("/cat"), order, pixel)) == str(paths.pixel_catalog_file(Path("/cat"),
+                                                                                          HealpixPixel(order, pixel)))
+        assert parse_pixel_relpath(rel) == (order, pixel)
+    assert pixel_relpath(1, 44, "/") == "dataset/Norder=1/Dir=0/Npix=44/"
+    assert parse_pixel_relpath("dataset/Norder=1/Dir=10000/Npix=44.parquet") is None  # the wrong Dir
+    assert parse_pixel_relpath("../dataset/Norder=1/Dir=0/Npix=44.parquet") is None

@@ -11,9 +11,10 @@ from federation.planner import QueryPlan, TableScan
 from federation.rules import Region, covered
 from federation.sync import change_from_wire
 from metacatalog.model import Dataset, Partition
-from metacatalog.sky import Cone, parse_moc, partitions_in_moc
+from metacatalog.sky import parse_moc, partitions_in_moc
 from metacatalog.store import CatalogStore
-from replication import cache, jobs
+from metacatalog import transfers
+from replication import cache
 from replication.mover import order_sources, partition_url
 
 
@@ -108,20 +109,20 @@ def test_transfer_records_copy_once_and_survive_a_dead_worker(tmp_path):
     with store.transaction() as w:
         w.apply_remote(change_from_wire("b", 1, "dataset.put", ds.name, _payload(ds), 0.0), ds)
     pids = [p.pid for p in ds.partitions[:3]]
-    assert jobs.request(store, ds.name, pids) == pids
-    assert jobs.request(store, ds.name, pids) == []  # in flight: no second message
-    assert jobs.claim(store, ds.name, pids[0], "w1@me")
-    assert not jobs.claim(store, ds.name, pids[0], "w2@me")  # held by a live lease
-    assert jobs.release_worker(store, "w1@me") == 1  # w1 died
-    assert jobs.claim(store, ds.name, pids[0], "w2@me")
+    assert transfers.request(store, ds.name, pids) == pids
+    assert transfers.request(store, ds.name, pids) == []  # in flight: no second message
+    assert transfers.claim(store, ds.name, pids[0], "w1@me")
+    assert not transfers.claim(store, ds.name, pids[0], "w2@me")  # held by a live lease
+    assert transfers.release_worker(store, "w1@me") == 1  # w1 died
+    assert transfers.claim(store, ds.name, pids[0], "w2@me")
     p0 = ds.partitions[0]
-    jobs.complete(store, ds.name, pids[0], p0.num_bytes, p0.adler32, "b")
+    transfers.complete(store, ds.name, pids[0], p0.num_bytes, p0.adler32, "b")
     assert store.valid_replicas(ds.name) == {pids[0]}
     assert store.changes()[-1].op == "replica.put"
-    jobs.fail(store, ds.name, pids[1], "w2@me", "b: cannot open", 3)
-    assert jobs.states(store, ds.name)[pids[1]].state == "failed"
-    assert jobs.request(store, ds.name, [pids[1]]) == [pids[1]]  # asked again: sent again
-    assert jobs.report_error(store, "b", "unreachable") and not jobs.report_error(store, "b", "unreachable")
+    transfers.fail(store, ds.name, pids[1], "w2@me", "b: cannot open", 3)
+    assert transfers.states(store, ds.name)[pids[1]].state == "failed"
+    assert transfers.request(store, ds.name, [pids[1]]) == [pids[1]]  # asked again: sent again
+    assert transfers.report_error(store, "b", "unreachable") and not transfers.report_error(store, "b", "unreachable")
     # the partition changes at the origin: the replica is stale, not valid
     changed = Partition(p0.path, p0.num_rows, p0.num_bytes, p0.adler32 + 7, p0.order, p0.pixel)
     ds2 = Dataset(**{**ds.__dict__, "partitions": (changed, *ds.partitions[1:])})
@@ -150,7 +151,6 @@ def test_peer_changes_of_replicas_and_islands_are_checked():
         change_from_wire("b", 1, "island.put", "c", '{"http": "http://h:1/data"}', 0.0)
     with pytest.raises(InvalidArgument, match="malformed"):
         change_from_wire("b", 1, "island.put", "b", '{"http": "file:///etc/passwd"}', 0.0)
-    assert Cone(0, 0, 1)
 
 
 def test_may_copy_from_the_shape_alone():

@@ -44,3 +44,24 @@ def test_failover_to_an_island_holding_replicas_when_the_origin_is_down():
     assert place(plan, "a", "auto", [], holders=lambda scan: {"b"}, down={"b"}).island == "b"
     # islands down themselves are not chosen
     assert place(plan, "a", "auto", [], holders=lambda scan: {"b", "c"}, down={"b", "c"}).island == "b"
+
+
+@pytest.mark.parametrize("route,origins,path,down,copy,replicas,expected", [
+    ("auto", {"b"}, [], set(), False, False, "b"),          # all on one other island: sent whole
+    ("remote", {"b"}, [], set(), True, True, "b"),          # 'remote' never copies
+    ("local", {"b"}, [], set(), False, False, ""),          # 'local' plans here (and refuses)
+    ("replicate", {"b"}, [], set(), False, False, ""),
+    ("auto", {"b"}, [], set(), True, False, ""),            # copying may pay: the plan decides
+    ("auto", {"b"}, [], set(), False, True, ""),            # replicas here may answer it
+    ("auto", {"b", "c"}, [], set(), False, False, ""),      # spread out: gathered here
+    ("auto", {"a"}, [], set(), False, False, ""),           # held here
+    ("auto", None, [], set(), False, False, ""),            # unreadable: planning says why
+    ("auto", set(), [], set(), False, False, ""),
+    ("auto", {"b"}, [], {"b"}, False, False, ""),           # down: replicas elsewhere may take it
+    ("auto", {"b"}, ["x", "a"], set(), False, False, ""),   # a loop: planning reports it
+    ("auto", {"b"}, ["x"] * 7, set(), False, False, ""),    # the hop limit
+])
+def test_pushdown_target(route, origins, path, down, copy, replicas, expected):
+    from federation.router import pushdown_target
+
+    assert pushdown_target(route, origins, "a", path, down, copy_may_pay=copy, replicas_here=replicas) == expected

@@ -199,3 +199,18 @@ def test_v3_catalog_upgrades_to_access_facts_and_signed_changes(tmp_path):
     assert upgraded.sign_own_changes() == 1 and len(signed) == 1
     assert [c.signature for c in upgraded.changes()] == [b"sig"]
     assert upgraded.sign_own_changes() == 0
+
+
+def test_a_stream_cursor_moves_only_over_what_was_delivered_and_acknowledged():
+    from federation.subscriptions import StreamCursor
+
+    c = StreamCursor(acked=10, delivered=10)
+    assert c.on_idle(15) == 15                      # nothing pending, nothing matched: moves on
+    c.on_delivered(20)
+    assert c.on_idle(25) is None                    # 20 delivered, not acknowledged: stays
+    assert c.on_ack(99) == 20                       # an ack past what was delivered is cut to it
+    assert c.on_ack(5) == 20                        # and never moves back
+    assert c.on_idle(25) == 25
+    c.on_delivered(30)
+    c.on_delivered(28)                              # an older position does not lower it
+    assert (c.acked, c.delivered) == (25, 30)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from metacatalog.store import CatalogStore
 
 __all__ = ["TransferState", "request", "claim", "renew", "complete", "fail", "report_error", "release_worker",
-           "unfinished", "states", "summary", "Summary"]
+           "unfinished", "states", "summary", "Summary", "recent_errors"]
 
 LEASE_SECONDS = 60.0
 
@@ -125,3 +125,9 @@ def summary(store: CatalogStore) -> Summary:
     done = store.query("SELECT COALESCE(SUM(bytes_done), 0) FROM transfers")[0][0]
     errors = store.query("SELECT COALESCE(SUM(count), 0) FROM transfer_errors")[0][0]
     return Summary(counts, int(done), int(errors))
+
+
+def recent_errors(store: CatalogStore, limit: int = 20) -> list[tuple[str, str, int]]:
+    """(source, message, occurrences) of the transfer errors reported last, newest first."""
+    return [(src, msg, int(n)) for src, msg, n in store.query(
+        "SELECT source, message, count FROM transfer_errors ORDER BY last DESC LIMIT ?", (limit,))]
