@@ -101,7 +101,7 @@ class _StateCollector:
         rep = p.get("replication")
         if rep is not None and store is not None:
             from metacatalog import transfers
-from replication import cache
+            from replication import cache
 
             g = GaugeMetricFamily("archipel_transfers", "Partition transfers recorded here, by state",
                                   labels=["state"])

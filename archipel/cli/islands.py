@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from archipel.cli.output import client_of as _client, print_rows
+from archipel.cli.output import client_of as _client, needed, print_listing
 from archipel.errors import InvalidArgument
 
 # Top-level modules of the ``island`` extra: missing one means a client-only install.
@@ -79,24 +79,16 @@ def cmd_island_serve(args: argparse.Namespace) -> int:
 def cmd_peers(args: argparse.Namespace) -> int:
     with _client(args) as c:
         if args.action == "add":
-            if not args.address:
-                raise InvalidArgument("peers add needs HOST:PORT")
-            p = c.add_peer(args.address)
+            p = c.add_peer(needed(args.address, "peers add needs HOST:PORT"))
             print(f"following {p['island']} at {p['address']} ({p['state']})")
             return 0
         if args.action == "remove":
-            if not args.address:
-                raise InvalidArgument("peers remove needs HOST:PORT or an island name")
-            p = c.remove_peer(args.address)
+            p = c.remove_peer(needed(args.address, "peers remove needs HOST:PORT or an island name"))
             print(f"no longer following {p['island'] or '?'} at {p['address']}")
             return 0
         peers = c.peers()
-    if not peers:
-        print("no peers")
-        return 0
-    print_rows(["island", "address", "state", "last seq", "error"],
-               [[p["island"], p["address"], p["state"], str(p["last_seq"]), p["error"]] for p in peers])
-    return 0
+    return print_listing(peers, "no peers", ["island", "address", "state", "last seq", "error"],
+                         lambda p: [p["island"], p["address"], p["state"], str(p["last_seq"]), p["error"]])
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:

@@ -34,6 +34,28 @@ def print_rows(header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
+def needed(value, message: str):
+    """``value``, or InvalidArgument(``message``) when an action's argument is missing."""
+    if not value:
+        from archipel.errors import InvalidArgument
+
+        raise InvalidArgument(message)
+    return value
+
+
+def print_listing(items: list, nothing: str, header: list[str], row, notes=None) -> int:
+    """A command's listing: ``nothing`` when empty, else one table (``row(item)`` per item),
+    then each item's ``notes(item)`` lines (errors, say). Returns the exit status, 0."""
+    if not items:
+        print(nothing)
+        return 0
+    print_rows(header, [row(x) for x in items])
+    for x in items:
+        for line in (notes(x) if notes else ()):
+            print(line)
+    return 0
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from archipel.cli.output import client_of as _client, print_rows
+from archipel.cli.output import client_of as _client, needed, print_listing
 from archipel.errors import InvalidArgument
 
 
@@ -73,20 +73,12 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 def cmd_rules(args: argparse.Namespace) -> int:
     with _client(args) as c:
         if args.action == "delete":
-            if not args.id:
-                raise InvalidArgument("rules delete needs a rule ID (see `archipel rules`)")
-            r = c.delete_rule(args.id)
+            r = c.delete_rule(needed(args.id, "rules delete needs a rule ID (see `archipel rules`)"))
             print(f"deleted rule {r.id} ({r.dataset} {r.region}); its replicas are now evictable cache")
             return 0
         rules = c.rules()
-    if not rules:
-        print("no rules")
-        return 0
-    print_rows(["id", "dataset", "island", "state", "files", "bytes", "region"], [_rule_row(r) for r in rules])
-    for r in rules:
-        for e in r.errors:
-            print(f"rule {r.id}: {e}")
-    return 0
+    return print_listing(rules, "no rules", ["id", "dataset", "island", "state", "files", "bytes", "region"],
+                         _rule_row, lambda r: [f"rule {r.id}: {e}" for e in r.errors])
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

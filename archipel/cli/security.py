@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from archipel.cli.output import client_of as _client
+from archipel.cli.output import client_of as _client, needed, print_listing
 from archipel.errors import InvalidArgument
 
 __all__ = ["add_commands", "add_access_flags"]
@@ -32,32 +32,27 @@ def cmd_certs_init(args: argparse.Namespace) -> int:
 def cmd_tokens(args: argparse.Namespace) -> int:
     with _client(args) as c:
         if args.action == "create":
-            if not args.user:
-                raise InvalidArgument("tokens create needs --user NAME")
-            t = c.create_token(args.user, groups=args.group or [], rights=args.right or [], admin=args.admin,
+            t = c.create_token(needed(args.user, "tokens create needs --user NAME"), groups=args.group or [], rights=args.right or [], admin=args.admin,
                                expires=args.expires)
             print(f"token {t.id} for {t.user} (groups: {','.join(t.groups) or '-'}; rights: "
                   f"{','.join(t.rights) or '-'}; admin: {'yes' if t.admin else 'no'}; expires: {_when(t.expires)})")
             print(t.token)
             return 0
         if args.action == "revoke":
-            if not args.id:
-                raise InvalidArgument("tokens revoke needs the token ID (see `archipel tokens list`)")
-            t = c.revoke_token(args.id)
+            t = c.revoke_token(needed(args.id, "tokens revoke needs the token ID (see `archipel tokens list`)"))
             print(f"revoked token {t.id} of {t.user}; every island of the archipelago refuses it once the "
                   f"revocation reaches it")
             return 0
         found = c.tokens()
-    if not found:
-        print("no tokens")
-        return 0
-    print(f"{'id':17} {'user':16} {'groups':16} {'rights':10} {'admin':5} {'issuer':10} {'expires':16} state")
-    for t in found:
-        state = f"revoked by {t.revoked_by}" if t.revoked_by else (
-            "expired" if t.expires and t.expires < time.time() else "valid")
-        print(f"{t.id:17} {t.user:16} {','.join(t.groups) or '-':16} {','.join(t.rights) or '-':10} "
-              f"{'yes' if t.admin else 'no':5} {t.issuer:10} {_when(t.expires):16} {state}")
-    return 0
+    return print_listing(found, "no tokens", ["id", "user", "groups", "rights", "admin", "issuer", "expires", "state"],
+                         _token_row)
+
+
+def _token_row(t) -> list[str]:
+    state = f"revoked by {t.revoked_by}" if t.revoked_by else (
+        "expired" if t.expires and t.expires < time.time() else "valid")
+    return [t.id, t.user, ",".join(t.groups) or "-", ",".join(t.rights) or "-", "yes" if t.admin else "no", t.issuer,
+            _when(t.expires), state]
 
 
 def _print_access(d) -> None:

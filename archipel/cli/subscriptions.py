@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from archipel.cli.rules import _region
-from archipel.cli.output import client_of as _client, print_rows
+from archipel.cli.output import client_of as _client, needed, print_listing
 from archipel.errors import InvalidArgument
 
 
@@ -91,29 +91,23 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subscription_row(s) -> list[str]:
+    state = "connected" if s.connected else ("durable" if s.durable else "-")
+    flt = s.region + (f" where {s.where}" if s.where else "") + (f" columns {','.join(s.columns)}" if s.columns else "")
+    return [s.name, s.mode, s.dataset_pattern, str(s.cursor), str(s.lag_changes), f"{s.lag_seconds:.1f}", state, flt]
+
+
 def cmd_subscriptions(args: argparse.Namespace) -> int:
     with _client(args) as c:
         if args.action == "delete":
-            if not args.name:
-                raise InvalidArgument("subscriptions delete needs a NAME (see `archipel subscriptions`)")
-            s = c.delete_subscription(args.name)
+            s = c.delete_subscription(needed(args.name, "subscriptions delete needs a NAME (see `archipel "
+                                                        "subscriptions`)"))
             print(f"deleted subscription {s.name} ({s.mode} of {s.dataset_pattern})")
             return 0
         subs = c.subscriptions()
-    if not subs:
-        print("no subscriptions")
-        return 0
-    rows = []
-    for s in subs:
-        state = "connected" if s.connected else ("durable" if s.durable else "-")
-        flt = s.region + (f" where {s.where}" if s.where else "") + (f" columns {','.join(s.columns)}" if s.columns else "")
-        rows.append([s.name, s.mode, s.dataset_pattern, str(s.cursor), str(s.lag_changes), f"{s.lag_seconds:.1f}",
-                     state, flt])
-    print_rows(["name", "mode", "pattern", "cursor", "lag", "lag s", "state", "filter"], rows)
-    for s in subs:
-        if s.error:
-            print(f"subscription {s.name}: error: {s.error}")
-    return 0
+    return print_listing(subs, "no subscriptions", ["name", "mode", "pattern", "cursor", "lag", "lag s", "state",
+                                                    "filter"],
+                         _subscription_row, lambda s: [f"subscription {s.name}: error: {s.error}"] if s.error else [])
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
