@@ -57,6 +57,8 @@ def _statuses(context, name: str, call: Call | None, audit, metrics=None):
         raise
     except Exception as exc:
         outcome = "failed"
+        if _aborted(context):  # the method set its own status (context.abort): it stands
+            raise
         logger.exception("%s failed", name)
         context.abort(grpc.StatusCode.INTERNAL, f"{name} failed on the island: {exc}")
     finally:
@@ -64,6 +66,15 @@ def _statuses(context, name: str, call: Call | None, audit, metrics=None):
             audit.record(call, outcome)
         if metrics is not None and call is not None:
             metrics.observe(call, outcome, time.monotonic() - call.started)
+
+
+def _aborted(context) -> bool:
+    """Whether the call already carries a status a method set (``context.abort``)."""
+    try:
+        code = context.code()
+    except Exception:  # a context without the getter
+        return False
+    return code is not None and code != grpc.StatusCode.OK
 
 
 def rpc(method):

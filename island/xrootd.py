@@ -151,10 +151,47 @@ class XrootdServer:
         cmd = ["xrootd", "-c", str(cfg), "-n", self.name, "-I", "v4"]
         if os.geteuid() == 0:
             cmd += ["-R", self.user]
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # the island's process group
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=self._environment())  # the island's process group
         log.close()
         (self.dir / "island-xrootd.pid").write_text(str(self.proc.pid))
         self._wait_listening()
+
+    def _environment(self) -> dict[str, str]:
+        """xrootd's environment: with the bind shim (``island/xrootd_bind.c``) preloaded, its
+        listener binds the island's address, not every address of the host."""
+        env = dict(os.environ)
+        try:
+            address = socket.gethostbyname(self.host)
+        except OSError:
+            address = ""
+        shim = self._bind_shim() if address and address != "0.0.0.0" else None
+        if shim is None:
+            logger.warning("xrootd listens on every address of the host (no C compiler to build its bind shim)")
+            return env
+        env["LD_PRELOAD"] = " ".join(x for x in (str(shim), env.get("LD_PRELOAD", "")) if x)
+        env["ARCHIPEL_BIND_ADDRESS"] = address
+        return env
+
+    def _bind_shim(self) -> Path | None:
+        """The bind shim, built once into the island's ``xrootd/`` folder with the C compiler;
+        None when there is none or the build fails (logged)."""
+        source = Path(__file__).with_name("xrootd_bind.c")
+        built = self.dir / "bind.so"
+        if built.is_file() and built.stat().st_mtime >= source.stat().st_mtime:
+            return built
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            return None
+        tmp = self.dir / ".bind.so.tmp"
+        proc = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(tmp), str(source), "-ldl"],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            logger.warning("building xrootd's bind shim failed: %s", proc.stderr[-500:])
+            tmp.unlink(missing_ok=True)
+            return None
+        os.replace(tmp, built)
+        return built
 
     @staticmethod
     def reclaim(folder: Path) -> None:

@@ -122,6 +122,31 @@ def test_peer_speaking_another_protocol_is_refused(trio, tmp_path):
         server.stop(0)
 
 
+def test_an_island_of_another_protocol_version_is_told_it_is_refused(trio, tmp_path):
+    """Hello from an island of this archipelago speaking protocol 99: the answer is
+    FAILED_PRECONDITION saying why (the caller reports "refused", not "cannot be reached"),
+    and the island goes on serving."""
+    import grpc
+
+    from archipel.v1 import peer_pb2_grpc as ppb_grpc
+    from federation.peers import CHANNEL_OPTIONS, channel_credentials
+    from federation.pki import issue_island, load_credentials
+    from islands import archipelago
+
+    a = trio[0]
+    issue_island(archipelago().ca_dir, tmp_path / "old", "old", "127.0.0.1")
+    creds = load_credentials(tmp_path / "old", "old")
+    with grpc.secure_channel(a.peer_address, channel_credentials(creds), options=CHANNEL_OPTIONS) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            ppb_grpc.PeerStub(channel).Hello(ppb.HelloRequest(island="old", address="127.0.0.1:1", protocol_version=99),
+                                             timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, err.value
+    assert "speaks protocol 1, not 99" in err.value.details()
+    with a.client() as ca:
+        assert ca.info()["name"] == "a"
+        assert "old" not in {p["island"] for p in ca.peers()}
+
+
 def test_malformed_changes_are_refused_and_the_island_keeps_serving(trio, tmp_path):
     a = trio[0]
     good = {"name": "evil.t", "origin": "evil", "kind": "table", "root": "/", "arrow_schema": "00",

@@ -310,7 +310,7 @@ def test_corrupt_partitions_are_refused_and_fetched_again(pair):
 
 
 # -- 6: the smaller holes ---------------------------------------------------------------------
-def test_a_killed_islands_xrootd_is_reclaimed_and_serves_partitions_only(tmp_path):
+def test_a_killed_islands_xrootd_is_reclaimed_listens_on_its_address_and_serves_partitions_only(tmp_path):
     if shutil.which("xrootd") is None:
         pytest.fail("xrootd is not installed (./dev test installs xrootd-server)")
     base = Path(tempfile.mkdtemp(prefix="archipel-hard-"))
@@ -333,6 +333,10 @@ def test_a_killed_islands_xrootd_is_reclaimed_and_serves_partitions_only(tmp_pat
         x.start()
         with x.client() as c:
             assert c.info()["root_url"].rstrip("/") == root
+        port = int(root.rsplit(":", 1)[1])
+        listening = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout.split()
+        assert f"127.0.0.1:{port}" in listening, listening  # the island's address only, not every address
+        assert not {f"0.0.0.0:{port}", f"*:{port}", f"[::]:{port}"} & set(listening), listening
         assert not Path(f"/proc/{old}").exists() or b"xrootd" not in Path(f"/proc/{old}/cmdline").read_bytes()
         env = {**x.xrootd_env(), "XRD_CONNECTIONRETRY": "1"}
         ok = subprocess.run(["xrdcp", "-f", f"{root}//hole.source/{part}", str(tmp_path / "part")],
