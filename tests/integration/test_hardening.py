@@ -219,7 +219,7 @@ def test_a_stalled_publish_blocks_no_one_and_is_cut_when_its_time_is_up(limited)
     thread = threading.Thread(target=stalled)
     thread.start()
     try:
-        time.sleep(0.5)
+        wait_for(lambda: not _staging_empty(limited), "the stalled publish is staging", timeout=30)
         with limited.client() as c:  # other writers go on meanwhile
             c.publish("while.stalled", pa.table({"x": [1]}))
             c.delete("while.stalled")

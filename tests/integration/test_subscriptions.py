@@ -78,6 +78,20 @@ class Collector:
         wait_for(lambda: self.error is not None or set(self.ids()) >= want, f"{len(want)} rows arrived", timeout)
         assert self.error is None, self.error
 
+    def settle(self, *appends: tuple, seed: int) -> set[int]:
+        """Shows that nothing more is on its way, without a sleep: one more matching batch is
+        appended at each (client, dataset); once its rows arrived, everything its origin
+        committed before has been delivered (in order). Returns the marker rows' ids, which the
+        caller leaves out of its comparison."""
+        markers: set[int] = set()
+        for k, (client, dataset) in enumerate(appends):
+            t = batch(400, seed + k)
+            client.publish(dataset, t, mode="append")
+            markers |= truth(t)
+        assert markers
+        self.wait_ids(markers)
+        return markers
+
 
 @pytest.fixture(scope="module")
 def base():
@@ -121,9 +135,9 @@ def test_rows_from_two_islands_arrive_in_order_exactly_once(trio):
                 appended[name].append(truth(t))
         want = set().union(*appended["b"], *appended["c"])
         got.wait_ids(want)
-        time.sleep(0.3)  # anything extra would have come by now
+        markers = got.settle((cb, "alerts.b"), (cc, "alerts.c"), seed=200)  # anything extra came before these
         sub.close()
-    ids = got.ids()
+    ids = [i for i in got.ids() if i not in markers]
     assert len(ids) == len(set(ids)), "a row was delivered twice"
     assert set(ids) == want, "rows outside the predicate or cone, or missing ones"
     for item in got.items:
@@ -183,9 +197,9 @@ def test_durable_subscription_gets_all_three_appends_after_a_disconnect(trio):
         got2 = Collector(again)
         want = set().union(*(truth(t) for t in missed))
         got2.wait_ids(want)
-        time.sleep(0.3)
+        markers = got2.settle((cb, "alerts.b"), seed=210)
         again.close()
-        ids = got2.ids()
+        ids = [i for i in got2.ids() if i not in markers]
         assert sorted(ids) == sorted(want), "missed rows lost, or the acknowledged append delivered again"
         assert {s.name: s for s in ca.subscriptions()}["offline"].lag_changes == 0
         ca.delete_subscription("offline")
