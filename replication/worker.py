@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -37,7 +38,10 @@ logger = logging.getLogger("archipel.worker")
 
 fail_fast_xrootd()
 
-app = make_app(os.environ.get("ARCHIPEL_BROKER", ""), os.environ.get("ARCHIPEL_QUEUE_DIR", "queue"),
+# The island always names its queue folder; a bare import (tools, tests) uses the temporary
+# folder, never the current directory.
+app = make_app(os.environ.get("ARCHIPEL_BROKER", ""),
+               os.environ.get("ARCHIPEL_QUEUE_DIR") or str(Path(tempfile.gettempdir()) / "archipel-queue"),
                os.environ.get("ARCHIPEL_ISLAND_NAME", "island"))
 
 _store: CatalogStore | None = None
