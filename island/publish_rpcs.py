@@ -3,7 +3,6 @@ delete."""
 
 from __future__ import annotations
 
-import logging
 import shutil
 import threading
 import time
@@ -20,8 +19,6 @@ from island.ingest import IngestItem
 from island.rpc import Call, rpc
 from island.storage.columns import publishable_schema
 from metacatalog import access
-
-logger = logging.getLogger(__name__)
 
 
 class PublishRpcs:

@@ -3,7 +3,6 @@ progress, and the cache."""
 
 from __future__ import annotations
 
-import logging
 import time
 
 import grpc
@@ -18,7 +17,6 @@ from island.security.gate import bearer_metadata
 from metacatalog import transfers
 from replication import cache
 
-logger = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.1  # seconds between two progress messages of a replication job
 
 

@@ -41,31 +41,17 @@ class FairShares:
         """Holds one long-lived stream (a subscription, a peer's catalog stream) for ``who`` (a
         user, or ``island NAME``): at most ``[limits] streams`` on the island, which has threads
         for them beside the short calls' workers, and ``streams_per_caller`` for one caller."""
-        key = ("", "streams")
-        with self._lock:
-            if limits.streams and self._held[key] >= limits.streams:
-                raise ResourceExhausted(f"this island has {self._held[key]} long-lived streams open, its limit: "
-                                        f"[limits] streams = {limits.streams}; try again later")
-            self._held[key] += 1
+        island = self.take("this island", "streams", limits.streams, "long-lived streams")
         try:
             mine = self.take(who, "streams_per_caller", limits.streams_per_caller, "long-lived streams")
         except BaseException:
-            self._drop(key)
+            island()
             raise
-        released = threading.Event()
 
         def release() -> None:
-            if not released.is_set():
-                released.set()
-                mine()
-                self._drop(key)
+            mine()
+            island()
         return release
-
-    def _drop(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._held[key] -= 1
-            if not self._held[key]:
-                del self._held[key]
 
     def held(self, user: str, what: str) -> int:
         with self._lock:

@@ -3,7 +3,6 @@ by the client), listing and deleting."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator
 
@@ -17,8 +16,6 @@ from island.engines.base import normalize_batch, normalize_schema
 from island.rpc import Call, rpc
 from island.subscribe import CHUNK_BYTES, Delivery, RowFilter, deliveries
 from metacatalog import transfers
-
-logger = logging.getLogger(__name__)
 
 
 class SubscriptionRpcs:
