@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import archipel
@@ -93,9 +94,11 @@ def archipelago() -> TestArchipelago:
     return _ARCHIPELAGO
 
 
-def wait_for(cond, what: str = "the condition", timeout: float = 60.0, interval: float = 0.05) -> float:
+def wait_for(cond, what: str = "the condition", timeout: float = 60.0, interval: float = 0.05,
+             detail: Callable[[], str] | None = None) -> float:
     """Waits until ``cond()`` is true (an ArchipelError counts as not yet); returns the seconds
-    it took. The one wait of the tests: a condition polled, never a fixed sleep."""
+    it took. The one wait of the tests: a condition polled, never a fixed sleep. On a timeout,
+    ``detail()`` (the logs that explain it, say) is added to the failure's message."""
     started = time.monotonic()
     deadline = started + timeout
     while True:
@@ -104,7 +107,8 @@ def wait_for(cond, what: str = "the condition", timeout: float = 60.0, interval:
                 return time.monotonic() - started
         except ArchipelError:
             pass
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting until {what}" + (f"\n{detail()}" if detail else ""))
         time.sleep(interval)
 
 

@@ -351,6 +351,24 @@ SLOW = ("import time, os, sys\nprint('uid', os.getuid(), flush=True)\nprint('sta
         "time.sleep(float(sys.argv[1]))\nprint('end', flush=True)\n")
 
 
+def _wait_printed(job, text: bytes, island: IslandProcess, timeout: float = 120) -> None:
+    """Waits until the running ``job`` prints ``text``; a job that ends first fails the test at
+    once, with its log, state and the island's log."""
+    def printed() -> bool:
+        if text in b"".join(job.logs()):
+            return True
+        assert job.refresh().state in ("queued", "running"), _job_story(job, island)
+        return False
+
+    wait_for(printed, f"job {job.id} printed {text!r}", timeout, interval=0.2, detail=lambda: _job_story(job, island))
+
+
+def _job_story(job, island: IslandProcess) -> str:
+    logs = b"".join(job.logs()).decode(errors="replace")
+    return (f"job {job.id}: {job.refresh().state} {job.reason!r}\n--- its log ---\n{logs[-3000:]}"
+            f"\n--- the island's log ---\n{island.log.read_text(errors='replace')[-4000:]}")
+
+
 def test_a_job_survives_its_client_going_away(island, users, tmp_path):
     script = tmp_path / "slow.py"
     script.write_text(SLOW)
@@ -361,7 +379,7 @@ def test_a_job_survives_its_client_going_away(island, users, tmp_path):
         wait_for(lambda: any(j.state == "running" and j.info["filename"] == "slow.py" for j in c.jobs()),
                  "the job runs", timeout=120)
         job = next(j for j in c.jobs() if j.state == "running" and j.info["filename"] == "slow.py")
-        wait_for(lambda: b"start" in b"".join(job.logs()), "the job printed", timeout=120)
+        _wait_printed(job, b"start", island)
         os.killpg(proc.pid, signal.SIGKILL)  # the client goes away
         proc.wait()
         job.wait(timeout=120)
@@ -386,7 +404,7 @@ def test_an_island_restart_fails_the_running_job_with_the_reason_and_runs_the_qu
             queued = c.submit(str(script), args=["0"])
             wait_for(lambda: c.job(running.id).state == "running", "the first job runs", timeout=120)
             assert c.job(queued.id).state == "queued"
-            wait_for(lambda: b"start" in b"".join(c.job(running.id).logs()), "it printed", timeout=120)
+            _wait_printed(c.job(running.id), b"start", g)
             pid = json.loads((g.folder / "jobs" / running.id / "job.json").read_text())["pid"]
         g.kill()  # kill -9: the job's process is left behind
         g.start(wait_spark=True)
