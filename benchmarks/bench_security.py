@@ -12,23 +12,8 @@ import argparse
 import sys
 import time
 
-from common import DATA, DATASET, make_input, median, report, run_python
+from common import DATA, DATASET, SQL_READER, make_input, median, report, run_python
 from islands import IslandProcess, free_port
-
-READER = """
-import json, sys, time, archipel
-from archipel.client import Client
-address, mode, sql, repeat = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-c = Client(address, timeout=None, plaintext=(mode == "plain"))
-c.sql("SELECT 1 AS x FROM %s LIMIT 1" % sys.argv[5]).read_all()  # connection and handshake paid
-times, nbytes = [], 0
-for _ in range(repeat):
-    t0 = time.perf_counter()
-    t = c.sql(sql).read_all()
-    times.append(time.perf_counter() - t0)
-    nbytes = t.nbytes
-print(json.dumps({"seconds": times, "bytes": nbytes}))
-"""
 
 # The transport alone: a gRPC server streaming 3 MiB messages, read over TLS and over plaintext
 # by a client in another process (the floor of what TLS costs any gRPC data path here).
@@ -92,11 +77,11 @@ def main() -> None:
         whole = {"tls": [], "plain": []}
         for _ in range(3):  # alternated rounds: drifts of the machine fall on both
             for mode, address in (("tls", isl.address), ("plain", plain)):
-                small[mode] += run_python(READER, address, mode, SMALL, str(args.small), DATASET)["seconds"]
+                small[mode] += run_python(SQL_READER, address, mode, SMALL, str(args.small), DATASET)["seconds"]
         nbytes = 0
         for _ in range(args.runs):
             for mode, address in (("tls", isl.address), ("plain", plain)):
-                r = run_python(READER, address, mode, WHOLE, "1", DATASET)
+                r = run_python(SQL_READER, address, mode, WHOLE, "1", DATASET)
                 whole[mode] += r["seconds"]
                 nbytes = r["bytes"]
     finally:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DATASET, bench_island, median, report, run_python
+from common import DATASET, PLAIN_SPARK, TIMED, bench_island, median, report, run_python
 
 # The same DataFrame code in both; ``t`` is the table.
 QUERIES = {
@@ -26,8 +26,8 @@ QUERIES = {
                   ".agg(F.count('*').alias('n'), F.avg(F.col('a.mag_g') - F.col('b.mag_r')).alias('c')).toArrow()"),
 }
 
-SESSION = """
-import json, sys, time
+SESSION = TIMED + """
+import json, sys
 import archipel
 from pyspark.sql.connect import functions as F  # the island's venv has classic pyspark too
 c = archipel.connect(sys.argv[1], timeout=None)
@@ -42,35 +42,15 @@ spark = c.spark(datasets=[sys.argv[2]])
 t = spark.table(sys.argv[2])
 out = {"open": opens}
 for name, code in json.loads(sys.argv[3]).items():
-    eval(code)  # warm-up, as the plain session is warmed up
-    times = []
-    for _ in range(int(sys.argv[4])):
-        t0 = time.perf_counter()
-        eval(code)
-        times.append(time.perf_counter() - t0)
-    out[name] = times
+    out[name] = timed(lambda: eval(code), int(sys.argv[4]))
 spark.stop()
 print(json.dumps(out))
 """
 
-PLAIN = """
-import glob, json, os, sys, time
-os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
-spark = (SparkSession.builder.master("local[2]").config("spark.driver.memory", "2g")
-         .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "8").getOrCreate())
+PLAIN = PLAIN_SPARK + """
+import glob, json, sys
 t = spark.read.parquet(*sorted(glob.glob(os.path.join(sys.argv[1], "**", "*.parquet"), recursive=True)))
-out = {}
-for name, code in json.loads(sys.argv[2]).items():
-    eval(code)
-    times = []
-    for _ in range(int(sys.argv[3])):
-        t0 = time.perf_counter()
-        eval(code)
-        times.append(time.perf_counter() - t0)
-    out[name] = times
-print(json.dumps(out))
+print(json.dumps({name: timed(lambda: eval(code), int(sys.argv[3])) for name, code in json.loads(sys.argv[2]).items()}))
 """
 
 

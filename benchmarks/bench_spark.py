@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from common import DATASET, bench_island, median, report, run_python
+from common import DATASET, PLAIN_SPARK, bench_island, median, report, run_python
 
 QUERIES = {
     "heavy aggregation": ("SELECT floor(ra) AS r, floor(dec) AS d, count(*) AS n, avg(mag_g) AS g, "
@@ -21,23 +21,11 @@ QUERIES = {
                         "ON a.id = b.id WHERE b.flags < 4"),
 }
 
-PLAIN = """
-import json, os, sys, time
-os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-from pyspark.sql import SparkSession
-spark = (SparkSession.builder.master("local[2]").config("spark.driver.memory", "2g")
-         .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "8").getOrCreate())
+PLAIN = PLAIN_SPARK + """
+import json, sys
 spark.read.parquet(sys.argv[1]).createOrReplaceTempView("big")
-out = {}
-for name, q in json.loads(sys.argv[2]).items():
-    spark.sql(q.format(t="big")).toArrow()  # warm-up, as the island's session is warm
-    times = []
-    for _ in range(int(sys.argv[3])):
-        t0 = time.perf_counter()
-        spark.sql(q.format(t="big")).toArrow()
-        times.append(time.perf_counter() - t0)
-    out[name] = times
-print(json.dumps(out))
+print(json.dumps({name: timed(lambda: spark.sql(q.format(t="big")).toArrow(), int(sys.argv[3]))
+                  for name, q in json.loads(sys.argv[2]).items()}))
 """
 
 

@@ -19,22 +19,8 @@ import sys
 import time
 import urllib.parse
 
-from common import DATA, DATASET, make_input, median, report, run_python
+from common import DATA, DATASET, SQL_READER, make_input, median, report, run_python
 from islands import IslandProcess
-
-GRPC_READER = """
-import json, sys, time, archipel
-c = archipel.connect(sys.argv[1], timeout=None)
-sql, repeat = sys.argv[2], int(sys.argv[3])
-c.sql("SELECT 1 AS x FROM %s LIMIT 1" % sys.argv[4]).read_all()  # connection and handshake paid
-times, nbytes = [], 0
-for _ in range(repeat):
-    t0 = time.perf_counter()
-    t = c.sql(sql).read_all()
-    times.append(time.perf_counter() - t0)
-    nbytes = t.nbytes
-print(json.dumps({"seconds": times, "bytes": nbytes, "rows": t.num_rows}))
-"""
 
 HTTP_READER = """
 import http.client, json, os, ssl, sys, time, urllib.parse
@@ -109,7 +95,7 @@ def main() -> None:
         curl = 0.0
         nbytes = rows = 0
         for _ in range(args.runs):  # alternated: drifts of the machine fall on both
-            r = run_python(GRPC_READER, isl.address, WHOLE, "1", DATASET)
+            r = run_python(SQL_READER, isl.address, "tls", WHOLE, "1", DATASET)
             whole["grpc"] += r["seconds"]
             nbytes, rows = r["bytes"], r["rows"]
             h = run_python(HTTP_READER, host, port, path)
@@ -118,7 +104,7 @@ def main() -> None:
             curl = max(curl, _curl_rate(f"https://{host}:{port}{path}"))
         cones = {"grpc": [], "tap": []}
         for _ in range(3):
-            g = run_python(GRPC_READER, isl.address, CONE_SQL, str(args.small), DATASET)
+            g = run_python(SQL_READER, isl.address, "tls", CONE_SQL, str(args.small), DATASET)
             t = run_python(TAP_READER, host, port, CONE_ADQL, str(args.small))
             assert g["rows"] == t["rows"], (g["rows"], t["rows"])
             cones["grpc"] += g["seconds"]

@@ -125,6 +125,50 @@ def bench_island(extra_config: str = "") -> IslandProcess:
     return isl
 
 
+# Script pieces run by run_python in a fresh interpreter (the benchmarks' own processes).
+
+# A timing loop: ``timed(run, repeat)`` warms ``run`` once (as warm sessions are), then times
+# it ``repeat`` times.
+TIMED = """
+import time
+def timed(run, repeat):
+    run()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return times
+"""
+
+# A plain SparkSession on the island's master (local[2]) and memory: the baseline of Spark.
+PLAIN_SPARK = TIMED + """
+import os
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+spark = (SparkSession.builder.master("local[2]").config("spark.driver.memory", "2g")
+         .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "8").getOrCreate())
+"""
+
+# A gRPC query reader: ADDRESS MODE(tls|plain) SQL REPEAT DATASET; the connection and its
+# handshake are paid before timing; prints the times, the result's bytes and rows.
+SQL_READER = """
+import json, sys, time
+from archipel.client import Client
+address, mode, sql, repeat = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+c = Client(address, timeout=None, plaintext=(mode == "plain"))
+c.sql("SELECT 1 AS x FROM %s LIMIT 1" % sys.argv[5]).read_all()
+times, nbytes, rows = [], 0, 0
+for _ in range(repeat):
+    t0 = time.perf_counter()
+    t = c.sql(sql).read_all()
+    times.append(time.perf_counter() - t0)
+    nbytes, rows = t.nbytes, t.num_rows
+print(json.dumps({"seconds": times, "bytes": nbytes, "rows": rows}))
+"""
+
+
 def run_python(code: str, *args: str, timeout: float = 1800) -> dict:
     """Runs code in a fresh interpreter; its last stdout line is JSON."""
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)

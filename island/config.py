@@ -213,22 +213,12 @@ def _coerce(where: str, value: Any, default: Any) -> Any:
             return value.lower() in {"1", "true", "yes"}
         if isinstance(value, bool):
             return value
-    elif kind is int:
-        if isinstance(value, bool):
-            pass
-        elif isinstance(value, int):
-            return value
-        elif isinstance(value, str):
+    elif kind in (int, float):
+        # numbers and their text; never a bool, and a float is not taken for an int
+        accepted = (int, str) if kind is int else (int, float, str)
+        if isinstance(value, accepted) and not isinstance(value, bool):
             try:
-                return int(value)
-            except ValueError:
-                pass
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
+                return kind(value)
             except ValueError:
                 pass
     elif kind is str:

@@ -249,3 +249,22 @@ def _merge_config(base: str, extra: str) -> str:
             text += "".join(f"{k} = {toml_value(v)}\n" for k, v in rest.items())
     return text
 
+
+
+def peered_pair(base: Path, names: tuple[str, str], dataset: str, cwd: Path | None = None
+                ) -> tuple[IslandProcess, IslandProcess]:
+    """Two islands without Spark, the second following the first, which holds ``dataset`` (the
+    shared small_sky_source catalog); returned once the second lists it."""
+    no_spark = "[spark]\nstart = false\n"
+    first = IslandProcess(base / names[0], names[0], extra_config=no_spark, cwd=cwd).start()
+    try:
+        second = IslandProcess(base / names[1], names[1], cwd=cwd,
+                               extra_config=f'{no_spark}[federation]\npeers = ["{first.address}"]\n').start()
+    except BaseException:
+        first.kill()
+        raise
+    with first.client() as c:
+        c.ingest(str(SHARED_HATS / "small_sky_source"), dataset)
+    with second.client() as c:
+        wait_for(lambda: dataset in {d.name for d in c.datasets()}, f"the catalog reached {names[1]}")
+    return first, second

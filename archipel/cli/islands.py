@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from archipel.cli.output import client_of as _client, needed, print_listing
+from archipel.cli.output import act, client_of as _client, print_listing
 from archipel.errors import InvalidArgument
 
 # Top-level modules of the ``island`` extra: missing one means a client-only install.
@@ -76,16 +76,19 @@ def cmd_island_serve(args: argparse.Namespace) -> int:
     os._exit(0)
 
 
+PEER_ACTIONS = {
+    "add": ("add_peer", "address", "peers add needs HOST:PORT",
+            lambda p: f"following {p['island']} at {p['address']} ({p['state']})"),
+    "remove": ("remove_peer", "address", "peers remove needs HOST:PORT or an island name",
+               lambda p: f"no longer following {p['island'] or '?'} at {p['address']}"),
+}
+
+
 def cmd_peers(args: argparse.Namespace) -> int:
     with _client(args) as c:
-        if args.action == "add":
-            p = c.add_peer(needed(args.address, "peers add needs HOST:PORT"))
-            print(f"following {p['island']} at {p['address']} ({p['state']})")
-            return 0
-        if args.action == "remove":
-            p = c.remove_peer(needed(args.address, "peers remove needs HOST:PORT or an island name"))
-            print(f"no longer following {p['island'] or '?'} at {p['address']}")
-            return 0
+        done = act(c, args, PEER_ACTIONS)
+        if done is not None:
+            return done
         peers = c.peers()
     return print_listing(peers, "no peers", ["island", "address", "state", "last seq", "error"],
                          lambda p: [p["island"], p["address"], p["state"], str(p["last_seq"]), p["error"]])

@@ -43,6 +43,18 @@ def needed(value, message: str):
     return value
 
 
+def act(client, args, actions: dict) -> int | None:
+    """Runs ``args.action`` when it is one of ``actions``, ACTION -> (client method, the argument
+    it needs, the message when that is missing, what to print of the result); None otherwise
+    (the command lists instead)."""
+    spec = actions.get(args.action)
+    if spec is None:
+        return None
+    method, field, missing, say = spec
+    print(say(getattr(client, method)(needed(getattr(args, field), missing))))
+    return 0
+
+
 def print_listing(items: list, nothing: str, header: list[str], row, notes=None) -> int:
     """A command's listing: ``nothing`` when empty, else one table (``row(item)`` per item),
     then each item's ``notes(item)`` lines (errors, say). Returns the exit status, 0."""

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from archipel.cli.output import client_of as _client, needed, print_listing
+from archipel.cli.output import act, client_of as _client, print_listing
 from archipel.errors import InvalidArgument
 
 
@@ -72,10 +72,11 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
 def cmd_rules(args: argparse.Namespace) -> int:
     with _client(args) as c:
-        if args.action == "delete":
-            r = c.delete_rule(needed(args.id, "rules delete needs a rule ID (see `archipel rules`)"))
-            print(f"deleted rule {r.id} ({r.dataset} {r.region}); its replicas are now evictable cache")
-            return 0
+        done = act(c, args, {"delete": (
+            "delete_rule", "id", "rules delete needs a rule ID (see `archipel rules`)",
+            lambda r: f"deleted rule {r.id} ({r.dataset} {r.region}); its replicas are now evictable cache")})
+        if done is not None:
+            return done
         rules = c.rules()
     return print_listing(rules, "no rules", ["id", "dataset", "island", "state", "files", "bytes", "region"],
                          _rule_row, lambda r: [f"rule {r.id}: {e}" for e in r.errors])

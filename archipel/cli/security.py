@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from archipel.cli.output import client_of as _client, needed, print_listing
+from archipel.cli.output import act, client_of as _client, needed, print_listing
 from archipel.errors import InvalidArgument
 
 __all__ = ["add_commands", "add_access_flags"]
@@ -38,11 +38,12 @@ def cmd_tokens(args: argparse.Namespace) -> int:
                   f"{','.join(t.rights) or '-'}; admin: {'yes' if t.admin else 'no'}; expires: {_when(t.expires)})")
             print(t.token)
             return 0
-        if args.action == "revoke":
-            t = c.revoke_token(needed(args.id, "tokens revoke needs the token ID (see `archipel tokens list`)"))
-            print(f"revoked token {t.id} of {t.user}; every island of the archipelago refuses it once the "
-                  f"revocation reaches it")
-            return 0
+        done = act(c, args, {"revoke": (
+            "revoke_token", "id", "tokens revoke needs the token ID (see `archipel tokens list`)",
+            lambda t: f"revoked token {t.id} of {t.user}; every island of the archipelago refuses it once the "
+                      f"revocation reaches it")})
+        if done is not None:
+            return done
         found = c.tokens()
     return print_listing(found, "no tokens", ["id", "user", "groups", "rights", "admin", "issuer", "expires", "state"],
                          _token_row)

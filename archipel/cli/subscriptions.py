@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from archipel.cli.rules import _region
-from archipel.cli.output import client_of as _client, needed, print_listing
+from archipel.cli.output import act, client_of as _client, print_listing
 from archipel.errors import InvalidArgument
 
 
@@ -99,11 +99,11 @@ def _subscription_row(s) -> list[str]:
 
 def cmd_subscriptions(args: argparse.Namespace) -> int:
     with _client(args) as c:
-        if args.action == "delete":
-            s = c.delete_subscription(needed(args.name, "subscriptions delete needs a NAME (see `archipel "
-                                                        "subscriptions`)"))
-            print(f"deleted subscription {s.name} ({s.mode} of {s.dataset_pattern})")
-            return 0
+        done = act(c, args, {"delete": (
+            "delete_subscription", "name", "subscriptions delete needs a NAME (see `archipel subscriptions`)",
+            lambda s: f"deleted subscription {s.name} ({s.mode} of {s.dataset_pattern})")})
+        if done is not None:
+            return done
         subs = c.subscriptions()
     return print_listing(subs, "no subscriptions", ["name", "mode", "pattern", "cursor", "lag", "lag s", "state",
                                                     "filter"],

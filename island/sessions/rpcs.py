@@ -7,6 +7,7 @@ runs the session or job decides.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import grpc
@@ -51,6 +52,19 @@ def parse_cone(text: str) -> tuple[float, float, float] | None:
     if not (-90 <= dec <= 90 and 0 < radius <= 180) or any(v != v for v in (ra, dec, radius)):
         raise InvalidArgument(f"cone {text[:60]!r}: dec must be in [-90, 90] and radius in (0, 180]")
     return ra % 360, dec, radius
+
+
+def relayed(method):
+    """A request naming another island (its ``island`` field) is relayed there, with the
+    caller's token, and that island's answer returned; ``method`` answers for this one."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self, request, context, call: Call):
+        if self._elsewhere(request.island):
+            return self._relay(name, request, call, request.island)
+        return method(self, request, context, call)
+    return wrapper
 
 
 class SessionRpcs:
@@ -119,22 +133,19 @@ class SessionRpcs:
         return info
 
     @rpc
+    @relayed
     def ListSessions(self, request, context, call: Call):
-        if self._elsewhere(request.island):
-            return self._relay("ListSessions", request, call, request.island)
         return pb.ListSessionsResponse(sessions=self._sessions_here().infos(call.caller))
 
     @rpc
+    @relayed
     def KillSession(self, request, context, call: Call):
-        if self._elsewhere(request.island):
-            return self._relay("KillSession", request, call, request.island)
         return self._sessions_here().kill(call.caller, request.id)
 
     # -- tables in memory ------------------------------------------------------------------------
     @rpc
+    @relayed
     def CacheTable(self, request, context, call: Call):
-        if self._elsewhere(request.island):
-            return self._relay("CacheTable", request, call, request.island)
         access.check_admin(call.caller, "keeping datasets in the island's memory")
         name = check_dataset_name(request.dataset)
         call.datasets.append(name)
@@ -150,9 +161,8 @@ class SessionRpcs:
         return _table_pb(table, self.cfg.island.name)
 
     @rpc
+    @relayed
     def ListCachedTables(self, request, context, call: Call):
-        if self._elsewhere(request.island):
-            return self._relay("ListCachedTables", request, call, request.island)
         visible = []
         for t in self._sessions_here().cache.tables():
             try:
@@ -164,9 +174,8 @@ class SessionRpcs:
         return pb.ListCachedTablesResponse(tables=[_table_pb(t, self.cfg.island.name) for t in visible])
 
     @rpc
+    @relayed
     def DropCachedTable(self, request, context, call: Call):
-        if self._elsewhere(request.island):
-            return self._relay("DropCachedTable", request, call, request.island)
         access.check_admin(call.caller, "dropping tables from the island's memory")
         name = check_dataset_name(request.dataset)
         cache = self._sessions_here().cache
@@ -198,21 +207,18 @@ class SessionRpcs:
         return _job_pb(job)
 
     @rpc
+    @relayed
     def ListJobs(self, request, context, call: Call):
-        if self._elsewhere(request.island):
-            return self._relay("ListJobs", request, call, request.island)
         return pb.ListJobsResponse(jobs=[_job_pb(j) for j in self._sessions_here().jobs.jobs(call.caller)])
 
     @rpc
+    @relayed
     def GetJob(self, request, context, call: Call):
-        if self._elsewhere(request.island):
-            return self._relay("GetJob", request, call, request.island)
         return _job_pb(self._sessions_here().jobs.get(call.caller, request.id))
 
     @rpc
+    @relayed
     def CancelJob(self, request, context, call: Call):
-        if self._elsewhere(request.island):
-            return self._relay("CancelJob", request, call, request.island)
         return _job_pb(self._sessions_here().jobs.cancel(call.caller, request.id))
 
     @rpc

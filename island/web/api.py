@@ -19,7 +19,7 @@ from aiohttp import web
 from archipel.errors import ArchipelError, InvalidArgument
 from archipel.types import ROUTE_VALUES, DatasetInfo
 from island.web.formats import EXTENSIONS, ResultWriter, check_format
-from island.web.gateway import Gateway
+from island.web.gateway import Gateway, add_routes
 from island.web.votable import column_meta
 
 __all__ = ["ApiRoutes", "dataset_json", "stream_result"]
@@ -175,21 +175,16 @@ class ApiRoutes:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
 
+    ROUTES = {
+        "GET": {f"/api/v1/{path}": handler for path, handler in [
+            ("openapi.json", "openapi"), ("island", "island"), ("whoami", "whoami"), ("datasets", "datasets"),
+            ("datasets/{name}", "describe"), ("datasets/{name}/coverage", "coverage"), ("subscribe", "subscribe"),
+            ("subscriptions", "subscriptions"), ("peers", "peers"), ("rules", "rules"), ("cache", "cache")]},
+        "*": {"/api/v1/query": "query", "/api/v1/explain": "explain"},  # GET or POST
+    }
+
     def add(self, app: web.Application) -> None:
-        r = app.router
-        r.add_get("/api/v1/openapi.json", self.openapi)
-        r.add_get("/api/v1/island", self.island)
-        r.add_get("/api/v1/whoami", self.whoami)
-        r.add_get("/api/v1/datasets", self.datasets)
-        r.add_get("/api/v1/datasets/{name}", self.describe)
-        r.add_get("/api/v1/datasets/{name}/coverage", self.coverage)
-        r.add_route("*", "/api/v1/query", self.query)
-        r.add_route("*", "/api/v1/explain", self.explain)
-        r.add_get("/api/v1/subscribe", self.subscribe)
-        r.add_get("/api/v1/subscriptions", self.subscriptions)
-        r.add_get("/api/v1/peers", self.peers)
-        r.add_get("/api/v1/rules", self.rules)
-        r.add_get("/api/v1/cache", self.cache)
+        add_routes(app, self, self.ROUTES)
 
     def _client(self, request: web.Request):
         return self.gw.client(request.headers.get("Authorization"))

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from archipel.client import Client
 from archipel.errors import ArchipelError, Unauthenticated
 
-__all__ = ["Gateway", "STATUS", "http_status", "bearer_token"]
+__all__ = ["Gateway", "STATUS", "http_status", "bearer_token", "add_routes"]
 
 T = TypeVar("T")
 
@@ -24,6 +24,17 @@ STATUS = {
     "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499, "FAILED_PRECONDITION": 503,
     "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504, "INTERNAL": 500, "DATA_LOSS": 500,
 }
+
+
+def add_routes(app, handlers: object, routes: dict[str, dict[str, str]]) -> None:
+    """Adds ``routes`` (HTTP METHOD or "*" -> {PATH: the name of its handler on ``handlers``});
+    GET routes answer HEAD too."""
+    for method, paths in routes.items():
+        for path, handler in paths.items():
+            if method == "GET":
+                app.router.add_get(path, getattr(handlers, handler))
+            else:
+                app.router.add_route(method, path, getattr(handlers, handler))
 
 
 def http_status(exc: ArchipelError) -> int:

@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from archipel.errors import ArchipelError, Cancelled, InvalidArgument, NotFound
-from island.web.gateway import Gateway, http_status
+from island.web.gateway import Gateway, add_routes, http_status
 from island.web.tapquery import DEFAULT_MAXREC, HARD_MAXREC, VOTABLE, TapResult, check_request, param, run_tap_query
 from island.web.uws import FINAL, Job, JobStore, iso, job_xml, jobs_xml
 from island.web.vosi import availability_xml, capabilities_xml, table_xml, tables_xml
@@ -57,20 +57,17 @@ class TapRoutes:
         self.jobs = JobStore(jobs_dir)
         self._running = threading.Semaphore(8)
 
+    ROUTES = {
+        "GET": {"/tap": "landing", "/tap/": "landing", "/tap/capabilities": "capabilities",
+                "/tap/availability": "availability", "/tap/tables": "tables", "/tap/tables/{name}": "table",
+                "/tap/async/{id}/results/result": "result", "/scs/{dataset}": "cone_search"},
+        # UWS: GET reads, POST changes (DELETE too, as UWS clients send it)
+        "*": {"/tap/sync": "sync", "/tap/async": "async_list", "/tap/async/{id}": "job",
+              "/tap/async/{id}/{attr}": "job_attr"},
+    }
+
     def add(self, app: web.Application) -> None:
-        r = app.router
-        r.add_get("/tap", self.landing)
-        r.add_get("/tap/", self.landing)
-        r.add_route("*", "/tap/sync", self.sync)
-        r.add_get("/tap/capabilities", self.capabilities)
-        r.add_get("/tap/availability", self.availability)
-        r.add_get("/tap/tables", self.tables)
-        r.add_get("/tap/tables/{name}", self.table)
-        r.add_route("*", "/tap/async", self.async_list)
-        r.add_route("*", "/tap/async/{id}", self.job)
-        r.add_route("*", "/tap/async/{id}/{attr}", self.job_attr)
-        r.add_get("/tap/async/{id}/results/result", self.result)
-        r.add_get("/scs/{dataset}", self.cone_search)
+        add_routes(app, self, self.ROUTES)
 
     def _client(self, request: web.Request):
         return self.gw.client(request.headers.get("Authorization"))

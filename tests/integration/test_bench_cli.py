@@ -8,20 +8,14 @@ import json
 
 import pytest
 
-from islands import SHARED_HATS, IslandProcess, cli, wait_for
+from islands import cli, peered_pair, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_bench_reports_every_case_and_cleans_up(tmp_path):
-    b1 = IslandProcess(tmp_path / "b1", "b1", extra_config="[spark]\nstart = false\n").start()
-    b2 = IslandProcess(tmp_path / "b2", "b2",
-                       extra_config=f'[spark]\nstart = false\n[federation]\npeers = ["{b1.address}"]\n').start()
+    b1, b2 = peered_pair(tmp_path, ("b1", "b2"), "bench.source")
     try:
-        with b1.client() as c:
-            c.ingest(str(SHARED_HATS / "small_sky_source"), "bench.source")
-        with b2.client() as c:
-            wait_for(lambda: "bench.source" in {d.name for d in c.datasets()}, "the catalog reached b2")
         out = tmp_path / "report.json"
         cli("bench", "--island", b2.address, "--dataset", "bench.source", "--cones", "5", "--radius", "1",
             "--format", "json", "-o", str(out), "--quiet")

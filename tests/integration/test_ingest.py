@@ -138,20 +138,24 @@ def test_hostile_names_refused_by_the_island_itself(island):
                 c._unary("Ingest", pb.IngestRequest(items=[pb.IngestItem(path="/tmp", dataset=name)]))
 
 
+def _all_refused(island, cases: list[tuple[str, str, str, dict]]) -> None:
+    """Each ingest (PATH, DATASET, MESSAGE, KEYWORDS) is refused with an InvalidArgument saying
+    MESSAGE, and the island's catalog is as it was."""
+    with island.client() as c:
+        before = _snapshot(island, c)
+        for path, name, message, kw in cases:
+            with pytest.raises(archipel.InvalidArgument, match=message):
+                c.ingest(path, name, **kw)
+        assert _snapshot(island, c) == before
+
+
 def test_bad_paths_and_files(island, tmp_path):
     (tmp_path / "notparquet.parquet").write_text("hello, I am text")
     (tmp_path / "empty").mkdir()
-    with island.client() as c:
-        before = _snapshot(island, c)
-        with pytest.raises(archipel.InvalidArgument, match="not a readable Parquet"):
-            c.ingest(str(tmp_path / "notparquet.parquet"), "bad.text")
-        with pytest.raises(archipel.InvalidArgument, match="does not exist"):
-            c.ingest(str(tmp_path / "missing"), "bad.missing")
-        with pytest.raises(archipel.InvalidArgument, match="no .parquet"):
-            c.ingest(str(tmp_path / "empty"), "bad.empty")
-        with pytest.raises(archipel.InvalidArgument):
-            c.ingest("", "bad.empty_path")
-        assert _snapshot(island, c) == before
+    _all_refused(island, [(str(tmp_path / "notparquet.parquet"), "bad.text", "not a readable Parquet", {}),
+                          (str(tmp_path / "missing"), "bad.missing", "does not exist", {}),
+                          (str(tmp_path / "empty"), "bad.empty", "no .parquet", {}),
+                          ("", "bad.empty_path", "", {})])
 
 
 def test_bad_sky_values_refused(island, tmp_path):
@@ -159,15 +163,9 @@ def test_bad_sky_values_refused(island, tmp_path):
     pq.write_table(t, tmp_path / "nulls.parquet")
     t2 = pa.table({"ra": [10.0, 20.0], "dec": [1.0, 95.0]})
     pq.write_table(t2, tmp_path / "dec.parquet")
-    with island.client() as c:
-        before = _snapshot(island, c)
-        with pytest.raises(archipel.InvalidArgument, match="null|NaN"):
-            c.ingest(str(tmp_path / "nulls.parquet"), "bad.nulls")
-        with pytest.raises(archipel.InvalidArgument, match="outside"):
-            c.ingest(str(tmp_path / "dec.parquet"), "bad.dec")
-        with pytest.raises(archipel.InvalidArgument, match="not in the data"):
-            c.ingest(str(tmp_path / "dec.parquet"), "bad.cols", ra="nope", dec="dec")
-        assert _snapshot(island, c) == before
+    _all_refused(island, [(str(tmp_path / "nulls.parquet"), "bad.nulls", "null|NaN", {}),
+                          (str(tmp_path / "dec.parquet"), "bad.dec", "outside", {}),
+                          (str(tmp_path / "dec.parquet"), "bad.cols", "not in the data", {"ra": "nope", "dec": "dec"})])
 
 
 def test_publish_sky_catalog_and_query_it_back(island, sky):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import archipel
-from islands import IslandProcess, cli, wait_for
+from islands import IslandProcess, cli, peered_pair
 
 BAD_CONFIGS = [
     ("[island]\nname = 'x'\nport = 'many'\n", "expected int"),
@@ -106,18 +106,11 @@ def test_catalog_survives_restart(tmp_path):
 def test_islands_workers_and_the_cli_write_nothing_where_they_are_started(tmp_path):
     """State lives under the island folders: the folder the processes start in stays empty
     through ingest, a replication by Celery workers (Kombu's file transport) and CLI calls."""
-    from islands import SHARED_HATS
-
     work = tmp_path / "cwd"
     work.mkdir()
-    a = IslandProcess(tmp_path / "a", "a", extra_config="[spark]\nstart = false\n", cwd=work).start()
-    b = IslandProcess(tmp_path / "b", "b", cwd=work,
-                      extra_config=f'[spark]\nstart = false\n[federation]\npeers = ["{a.address}"]\n').start()
+    a, b = peered_pair(tmp_path, ("a", "b"), "clean.source", cwd=work)
     try:
-        with a.client() as c:
-            c.ingest(str(SHARED_HATS / "small_sky_source"), "clean.source")
         with b.client() as c:
-            wait_for(lambda: "clean.source" in {d.name for d in c.datasets()}, "the catalog reached b")
             rule = c.replicate("clean.source", to="b").wait()
             assert rule.state == "ok", rule
         import sys
