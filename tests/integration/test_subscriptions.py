@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -221,11 +220,12 @@ def test_subscriber_island_restarted_mid_stream_resumes(trio):
         a.start()
         cb.publish("alerts.b", batch(200, 52), mode="append")
         wait_for(lambda: len(got.items) >= 3, "the events from before and after the restart", timeout=120)
-        time.sleep(0.3)
+        cb.publish("alerts.b", batch(7, 53), mode="append")  # a marker: anything repeated comes before it
+        wait_for(lambda: any(e.rows == 7 for e in got.items), "the marker event")
         sub.close()
         assert got.error is None, got.error
         rows = [e.rows for e in got.items]
-        assert rows == [200, 200, 200], rows
+        assert rows == [200, 200, 200, 7], rows
         cursors = [e.cursor for e in got.items]
         assert cursors == sorted(set(cursors))
         ca.delete_subscription("survivor")
