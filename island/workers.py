@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["WorkerPool"]
@@ -18,18 +19,17 @@ __all__ = ["WorkerPool"]
 logger = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class WorkerPool:
-    def __init__(self, island: str, count: int, concurrency: int, env: dict[str, str], log_dir: Path,
-                 on_death: Callable[[str], None]) -> None:
-        self.island = island
-        self.count = count
-        self.concurrency = concurrency
-        self.env = env
-        self.log_dir = log_dir
-        self.on_death = on_death
-        self.procs: dict[str, subprocess.Popen] = {}
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
+    island: str
+    count: int  # worker processes
+    concurrency: int  # transfers per process (threads)
+    env: dict[str, str]
+    log_dir: Path
+    on_death: Callable[[str], None]  # called with the name of a worker that died
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def names(self) -> list[str]:
         return [f"w{i}@{self.island}" for i in range(1, self.count + 1)]

@@ -46,6 +46,17 @@ def cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeo
     return proc
 
 
+def source_copy(dest: Path) -> Path:
+    """A copy of the repository's working tree (without .git, the virtualenv or build output) to
+    ``pip install`` from: a build writes its build/ and egg-info beside the sources, which must
+    not be the repository's."""
+    import shutil
+
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".archipel-local", "data"))
+    return dest
+
+
 class TestArchipelago:
     """A CA of the test session's own (every island of the suite joins it), and tokens signed
     by a certificate it issued, as any island of the archipelago would sign them."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import venv
 
-from islands import ROOT
+from islands import source_copy
 
 CLIENT_SCRIPT = """
 import sys
@@ -33,7 +33,7 @@ def test_plain_pip_install_is_a_working_client(island, tmp_path):
     env_dir = tmp_path / "client-venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    proc = subprocess.run([str(py), "-m", "pip", "install", "-q", str(ROOT)], capture_output=True, text=True,
+    proc = subprocess.run([str(py), "-m", "pip", "install", "-q", str(source_copy(tmp_path / "src"))], capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = subprocess.run([str(py), "-c", CLIENT_SCRIPT, island.address], capture_output=True, text=True,

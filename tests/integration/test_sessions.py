@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import archipel
-from islands import ROOT, SHARED_HATS, IslandProcess, archipelago, cli, wait_for
+from islands import SHARED_HATS, IslandProcess, archipelago, cli, source_copy, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,8 @@ def spark_venv(tmp_path_factory) -> Path:
     env_dir = tmp_path_factory.mktemp("spark-client") / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    proc = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{ROOT}[spark]"], capture_output=True, text=True,
+    source = source_copy(tmp_path_factory.mktemp("spark-client-src") / "archipel")
+    proc = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{source}[spark]"], capture_output=True, text=True,
                           timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return py
