@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from islands import IslandProcess  # noqa: E402
+from islands import IslandProcess, free_port  # noqa: E402,F401 - free_port is the benchmarks' too
 
 DATA = HERE / "data"
 ROWS = 10_000_000
@@ -175,14 +175,6 @@ def run_python(code: str, *args: str, timeout: float = 1800) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark process failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def median(xs: list[float]) -> float:

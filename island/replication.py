@@ -111,7 +111,8 @@ class Replication:
         env = worker_environment(cfg, secure=gate is not None)
         if gate is not None:  # the island's identity on the data plane, for it and its workers
             os.environ.update({k: v for k, v in env.items() if k in DATA_TLS_ENV or k.startswith(("X509", "XrdSec"))})
-        self.workers = WorkerPool(self.here, r.workers, r.concurrency, env, cfg.root / "logs", self._worker_died)
+        self.workers = WorkerPool(self.here, r.workers, r.concurrency, env, cfg.root / "logs", self._worker_died,
+                                  busy=lambda name: transfers.held_by(store, name) > 0)
         self.integrity = Integrity(store, self.here, self.replicas, self.mover, r.verify_seconds)
         self._in_use: Counter[tuple[str, str]] = Counter()
         self._in_use_lock = threading.Lock()

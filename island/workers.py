@@ -27,6 +27,9 @@ class WorkerPool:
     env: dict[str, str]
     log_dir: Path
     on_death: Callable[[str], None]  # called with the name of a worker that died
+    # Whether a worker is copying now: at stop, a busy one is given time to finish (Celery's warm
+    # shutdown), an idle one is not waited for (its loop only sees the signal after a 2 s poll).
+    busy: Callable[[str], bool] = lambda name: True
     procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -74,13 +77,22 @@ class WorkerPool:
         self._stopping.set()
         with self._lock:
             procs = list(self.procs.values())
+            names = {p.pid: n for n, p in self.procs.items()}
         for p in procs:
             if p.poll() is None:
                 p.terminate()
         deadline = time.monotonic() + 10
         for p in procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            while p.poll() is None and time.monotonic() < deadline:
+                if not self._busy(names[p.pid]):
+                    break  # nothing to finish: its claims and queued jobs are taken up again at the next start
+                time.sleep(0.05)
+            if p.poll() is None:
                 p.kill()
-                p.wait(5)
+            p.wait(5)
+
+    def _busy(self, name: str) -> bool:
+        try:
+            return self.busy(name)
+        except Exception:  # noqa: BLE001 - when in doubt, let it finish
+            return True

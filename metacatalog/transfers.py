@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from metacatalog.store import CatalogStore
 
-__all__ = ["TransferState", "request", "claim", "renew", "complete", "fail", "report_error", "release_worker",
+__all__ = ["TransferState", "request", "claim", "renew", "complete", "fail", "report_error", "release_worker", "held_by",
            "unfinished", "states", "summary", "Summary", "recent_errors"]
 
 LEASE_SECONDS = 60.0
@@ -92,6 +92,11 @@ def report_error(store: CatalogStore, source: str, message: str) -> bool:
             return False
         w.execute("INSERT INTO transfer_errors VALUES (?, ?, 1, ?, ?)", (source, message, now, now))
         return True
+
+
+def held_by(store: CatalogStore, worker: str) -> int:
+    """How many transfers ``worker`` is copying now."""
+    return store.query("SELECT count(*) FROM transfers WHERE state='copying' AND claimed_by=?", (worker,))[0][0]
 
 
 def release_worker(store: CatalogStore, worker: str) -> int:

@@ -22,17 +22,39 @@ SHARED_HATS = Path(os.environ.get("ARCHIPEL_SAMPLE_DATA", ROOT / "samples" / "ha
 _HANDED_OUT: set[int] = set()
 
 
-def free_port() -> int:
-    """A free port on 127.0.0.1 that this test run has not handed out before.
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
-    The kernel may give the same ephemeral port to two binds in a row once the first socket is
-    closed, so an island asking for three ports could get one twice."""
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(span: int = 1) -> int:
+    """A free port on 127.0.0.1 (the first of ``span`` free ports in a row) that this test run
+    has not handed out before.
+
+    It is taken below the kernel's ephemeral range: the ports a process binds with port 0
+    (Spark's JVM, xrootd, clients' own ends) come from that range, and could take a port
+    handed out here before the island that was given it binds it."""
+    import random
+
+    low, _ = _ephemeral_range()
+    top = max(low, 12000) - span
     while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
+        port = random.randrange(10000, top)
+        block = range(port, port + span)
+        if not _HANDED_OUT.intersection(block) and all(_bindable(p) for p in block):
+            _HANDED_OUT.update(block)
             return port
 
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from hats.io import paths
-from hats.pixel_math import HealpixPixel
-
 __all__ = ["pixel_file", "pixel_relpath", "parse_pixel_relpath"]
 
 _ROOT = PurePosixPath("/")
@@ -18,6 +15,11 @@ _PIXEL = re.compile(r"^dataset/Norder=(\d{1,2})/Dir=(\d{1,12})/Npix=(\d{1,15})\.
 
 def pixel_relpath(order: int, pixel: int, suffix: str = ".parquet") -> str:
     """The pixel's path relative to its catalog's folder; ``suffix="/"`` for its folder form."""
+    # hats (and the astropy, pandas and mocpy it loads) is imported at the first use, not at
+    # the island's start: 1.5 s of every start and every command otherwise.
+    from hats.io import paths
+    from hats.pixel_math import HealpixPixel
+
     full = str(paths.pixel_catalog_file(Path(_ROOT), HealpixPixel(order, pixel), npix_suffix=suffix))
     return str(PurePosixPath(full).relative_to(_ROOT)) + ("/" if suffix.endswith("/") else "")
 

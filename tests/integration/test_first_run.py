@@ -36,7 +36,7 @@ def test_a_fresh_clone_runs_the_readme_command_and_its_printed_queries_answer(tm
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=300)
     command = _run_command_of_readme()
     assert command == "./dev run", command
-    port = free_port()
+    port = free_port(span=10 * islands + 3)  # ./dev run takes PORT..PORT+2 for each island, 10 apart
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIPEL_")}
     env.update({"ARCHIPEL_HOME": str(home), "ARCHIPEL_PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"})
