@@ -7,13 +7,12 @@ through the client, against the same query on a plain SparkSession reading the w
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import time
 from pathlib import Path
 
-from common import DATASET, bench_island, median, report, run_python
+from common import DATASET, arguments, bench_island, median, report, run_python
 
 SPARK_CONES = """
 import json, os, sys, time
@@ -33,10 +32,7 @@ print(json.dumps({"times": times}))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--radius", type=float, default=0.5)
-    args = parser.parse_args()
+    args = arguments(__doc__, runs=(50, "cones per engine"), radius=(0.5, "cone radius in degrees"))
     from federation.planner import cone_predicate_sql
 
     rnd = random.Random(1)

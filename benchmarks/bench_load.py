@@ -11,7 +11,6 @@ latency, errors, and the island's resident memory before and after.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import statistics
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from common import arguments  # noqa: E402
 from islands import IslandProcess, archipelago  # noqa: E402
 from skydata import sky_table  # noqa: E402
 
@@ -92,12 +92,11 @@ def _client_process(address: str, token: str, ca: str, threads: int, seconds: fl
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--streams", type=int, default=200)
-    ap.add_argument("--baseline-seconds", type=float, default=10.0)
-    args = ap.parse_args()
+    args = arguments(__doc__.splitlines()[0],
+                     clients=(50, "busy clients"),
+                     seconds=(60.0, "how long they stay busy"),
+                     streams=(200, "idle subscription streams held open"),
+                     baseline_seconds=(10.0, "probe time alone"))
     folder = Path(tempfile.mkdtemp(prefix="archipel-load-"))
     isl = IslandProcess(folder / "island", "load", extra_config="[spark]\nstart = false\n").start()
     try:

@@ -8,7 +8,6 @@ grpcio in one process); rates are Arrow bytes of the result per second.
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import subprocess
@@ -17,7 +16,8 @@ import time
 from pathlib import Path
 
 from bench_wire import FLIGHT_READ, FLIGHT_SERVER
-from common import DATASET, ROOT, bench_island, free_port, median, report, run_python
+from common import DATASET, ROOT, arguments, bench_island, median, report, run_python
+from islands import free_port
 
 ARCHIPEL_READ = """
 import json, sys, time, archipel
@@ -66,10 +66,7 @@ def rate(results: list[dict]) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-connect", action="store_true", help="skip Spark Connect")
-    args = parser.parse_args()
+    args = arguments(__doc__, runs=(3, "reads per path"), no_connect=(False, "skip Spark Connect"))
     isl = bench_island()
     rows = []
     try:

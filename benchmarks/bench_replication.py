@@ -10,7 +10,6 @@ embedded transport and with a Redis broker (when redis-server is installed), bes
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common import DATA, run_python
+from common import DATA, arguments, run_python
 
 from islands import IslandProcess
 
@@ -72,7 +71,7 @@ def make_files(folder: Path, files: int, file_mb: int) -> Path:
 
 
 def start_redis() -> tuple[subprocess.Popen, int]:
-    from common import free_port
+    from islands import free_port
 
     port = free_port()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -107,12 +106,11 @@ def timed(cmd: list[str], env: dict | None = None, sync: bool = False) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--files", type=int, default=64)
-    parser.add_argument("--file-mb", type=int, default=16)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-fsync", action="store_true", help="also rules that do not fsync each copy")
-    args = parser.parse_args()
+    args = arguments(__doc__,
+                     files=(64, "files replicated"),
+                     file_mb=(16, "MiB per file"),
+                     runs=(3, "runs per protocol"),
+                     no_fsync=(False, "also rules that do not fsync each copy"))
     DATA.mkdir(parents=True, exist_ok=True)
     os.chmod(DATA, 0o755)
     folder = make_files(DATA / f"repl-input-{args.files}x{args.file_mb}", args.files, args.file_mb)

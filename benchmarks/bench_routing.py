@@ -7,13 +7,12 @@ from B; and how long a new dataset published at B takes to be listed at A.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import sys
 import time
 
-from common import DATASET, bench_pair, report, run_python
+from common import DATASET, arguments, bench_pair, report, run_python
 
 READ = """
 import json, sys, time, archipel
@@ -28,9 +27,7 @@ print(json.dumps({"rate": best}))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=50)
-    args = parser.parse_args()
+    args = arguments(__doc__, runs=(50, "queries per path"))
     with bench_pair() as (b, a):
         with a.client() as ca, b.client() as cb:
             rnd = random.Random(3)

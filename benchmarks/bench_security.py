@@ -8,11 +8,10 @@ in their own processes. Also the cost of one token verification, in process.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from common import DATA, DATASET, SQL_READER, make_input, median, report, run_python
+from common import DATA, DATASET, SQL_READER, arguments, make_input, median, report, run_python
 from islands import IslandProcess, free_port
 
 # The transport alone: a gRPC server streaming 3 MiB messages, read over TLS and over plaintext
@@ -51,10 +50,9 @@ WHOLE = f"SELECT * FROM {DATASET}"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3, help="whole-catalog reads per mode")
-    ap.add_argument("--small", type=int, default=60, help="small queries per mode and round")
-    args = ap.parse_args()
+    args = arguments(__doc__,
+                     runs=(3, "whole-catalog reads per mode"),
+                     small=(60, "small queries per mode and round"))
     DATA.mkdir(parents=True, exist_ok=True)
     folder = DATA / "island-security"
     plain_port = free_port()

@@ -9,13 +9,12 @@ Ratio = session time / plain time (goal < 1.2); open time goal < 1 s.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-from common import DATASET, PLAIN_SPARK, TIMED, bench_island, median, report, run_python
+from common import DATASET, PLAIN_SPARK, TIMED, arguments, bench_island, median, report, run_python
 
 # The same DataFrame code in both; ``t`` is the table.
 QUERIES = {
@@ -55,9 +54,7 @@ print(json.dumps({name: timed(lambda: eval(code), int(sys.argv[3])) for name, co
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments(__doc__, runs=(3, "timed runs per query"))
     isl = bench_island()
     try:
         ours = run_python(SESSION, isl.address, DATASET, json.dumps(QUERIES), str(args.runs))

@@ -7,12 +7,11 @@ same local[2] master. Ratio = island time / plain time; the goal is under 1.2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from common import DATASET, PLAIN_SPARK, bench_island, median, report, run_python
+from common import DATASET, PLAIN_SPARK, arguments, bench_island, median, report, run_python
 
 QUERIES = {
     "heavy aggregation": ("SELECT floor(ra) AS r, floor(dec) AS d, count(*) AS n, avg(mag_g) AS g, "
@@ -30,9 +29,7 @@ print(json.dumps({name: timed(lambda: spark.sql(q.format(t="big")).toArrow(), in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments(__doc__, runs=(3, "timed runs per query"))
     isl = bench_island()
     try:
         ours: dict[str, list[float]] = {}

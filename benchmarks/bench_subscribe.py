@@ -9,7 +9,6 @@ best a poller can do with no interval at all), and the append call itself.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from common import report
+from common import arguments, report
 
 from islands import IslandProcess
 
@@ -40,11 +39,10 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--appends", type=int, default=200)
-    parser.add_argument("--rows", type=int, default=100)
-    parser.add_argument("--gap", type=float, default=0.05, help="seconds between two appends")
-    args = parser.parse_args()
+    args = arguments(__doc__,
+                     appends=(200, "appends published"),
+                     rows=(100, "rows per append"),
+                     gap=(0.05, "seconds between two appends"))
     base = Path(tempfile.mkdtemp(prefix="archipel-bench-subs-"))
     common = "[spark]\nstart = false\n"
     a = IslandProcess(base / "a", "a", extra_config=common)

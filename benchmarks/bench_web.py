@@ -12,14 +12,13 @@ catalog), alternated in one run, each reader in its own process:
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
 import urllib.parse
 
-from common import DATA, DATASET, SQL_READER, make_input, median, report, run_python
+from common import DATA, DATASET, SQL_READER, arguments, make_input, median, report, run_python
 from islands import IslandProcess
 
 HTTP_READER = """
@@ -76,10 +75,7 @@ def _curl_rate(url: str) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3, help="whole-catalog reads per path")
-    ap.add_argument("--small", type=int, default=40, help="cones per path and round")
-    args = ap.parse_args()
+    args = arguments(__doc__, runs=(3, "whole-catalog reads per path"), small=(40, "cones per path and round"))
     DATA.mkdir(parents=True, exist_ok=True)
     folder = DATA / "island-web"
     isl = IslandProcess(folder, "benchweb", extra_config="[spark]\nstart = false\n")

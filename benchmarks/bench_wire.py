@@ -21,13 +21,12 @@ Rates are Arrow bytes of the result per second, best of ``--runs``.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import DATASET, ROOT, bench_pair, report, run_python
+from common import DATASET, ROOT, arguments, bench_pair, report, run_python
 
 CLIENT_READ = """
 import json, sys, time, archipel
@@ -105,7 +104,7 @@ def best(results: list[dict]) -> float:
 
 
 def flight(folder: str, runs: int, tls: tuple[str, str, str] | None) -> list[dict]:
-    from common import free_port
+    from islands import free_port
 
     port = free_port()
     extra = [tls[1], tls[2]] if tls else []
@@ -120,10 +119,7 @@ def flight(folder: str, runs: int, tls: tuple[str, str, str] | None) -> list[dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--radius", type=float, nargs="+", default=[10.0, 20.0])
-    args = parser.parse_args()
+    args = arguments(__doc__, runs=(3, "reads per path"), radius=([10.0, 20.0], "cone radii in degrees"))
     with bench_pair() as (b, a):
         with b.client() as cb:
             d = cb.describe(DATASET)

@@ -6,6 +6,7 @@ Data and the island live in benchmarks/data/ (ignored by git) and are reused bet
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import statistics
@@ -22,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from islands import IslandProcess, free_port  # noqa: E402,F401 - free_port is the benchmarks' too
+from islands import IslandProcess  # noqa: E402
 
 DATA = HERE / "data"
 ROWS = 10_000_000
@@ -175,6 +176,21 @@ def run_python(code: str, *args: str, timeout: float = 1800) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark process failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def arguments(doc: str, **options: tuple) -> argparse.Namespace:
+    """The command line of a benchmark: ``--NAME`` for each option NAME=(default, help), typed
+    as its default (a list default takes several values, False is a flag)."""
+    parser = argparse.ArgumentParser(description=doc)
+    for name, (default, text) in options.items():
+        flag = "--" + name.replace("_", "-")
+        if default is False:
+            parser.add_argument(flag, action="store_true", help=text)
+        elif isinstance(default, list):
+            parser.add_argument(flag, type=type(default[0]), nargs="+", default=default, help=text)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=text)
+    return parser.parse_args()
 
 
 def median(xs: list[float]) -> float:
