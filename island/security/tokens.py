@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from archipel.errors import InvalidArgument, PermissionDenied, Unauthenticated
-from archipel.types import parse_duration
+from archipel.types import TokenInfo, parse_duration
 from federation.pki import IslandCredentials, verify_island_der, verify_signature
 from metacatalog.access import RIGHTS, Caller, check_user_name
 
@@ -28,15 +28,9 @@ MAX_TOKEN_CHARS = 8192
 
 
 @dataclass(frozen=True)
-class TokenClaims:
-    id: str
-    user: str
-    groups: tuple[str, ...]
-    rights: tuple[str, ...]
-    admin: bool
-    issued: float
-    expires: float  # 0: never
-    issuer: str
+class TokenClaims(TokenInfo):
+    """What a token says (the fields of the client's TokenInfo; revocation is the catalog's,
+    not the token's), and the caller it makes."""
 
     def caller(self, raw: str = "") -> Caller:
         return Caller(user=self.user, groups=frozenset(self.groups), rights=frozenset(self.rights), admin=self.admin,
