@@ -216,6 +216,9 @@ def test_a_celery_worker_in_its_own_namespace_replicates_over_a_cut_link(sites, 
 
 
 def test_spark_on_a_standalone_cluster_whose_worker_is_in_another_namespace(sites, tmp_path):
+    """An island whose Spark is a real standalone cluster (a master and a worker started from the
+    pyspark package itself, as separate processes), the worker on another host: queries and a
+    Spark session with a Python UDF run in its executors."""
     import pyspark
 
     home = Path(pyspark.__file__).parent
@@ -249,20 +252,44 @@ def test_spark_on_a_standalone_cluster_whose_worker_is_in_another_namespace(site
                             extra_config=f'[spark]\nmaster = "{url}"\nexecutor_memory = "768m"\n')
         isl.start(wait_spark=True)
         with isl.client() as c:
+            assert c.info()["spark_master"] == url
+            c.ingest(str(SHARED_HATS / "small_sky_o1_collection"), "sky.order1")
             c.ingest(str(SHARED_HATS / "small_sky_source"), "sky.source")
-            result = c.sql("SELECT object_id, count(*) AS n FROM sky.source GROUP BY object_id ORDER BY object_id",
-                           engine="spark")
+            result = c.sql("SELECT o.id, count(*) AS n FROM sky.order1 o JOIN sky.source s ON s.object_id = o.id "
+                           "GROUP BY o.id ORDER BY o.id", engine="spark")
             got = result.read_all()
             assert result.stats.engine == "spark"
         import pyarrow.parquet as pq
 
-        truth = (pq.read_table(SHARED_HATS / "small_sky_source" / "dataset").group_by("object_id")
-                 .aggregate([("source_id", "count")]).sort_by("object_id"))
-        assert got["object_id"].to_pylist() == truth["object_id"].to_pylist()
+        sources = pq.read_table(SHARED_HATS / "small_sky_source" / "dataset")
+        objects = pq.read_table(SHARED_HATS / "small_sky_o1_collection" / "small_sky_order1" / "dataset")
+        joined = sources.join(objects.select(["id"]), keys="object_id", right_keys="id")
+        truth = joined.group_by("object_id").aggregate([("source_id", "count")]).sort_by("object_id")
+        assert got["id"].to_pylist() == truth["object_id"].to_pylist()
         assert got["n"].to_pylist() == truth["source_id_count"].to_pylist()
-        # the executor ran in namespace w, on the worker's host
+        # a Spark session through the island runs on the same cluster, a Python UDF included
+        from pyspark.sql.connect import functions as F
+        from pyspark.sql.connect.functions import udf
+        from pyspark.sql.types import LongType
+
+        with isl.client() as c:
+            session = c.spark(datasets=["sky.order1", "sky.source"])
+            try:
+                parity = udf(lambda i: i % 2, LongType())
+                o, src = session.table("sky.order1"), session.table("sky.source")
+                rows = (src.join(o, src.object_id == o.id).groupBy(parity(o.id).alias("p"))
+                        .agg(F.count("*").alias("n")).orderBy("p").collect())
+                assert session.conf.get("spark.master") == url
+            finally:
+                session.stop()
+        ids = joined["object_id"].to_pylist()
+        assert [(r["p"], r["n"]) for r in rows] == [(p, sum(1 for i in ids if i % 2 == p))
+                                                    for p in sorted({i % 2 for i in ids})]
+        # the executors ran in namespace w, on the worker's host (their own folders there)
         log = (tmp_path / "worker.log").read_text()
         assert "Asked to launch executor" in log and f"spark://Worker@{hw}:" in log
+        apps = list((tmp_path / "work").glob("app-*"))
+        assert apps and any((a / "0" / "stderr").exists() for a in apps)
     finally:
         if isl is not None and isl.proc is not None and isl.proc.poll() is None:
             isl.stop()
