@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from archipel.cli.output import act, client_of as _client, print_listing
+from archipel.cli.output import act_or_list
 from archipel.errors import InvalidArgument
 
 # Top-level modules of the ``island`` extra: missing one means a client-only install.
@@ -85,13 +85,9 @@ PEER_ACTIONS = {
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        done = act(c, args, PEER_ACTIONS)
-        if done is not None:
-            return done
-        peers = c.peers()
-    return print_listing(peers, "no peers", ["island", "address", "state", "last seq", "error"],
-                         lambda p: [p["island"], p["address"], p["state"], str(p["last_seq"]), p["error"]])
+    return act_or_list(args, PEER_ACTIONS, lambda c: c.peers(), "no peers",
+                       ["island", "address", "state", "last seq", "error"],
+                       lambda p: [p["island"], p["address"], p["state"], str(p["last_seq"]), p["error"]])
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:

@@ -55,6 +55,18 @@ def act(client, args, actions: dict) -> int | None:
     return 0
 
 
+def act_or_list(args, actions: dict, listing, *shown) -> int:
+    """A command with actions on the items it lists (``peers add``, ``rules delete``...): runs
+    ``args.action`` (see ``act``), or prints ``listing(client)`` with ``print_listing(items,
+    *shown)``."""
+    with client_of(args) as c:
+        done = act(c, args, actions)
+        if done is not None:
+            return done
+        items = listing(c)
+    return print_listing(items, *shown)
+
+
 def print_listing(items: list, nothing: str, header: list[str], row, notes=None) -> int:
     """A command's listing: ``nothing`` when empty, else one table (``row(item)`` per item),
     then each item's ``notes(item)`` lines (errors, say). Returns the exit status, 0."""

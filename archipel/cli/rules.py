@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from archipel.cli.output import act, client_of as _client, print_listing
+from archipel.cli.output import act_or_list, client_of as _client
 from archipel.errors import InvalidArgument
 
 
@@ -70,16 +70,15 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     return 0
 
 
+RULE_ACTIONS = {"delete": (
+    "delete_rule", "id", "rules delete needs a rule ID (see `archipel rules`)",
+    lambda r: f"deleted rule {r.id} ({r.dataset} {r.region}); its replicas are now evictable cache")}
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        done = act(c, args, {"delete": (
-            "delete_rule", "id", "rules delete needs a rule ID (see `archipel rules`)",
-            lambda r: f"deleted rule {r.id} ({r.dataset} {r.region}); its replicas are now evictable cache")})
-        if done is not None:
-            return done
-        rules = c.rules()
-    return print_listing(rules, "no rules", ["id", "dataset", "island", "state", "files", "bytes", "region"],
-                         _rule_row, lambda r: [f"rule {r.id}: {e}" for e in r.errors])
+    return act_or_list(args, RULE_ACTIONS, lambda c: c.rules(), "no rules",
+                       ["id", "dataset", "island", "state", "files", "bytes", "region"],
+                       _rule_row, lambda r: [f"rule {r.id}: {e}" for e in r.errors])
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from archipel.cli.rules import _region
-from archipel.cli.output import act, client_of as _client, print_listing
+from archipel.cli.output import act_or_list, client_of as _client
 from archipel.errors import InvalidArgument
 
 
@@ -97,17 +97,15 @@ def _subscription_row(s) -> list[str]:
     return [s.name, s.mode, s.dataset_pattern, str(s.cursor), str(s.lag_changes), f"{s.lag_seconds:.1f}", state, flt]
 
 
+SUBSCRIPTION_ACTIONS = {"delete": (
+    "delete_subscription", "name", "subscriptions delete needs a NAME (see `archipel subscriptions`)",
+    lambda s: f"deleted subscription {s.name} ({s.mode} of {s.dataset_pattern})")}
+
+
 def cmd_subscriptions(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        done = act(c, args, {"delete": (
-            "delete_subscription", "name", "subscriptions delete needs a NAME (see `archipel subscriptions`)",
-            lambda s: f"deleted subscription {s.name} ({s.mode} of {s.dataset_pattern})")})
-        if done is not None:
-            return done
-        subs = c.subscriptions()
-    return print_listing(subs, "no subscriptions", ["name", "mode", "pattern", "cursor", "lag", "lag s", "state",
-                                                    "filter"],
-                         _subscription_row, lambda s: [f"subscription {s.name}: error: {s.error}"] if s.error else [])
+    return act_or_list(args, SUBSCRIPTION_ACTIONS, lambda c: c.subscriptions(), "no subscriptions",
+                       ["name", "mode", "pattern", "cursor", "lag", "lag s", "state", "filter"], _subscription_row,
+                       lambda s: [f"subscription {s.name}: error: {s.error}"] if s.error else [])
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
