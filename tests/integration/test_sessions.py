@@ -435,25 +435,21 @@ def test_an_island_restart_fails_the_running_job_with_the_reason_and_runs_the_qu
 
 
 def test_malformed_session_and_job_requests_get_clear_errors(island, users):
+    refused = [  # (the call, the error, what its message says)
+        (lambda c: c.kill_session("not-a-uuid"), archipel.InvalidArgument, "UUID"),
+        (lambda c: c.kill_session("6f1c1c1e-8a51-4c3f-9d1e-3f4f5a6b7c8d"), archipel.NotFound, "no session"),
+        (lambda c: c.job("nope"), archipel.NotFound, None),
+        (lambda c: c.submit("   \n"), archipel.InvalidArgument, "empty"),
+        (lambda c: c.submit("print(1)\x00\n"), archipel.InvalidArgument, "NUL"),
+        (lambda c: c.spark(datasets=["no such name!"]), archipel.InvalidArgument, None),
+        (lambda c: c.spark(datasets=["no.such"]), archipel.NotFound, None),
+        (lambda c: c.spark(island="atlantis"), archipel.InvalidArgument, "no island named"),
+        (lambda c: c.submit("/nonexistent/job.py"), archipel.InvalidArgument, "cannot read the script"),
+    ]
     with island.client(users["ana"]) as c:
-        with pytest.raises(archipel.InvalidArgument, match="UUID"):
-            c.kill_session("not-a-uuid")
-        with pytest.raises(archipel.NotFound):
-            c.kill_session("6f1c1c1e-8a51-4c3f-9d1e-3f4f5a6b7c8d")
-        with pytest.raises(archipel.NotFound):
-            c.job("nope")
-        with pytest.raises(archipel.InvalidArgument, match="empty"):
-            c.submit("   \n")
-        with pytest.raises(archipel.InvalidArgument, match="NUL"):
-            c.submit("print(1)\x00\n")
-        with pytest.raises(archipel.InvalidArgument):
-            c.spark(datasets=["no such name!"])
-        with pytest.raises(archipel.NotFound):
-            c.spark(datasets=["no.such"])
-        with pytest.raises(archipel.InvalidArgument, match="no island named"):
-            c.spark(island="atlantis")
-        with pytest.raises(archipel.InvalidArgument, match="cannot read the script"):
-            c.submit("/nonexistent/job.py")
+        for call, error, message in refused:
+            with pytest.raises(error, match=message):
+                call(c)
     with island.client(archipelago().token("nobody-in-particular")) as c:
         assert c.sessions() == [] and c.jobs() == []
     bad = cli("submit", "notes.txt", "--island", island.address, "--token", users["ana"], "--ca", str(island.ca),
