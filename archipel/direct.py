@@ -62,8 +62,12 @@ def _conform(table: pa.Table, columns: list[str], schema: pa.Schema) -> pa.Table
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-_IDLE: dict[tuple, list[http.client.HTTPConnection]] = {}  # kept-alive connections, by island and CA
+# Kept-alive connections, by island and CA, with the time each was given back. Islands close a
+# connection idle for 60 s (island/dataplane.py); one kept longer than _IDLE_SECONDS is
+# not reused, so a notebook that waited a while does not meet closed connections.
+_IDLE: dict[tuple, list[tuple[http.client.HTTPConnection, float]]] = {}
 _IDLE_PER_ISLAND = 8
+_IDLE_SECONDS = 30.0
 _IDLE_LOCK = threading.Lock()
 _CONTEXTS: dict[bytes | None, ssl.SSLContext] = {}
 
@@ -88,13 +92,26 @@ class _Connections:
         self._lock = threading.Lock()
         self.closed = False
 
-    def checkout(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+    def checkout(self, scheme: str, netloc: str, fresh: bool = False) -> http.client.HTTPConnection:
+        """A kept-alive connection to ``netloc`` not idle too long, or a new one (always new with
+        ``fresh``)."""
         key = (scheme, netloc, self.ca_pem)
         conn = None
+        stale: list[http.client.HTTPConnection] = []
         with _IDLE_LOCK:
-            idle = _IDLE.get(key)
-            if idle:
-                conn = idle.pop()
+            idle = _IDLE.get(key, [])
+            now = time.monotonic()
+            while idle and conn is None:
+                kept, since = idle.pop()
+                if fresh or now - since > _IDLE_SECONDS:
+                    stale.append(kept)
+                else:
+                    conn = kept
+            if fresh:
+                stale.extend(c for c, _ in idle)
+                idle.clear()
+        for kept in stale:
+            kept.close()
         if conn is None:
             host, _, port = netloc.rpartition(":")
             if scheme == "https":
@@ -124,7 +141,7 @@ class _Connections:
         with _IDLE_LOCK:
             idle = _IDLE.setdefault(conn._archipel_key, [])  # type: ignore[attr-defined]
             if len(idle) < _IDLE_PER_ISLAND:
-                idle.append(conn)
+                idle.append((conn, time.monotonic()))
                 return
         conn.close()
 
@@ -179,7 +196,7 @@ class DirectReader:
                 raise Cancelled("the query was cancelled")
             conn = None
             try:
-                conn = self._conns.checkout(parts.scheme, parts.netloc)
+                conn = self._conns.checkout(parts.scheme, parts.netloc, fresh=attempt == 2)
                 conn.request("GET", path, headers=headers)
                 resp = conn.getresponse()
                 break

@@ -55,6 +55,33 @@ def test_direct_and_stream_give_the_same_rows(client, query, path):
         assert direct.files and all(url.startswith("https://") for _, url in direct.files)
 
 
+def test_kept_connections_the_island_closed_meanwhile_are_not_an_error(client):
+    """A notebook idle past the data port's keep-alive (60 s) reads again at once: its kept
+    connections are closed at the other end (made so here by shutting them), and the reader
+    neither fails on them nor retries on another closed one, and drops those kept too long."""
+    import socket
+
+    from archipel import direct
+
+    query = "SELECT * FROM test.allsky"
+    truth = client.sql(query, direct=False).read_all().sort_by("id")
+    assert client.sql(query).read_all().num_rows == truth.num_rows  # connections are kept
+    with direct._IDLE_LOCK:
+        kept = [conn for idle in direct._IDLE.values() for conn, _ in idle]
+    assert len(kept) >= 2, "the reader kept fewer than two connections: the test shows nothing"
+    for conn in kept:
+        conn.sock.shutdown(socket.SHUT_RDWR)  # as when the island closes an idle connection
+    again = client.sql(query)
+    assert again.read_all().sort_by("id").equals(truth) and again.path == "direct"
+    # connections kept longer than the island keeps them are not used at all
+    with direct._IDLE_LOCK:
+        for idle in direct._IDLE.values():
+            idle[:] = [(conn, since - direct._IDLE_SECONDS - 1) for conn, since in idle]
+        old = [conn for idle in direct._IDLE.values() for conn, _ in idle]
+    assert client.sql(query).read_all().num_rows == truth.num_rows
+    assert old and all(conn.sock is None for conn in old)  # closed, not reused
+
+
 def test_limit_reads_only_the_first_row_groups(client):
     total = client.describe("test.allsky").num_rows
     r = client.sql("SELECT id FROM test.allsky LIMIT 2000")
