@@ -75,6 +75,13 @@ class _Server(ThreadingHTTPServer):
             return
         super().process_request(request, client_address)
 
+    def handle_error(self, request, client_address) -> None:
+        """A connection that failed before a request (no TLS, a handshake cut or timed out) is
+        the client's affair: one debug line, not a traceback in the island's log."""
+        import sys
+
+        logger.debug("data connection from %s failed: %s", client_address[0], sys.exc_info()[1])
+
     def process_request_thread(self, request, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)
