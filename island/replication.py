@@ -191,9 +191,11 @@ class Replication:
             try:
                 self.rules.refresh()
                 self._drop_orphans()
+                # Under the lock a query takes to register the files it will read (``using``):
+                # either its files are kept, or their records are gone before it checks for
+                # missing ones and copies them again. Never "checked held, then evicted".
                 with self._in_use_lock:
-                    keep = set(self._in_use)
-                cache.evict(self.store, self.replicas, self.cfg.replication.cache_bytes, keep)
+                    cache.evict(self.store, self.replicas, self.cfg.replication.cache_bytes, set(self._in_use))
                 # This island's own datasets are re-exported when ingest, publish or delete
                 # change them (resync_exports); replica datasets appear and go here.
                 files = frozenset(self.store.local_files())
