@@ -547,7 +547,9 @@ def test_source_down_another_replica_is_used_offline_queries_go_on(trio):
                              ).read_all()
                 assert got.equals(truth)
                 # beyond what B holds: a clear error naming the island that is down
-                with pytest.raises(ArchipelError, match="island a"):
+                # (A and C are both down now; C stops in a fraction of a second, so B may not
+                # have seen it go and try it first: either is named)
+                with pytest.raises(ArchipelError, match=r"island (a|c)\b"):
                     cb.sql("SELECT count(*) FROM sky.order1").read_all()
                 assert cb.info()["name"] == "b"
         finally:
