@@ -76,15 +76,14 @@ class WorkerPool:
     def stop(self) -> None:
         self._stopping.set()
         with self._lock:
-            procs = list(self.procs.values())
-            names = {p.pid: n for n, p in self.procs.items()}
-        for p in procs:
+            procs = list(self.procs.items())
+        for _, p in procs:
             if p.poll() is None:
                 p.terminate()
         deadline = time.monotonic() + 10
-        for p in procs:
+        for name, p in procs:
             while p.poll() is None and time.monotonic() < deadline:
-                if not self._busy(names[p.pid]):
+                if not self._busy(name):
                     break  # nothing to finish: its claims and queued jobs are taken up again at the next start
                 time.sleep(0.05)
             if p.poll() is None:
