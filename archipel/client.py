@@ -123,7 +123,7 @@ class Client(SparkCalls, Closeable):
     # -- queries ----------------------------------------------------------------------------
     def sql(self, query: str, route: str = "auto", timeout: float | None = None, *, engine: str = "auto",
             max_rows: int = 0, max_bytes: int = 0, compression: str = "", query_id: str = "",
-            direct: bool = True) -> QueryResult:
+            direct: bool = True, local_reads: bool = True) -> QueryResult:
         """Runs read-only Spark SQL over catalog datasets; returns a streaming reader.
 
         ``route``: auto, local, remote or replicate; ``engine``: auto, arrow or spark;
@@ -131,9 +131,14 @@ class Client(SparkCalls, Closeable):
         ``direct``: a plain read (columns, cones, a limit over one dataset) may be answered
         with the partition files, which this client then fetches from the islands' data ports
         and decodes itself (``QueryResult.path == "direct"``); False always streams.
+        ``local_reads``: on the host of the island holding the files, a direct read takes their
+        descriptors from the island and reads the page cache (``QueryResult.local_files``);
+        False always fetches them over the network.
         """
         if not isinstance(direct, bool):
             raise InvalidArgument("direct must be True or False")
+        if not isinstance(local_reads, bool):
+            raise InvalidArgument("local_reads must be True or False")
         qid = query_id or uuid.uuid4().hex
         request = query_request(query, route, engine, max_rows, max_bytes, qid, compression)
         request.direct = direct
@@ -144,7 +149,7 @@ class Client(SparkCalls, Closeable):
 
         return QueryResult(call, self.address, token=resolve_token(self._token), ca_pem=resolve_ca(self._ca),
                            timeout=timeout if timeout is not None else self.timeout,
-                           restream=restream if direct else None)
+                           restream=restream if direct else None, local_reads=local_reads)
 
     def explain(self, query: str, route: str = "auto", *, engine: str = "auto") -> QueryPlan:
         request = query_request(query, route, engine, 0, 0, "", "")

@@ -28,7 +28,7 @@ class QueryResult:
     """
 
     def __init__(self, call: Any, address: str, *, token: str = "", ca_pem: bytes | None = None,
-                 timeout: float | None = None, restream: Any = None) -> None:
+                 timeout: float | None = None, restream: Any = None, local_reads: bool = True) -> None:
         self._call = call
         self._address = address
         self._responses = iter(call)
@@ -48,7 +48,7 @@ class QueryResult:
             for _ in self._chunks():  # the trailer: the island's part is done
                 pass
             self.stats = None
-            self._direct = DirectReader(header.direct, self.schema, token, ca_pem, timeout)
+            self._direct = DirectReader(header.direct, self.schema, token, ca_pem, timeout, local_reads=local_reads)
 
     @property
     def files(self) -> list[tuple[str, str]]:
@@ -56,6 +56,12 @@ class QueryResult:
         if self._direct is None:
             return []
         return [(f.island, f.url) for f in self._direct.spec.files]
+
+    @property
+    def local_files(self) -> int:
+        """How many files of a direct read were read on this host through the descriptors the
+        island handed over (short-circuit reads), not over the network; 0 for a stream."""
+        return self._direct.files_local if self._direct is not None and self.path == "direct" else 0
 
     def _chunks(self) -> Iterator[tuple[bytes, bool]]:
         with translated(self._address):

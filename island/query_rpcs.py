@@ -17,6 +17,7 @@ from federation.lazy import Localization, localize, may_copy
 from federation.planner import QueryPlan, plan_query, query_shape
 from federation.router import Placement, place, pushdown_target
 from island.convert import ENGINES, ROUTES, plan_to_pb
+from island.dataserve import check_data_read
 from island.direct import DirectFileSpec, direct_read, direct_schema, file_url
 from island.queries import Chunk, Trailer, prefetch, stream_results
 from island.routing import fetch_scan, forward_query, lowest_limit
@@ -142,7 +143,7 @@ class QueryRpcs:
         return out
 
     def _direct(self, request, plan: QueryPlan, placement: Placement, max_rows: int,
-                max_bytes: int) -> pb.DirectRead | None:
+                max_bytes: int, caller: Caller) -> pb.DirectRead | None:
         """The files a client asking for a direct read fetches itself, when the plan is a
         plain read of files held here; else None (the rows are streamed)."""
         if not request.direct or plan.direct is None or placement.kind != "local" or self.replication is None:
@@ -154,10 +155,28 @@ class QueryRpcs:
         files = [DirectFileSpec(file_url(base, scan.dataset.name, p.pid), here, str(root / p.path))
                  for p in scan.partitions]
         try:
-            return direct_read(scan, plan.direct, files, self._footers, max_rows, max_bytes)
+            out = direct_read(scan, plan.direct, files, self._footers, max_rows, max_bytes)
         except OSError as exc:  # a file went meanwhile (evicted replica): the stream path says so
             logger.info("direct read of %s falls back to the stream: %s", scan.dataset.name, exc)
             return None
+        local = self.replication.local
+        if out is not None and local is not None and out.files:
+            paths = {spec.url: spec.path for spec in files}
+            out.local.CopyFrom(local.grant([paths[f.url] for f in out.files], [f.size for f in out.files],
+                                           caller.name, self._data_rule(caller, scan.dataset.name)))
+        return out
+
+    def _data_rule(self, caller: Caller, dataset: str):
+        """The data port's rule for ``caller`` and ``dataset``, run again when the files of a
+        short-circuit read are handed out (a token revoked since the plan is refused there too)."""
+        gate, store = self.gate, self.store
+
+        def recheck() -> None:
+            if gate is not None and caller.raw_token:
+                check_data_read(gate, store, None, f"Bearer {caller.raw_token}", dataset)
+            else:
+                access.check_read(caller, dataset, store.dataset(dataset, with_partitions=False).access)
+        return recheck
 
     def _verify(self, plan: QueryPlan, spool: Path) -> None:
         """No corrupt partition file is read: each file of the plan held here is checked
@@ -239,7 +258,7 @@ class QueryRpcs:
             limit_rows = lowest_limit(request.max_rows, q.max_rows)
             limit_bytes = lowest_limit(request.max_bytes, max_bytes)
             self._verify(plan, spool)
-            direct = self._direct(request, plan, placement, limit_rows, limit_bytes)
+            direct = self._direct(request, plan, placement, limit_rows, limit_bytes, call.caller)
             if direct is not None:  # the client reads the files itself
                 call.labels["engine"] = "direct"
                 # The audit's rows: those the files hold (exact for a scan, an upper bound with

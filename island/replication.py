@@ -17,6 +17,7 @@ from federation.peers import Archipelago
 from federation.rules import RuleBook
 from island.config import IslandConfig
 from island.dataplane import DataPlane
+from island.shortcircuit import ShortCircuit
 from island.integrity import Integrity
 from island.dataserve import HttpDataServer, free_port, sync_exports
 from island.xrootd import XrootdServer, sync_partition_links, xrootd_client_env
@@ -99,6 +100,8 @@ class Replication:
         # (redirected there by the web face's /data/ when they present their certificate).
         self.data = DataPlane(store, self.export, host, cfg.island.data_port or _kept_port(store, "data_port", host),
                               gate, (cfg.security_path("cert"), cfg.security_path("key")))
+        # Same-host direct reads: the files' descriptors over an abstract Unix socket.
+        self.local = ShortCircuit(self.here) if cfg.island.local_reads else None
         self.xrootd: XrootdServer | None = None
         self.xrootd_error = ""
         if r.xrootd == "on" or (r.xrootd == "auto" and XrootdServer.available()):
@@ -134,6 +137,8 @@ class Replication:
             self.http.stop()
             raise
         self.http.redirect_islands = self.data.base_url
+        if self.local is not None:
+            self.local.start()
         self.integrity.start()
         root_url = ""
         if self.xrootd is not None:
@@ -144,6 +149,8 @@ class Replication:
                 if self.cfg.replication.xrootd == "on":
                     self.http.stop()
                     self.data.stop()
+                    if self.local is not None:
+                        self.local.stop()
                     raise
                 self.xrootd_error = exc.message
                 logger.warning("root:// not served: %s", exc.message)
@@ -173,6 +180,8 @@ class Replication:
             self.xrootd.stop()
         self.http.stop()
         self.data.stop()
+        if self.local is not None:
+            self.local.stop()
         self.wakeup.stop()
 
     def _worker_died(self, name: str) -> None:

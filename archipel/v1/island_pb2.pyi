@@ -815,7 +815,7 @@ class DirectCone(_message.Message):
     def __init__(self, ra: _Optional[float] = ..., dec: _Optional[float] = ..., radius: _Optional[float] = ...) -> None: ...
 
 class DirectRead(_message.Message):
-    __slots__ = ("files", "columns", "names", "cones", "ra_column", "dec_column", "has_limit", "limit", "max_rows", "max_bytes")
+    __slots__ = ("files", "columns", "names", "cones", "ra_column", "dec_column", "has_limit", "limit", "max_rows", "max_bytes", "local")
     FILES_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -826,6 +826,7 @@ class DirectRead(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
     files: _containers.RepeatedCompositeFieldContainer[DirectFile]
     columns: _containers.RepeatedScalarFieldContainer[str]
     names: _containers.RepeatedScalarFieldContainer[str]
@@ -836,7 +837,18 @@ class DirectRead(_message.Message):
     limit: int
     max_rows: int
     max_bytes: int
-    def __init__(self, files: _Optional[_Iterable[_Union[DirectFile, _Mapping]]] = ..., columns: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., cones: _Optional[_Iterable[_Union[DirectCone, _Mapping]]] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., has_limit: _Optional[bool] = ..., limit: _Optional[int] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+    local: LocalRead
+    def __init__(self, files: _Optional[_Iterable[_Union[DirectFile, _Mapping]]] = ..., columns: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., cones: _Optional[_Iterable[_Union[DirectCone, _Mapping]]] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., has_limit: _Optional[bool] = ..., limit: _Optional[int] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ..., local: _Optional[_Union[LocalRead, _Mapping]] = ...) -> None: ...
+
+class LocalRead(_message.Message):
+    __slots__ = ("socket", "grant", "key")
+    SOCKET_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    socket: str
+    grant: bytes
+    key: bytes
+    def __init__(self, socket: _Optional[str] = ..., grant: _Optional[bytes] = ..., key: _Optional[bytes] = ...) -> None: ...
 
 class QueryHeader(_message.Message):
     __slots__ = ("query_id", "arrow_schema", "plan", "direct")

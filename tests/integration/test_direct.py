@@ -6,6 +6,8 @@ survives hostile input."""
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
 import ssl
 import threading
@@ -42,17 +44,22 @@ SAME_ROWS = [
 ]
 
 
+@pytest.mark.parametrize("via", ["local", "network"])
 @pytest.mark.parametrize("query,path", SAME_ROWS, ids=[f"{i}" for i in range(len(SAME_ROWS))])
-def test_direct_and_stream_give_the_same_rows(client, query, path):
-    direct = client.sql(query)
+def test_direct_and_stream_give_the_same_rows(client, query, path, via):
+    """Both ways of a direct read (the files' descriptors from the island on this host, or the
+    files over HTTPS from its data port) give the stream's rows."""
+    direct = client.sql(query, local_reads=via == "local")
     streamed = client.sql(query, direct=False)
     d, s = direct.read_all(), streamed.read_all()
     assert direct.path == path and streamed.path == "stream"
     assert d.schema.equals(s.schema), (d.schema, s.schema)
     assert_same_answer(d, s)
     assert direct.stats.num_rows == d.num_rows
+    assert streamed.local_files == 0
     if path == "direct" and d.num_rows:
         assert direct.files and all(url.startswith("https://") for _, url in direct.files)
+        assert direct.local_files == (len(direct.files) if via == "local" else 0)
 
 
 def test_kept_connections_the_island_closed_meanwhile_are_not_an_error(client):
@@ -65,20 +72,21 @@ def test_kept_connections_the_island_closed_meanwhile_are_not_an_error(client):
 
     query = "SELECT * FROM test.allsky"
     truth = client.sql(query, direct=False).read_all().sort_by("id")
-    assert client.sql(query).read_all().num_rows == truth.num_rows  # connections are kept
+    read = functools.partial(client.sql, local_reads=False)  # over the network, whose connections are kept
+    assert read(query).read_all().num_rows == truth.num_rows
     with direct._IDLE_LOCK:
         kept = [conn for idle in direct._IDLE.values() for conn, _ in idle]
     assert len(kept) >= 2, "the reader kept fewer than two connections: the test shows nothing"
     for conn in kept:
         conn.sock.shutdown(socket.SHUT_RDWR)  # as when the island closes an idle connection
-    again = client.sql(query)
+    again = read(query)
     assert again.read_all().sort_by("id").equals(truth) and again.path == "direct"
     # connections kept longer than the island keeps them are not used at all
     with direct._IDLE_LOCK:
         for idle in direct._IDLE.values():
             idle[:] = [(conn, since - direct._IDLE_SECONDS - 1) for conn, since in idle]
         old = [conn for idle in direct._IDLE.values() for conn, _ in idle]
-    assert client.sql(query).read_all().num_rows == truth.num_rows
+    assert read(query).read_all().num_rows == truth.num_rows
     assert old and all(conn.sock is None for conn in old)  # closed, not reused
 
 
@@ -123,11 +131,13 @@ def test_routed_read_is_fetched_from_the_island_holding_the_files(pair):
     with alpha.client() as a, beta.client() as b:
         truth = a.sql(query, direct=False).read_all()
         alpha_data = a.info()["data_url"]
-        r = b.sql(query, route="remote")
-        got = r.read_all()
-        assert r.path == "direct"
-        assert {isl for isl, _ in r.files} == {"alpha"} and all(u.startswith(alpha_data) for _, u in r.files)
-        assert_same_answer(got, truth)
+        for local in (True, False):  # the files' descriptors come from alpha, not beta; or alpha's data port
+            r = b.sql(query, route="remote", local_reads=local)
+            got = r.read_all()
+            assert r.path == "direct"
+            assert {isl for isl, _ in r.files} == {"alpha"} and all(u.startswith(alpha_data) for _, u in r.files)
+            assert r.local_files == (len(r.files) if local else 0)
+            assert_same_answer(got, truth)
         # beta's own row limit travels with the routed query, on both paths
         for direct in (True, False):
             with pytest.raises(archipel.ResourceExhausted, match="row limit of 20000"):
@@ -148,22 +158,25 @@ def _fetch(url: str, ca, token: str | None, headers: dict | None = None) -> tupl
         return 0, str(exc.reason).encode()
 
 
-def test_rights_are_checked_again_by_the_island_serving_the_files(island):
+@pytest.mark.parametrize("via", ["local", "network"])
+def test_rights_are_checked_again_by_the_island_serving_the_files(island, via):
+    alice_name = f"alice{via}"  # a user per run: one token each, revoked below
     with island.client() as admin:
         admin.publish("direct.private", pa.table({"id": pa.array(range(5000), pa.int64()),
                                                   "x": pa.array([i * 0.5 for i in range(5000)])}),
-                      readers="user:alice")
-        alice = admin.create_token("alice").token
+                      readers=f"user:{alice_name}")
+        alice = admin.create_token(alice_name).token
         bob = admin.create_token("bob").token
     try:
         with archipel.connect(island.address, token=bob, ca=island.ca) as c:
             with pytest.raises(archipel.PermissionDenied):
                 c.sql("SELECT * FROM direct.private").read_all()
         with archipel.connect(island.address, token=alice, ca=island.ca) as c:
-            r = c.sql("SELECT * FROM direct.private")
+            r = c.sql("SELECT * FROM direct.private", local_reads=via == "local")
             assert r.path == "direct"
             url = r.files[0][1]
             assert r.read_all().num_rows == 5000
+            assert r.local_files == (1 if via == "local" else 0)
             status, body = _fetch(url, island.ca, bob)
             assert status == 403 and b"direct.private" in body
             status, body = _fetch(url, island.ca, None)
@@ -171,13 +184,15 @@ def test_rights_are_checked_again_by_the_island_serving_the_files(island):
             status, body = _fetch(url, island.ca, "arch1.forged.token")
             assert status == 401
             assert _fetch(url, island.ca, alice)[0] == 200
-            # a token revoked after the plan: the files are refused, no row arrives
-            r = c.sql("SELECT * FROM direct.private")
+            # a token revoked after the plan: the files are refused, no row arrives (the
+            # island's short-circuit socket checks the token again too, and hands nothing out)
+            r = c.sql("SELECT * FROM direct.private", local_reads=via == "local")
             with island.client() as admin:
-                (info,) = [t for t in admin.tokens() if t.user == "alice"]
+                (info,) = [t for t in admin.tokens() if t.user == alice_name]
                 admin.revoke_token(info.id)
             with pytest.raises(Unauthenticated, match="refused the token"):
                 r.read_all()
+            assert r.local_files == 0
     finally:
         with island.client() as admin:
             admin.delete("direct.private")
@@ -291,3 +306,43 @@ def test_the_web_face_sends_islands_to_the_data_port_and_serves_users_itself(isl
     conn.close()
     status, body = _fetch(f"{info['http_url']}/test.allsky/{pid}", island.ca, island.admin_token)
     assert status == 200 and body[:4] == b"PAR1"  # a user's token: served by the web face itself
+
+
+def test_short_circuit_socket_refuses_hostile_input_and_keeps_serving(island):
+    """The island's descriptor socket (same-host reads) answers malformed, forged and
+    out-of-range requests with an error and no descriptor, and serves the next read."""
+    import json
+    import struct
+
+    with island.client() as c:
+        r = c.sql("SELECT * FROM test.allsky LIMIT 10")
+        local = r._direct.spec.local
+        r.read_all()
+        assert local.socket and r.local_files == len(r.files)
+
+    def ask(data: bytes) -> tuple[dict, list[int]]:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect("\0" + local.socket)
+        try:
+            s.sendall(data)
+            head, fds, _, _ = socket.recv_fds(s, 4, 4)
+            (n,) = struct.unpack(">I", head)
+            body = b""
+            while len(body) < n:
+                body += s.recv(n - len(body))
+            return json.loads(body), fds
+        finally:
+            s.close()
+
+    good = {"grant": local.grant.hex(), "nonce": "cd" * 16, "files": [0]}
+    for data in (b"\x00\xff garbage\n", json.dumps({**good, "grant": "11" * 16}).encode() + b"\n",
+                 json.dumps({**good, "files": [99]}).encode() + b"\n", b"{" * 70000):
+        answer, fds = ask(data)
+        assert fds == [] and answer["error"], data[:40]
+    answer, fds = ask(json.dumps(good).encode() + b"\n")  # the grant itself still works, for its holder
+    assert len(fds) == 1
+    os.close(fds[0])
+    with island.client() as c:
+        again = c.sql("SELECT id FROM test.allsky LIMIT 5")
+        assert again.read_all().num_rows == 5 and again.local_files == 1
