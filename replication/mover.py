@@ -94,17 +94,21 @@ class Mover:
             return []
         with self._send_lock:
             send = set(transfers.request(self.store, ds.name, [p.pid for p in missing]))
+            lead = ""
             for part in missing:
                 if part.pid in send:
-                    self._send(ds, part, protocol)
+                    self._send(ds, part, protocol, after=lead)
+                    lead = lead or part.pid
         return sorted(send)
 
-    def _send(self, ds: Dataset, part: Partition, protocol: str = "") -> None:
+    def _send(self, ds: Dataset, part: Partition, protocol: str = "", after: str = "") -> None:
+        """``after``: the first partition of the same request, which the others let copy alone
+        for a moment (``replication.worker.LEAD_SECONDS``), so the first replica lands at once."""
         job = {
             "dataset": ds.name, "pid": part.pid, "size": part.num_bytes, "adler32": part.adler32,
             "final": str(replica_path(self.root, ds.name, part.pid)), "sources": self.sources(ds, part.pid, protocol),
             "retries": self.retries, "block_bytes": self.block_bytes, "bandwidth": self.bandwidth,
-            "fsync": self.fsync,
+            "fsync": self.fsync, "after": after,
         }
         self.app.send_task(COPY_TASK, args=[job], queue=queue_name(self.here))
 

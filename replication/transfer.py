@@ -1,4 +1,5 @@
-"""Copying one file from a URL through fsspec, verifying adler32 in the same pass.
+"""Copying one file from a URL (``root://`` through XRootD's own client, ``http(s)://`` through
+the standard library's), verifying adler32 in the same pass.
 
 The bytes go to a temporary name next to their final place; only a file whose size and
 checksum match the catalog is renamed into place (``os.replace``, atomic on one filesystem), so
@@ -71,16 +72,49 @@ def data_ssl_context():
 
 
 def open_url(url: str, timeout: float = 30.0):
-    """A binary reader of ``url`` (``root://`` or ``http(s)://``) through fsspec."""
-    import fsspec
-
+    """A binary reader of ``url`` (``root://`` or ``http(s)://``)."""
     if url.startswith("root://"):
-        # No read-ahead cache: the copy reads each byte once, in large blocks (the cache only
-        # added a copy of every block; about 20 % faster without it here).
-        return fsspec.open(url, "rb", timeout=int(timeout), cache_type="none").open()
+        return XrootdStream(url, timeout)
     if url.startswith(("http://", "https://")):
         return HttpStream(url, timeout)
     raise SourceFailed(f"unsupported URL scheme in {url!r}")
+
+
+class XrootdStream:
+    """A file read whole over ``root://`` with XRootD's own client (``pyxrootd``), block after
+    block. fsspec-xrootd wraps the same client in asyncio, which ran at 0.2-0.35 GB/s here
+    against 0.8 for this loop (and 0.9 for ``xrdcp``)."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        from XRootD import client
+        from XRootD.client.flags import OpenFlags
+
+        self._timeout = max(1, int(timeout))
+        self._file = client.File()
+        self._offset = 0
+        status, _ = self._file.open(url, OpenFlags.READ, timeout=self._timeout)
+        if not status.ok:
+            raise SourceFailed(f"cannot open {url}: {status.message.strip()}")
+        self._url = url
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = 64 << 20
+        status, data = self._file.read(self._offset, n, timeout=self._timeout)
+        if not status.ok:
+            raise OSError(status.message.strip())
+        self._offset += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._file.is_open():
+            self._file.close(timeout=self._timeout)
+
+    def __enter__(self) -> XrootdStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 _connections = threading.local()  # kept-alive connections of this thread, by (scheme, host:port)

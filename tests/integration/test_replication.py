@@ -1,6 +1,6 @@
 """Replication between three real islands (separate processes): each serves HTTP and runs a
 real xrootd child; A and B use the embedded Celery transport, C a real redis-server. Transfers
-run in Celery worker processes through fsspec (root:// and http://)."""
+run in Celery worker processes (root:// through XRootD's client, http:// through the standard library)."""
 
 from __future__ import annotations
 
