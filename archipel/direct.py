@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
@@ -256,6 +257,7 @@ class DirectReader:
         self.token = token
         self.local_reads = local_reads
         self._fds: dict[int, int] = {}  # file index -> descriptor, for short-circuit reads
+        self._ranges: tuple[np.ndarray, np.ndarray] | None = None  # HEALPix (lows, highs), checked once
         self.files_local = 0  # files read through descriptors, without the network
         self._conns = _Connections(ca_pem, timeout if timeout else 300.0)
         self.workers = max(1, workers)
@@ -398,26 +400,52 @@ class DirectReader:
             view.release()
         spec = self.spec
         columns = list(spec.columns)
-        needed = list(dict.fromkeys(columns + ([spec.ra_column, spec.dec_column] if spec.cones and columns else [])))
+        healpix = spec.healpix_column if spec.cones else ""
+        needed = list(dict.fromkeys(columns + ([spec.ra_column, spec.dec_column, healpix] if spec.cones and columns
+                                               else [])))
         data = pa.py_buffer(buf)
         try:
             frag = _PARQUET.make_fragment(pa.BufferReader(data.slice(0, size)), row_groups=list(f.row_groups))
             present = set(frag.physical_schema.names)
-            # Files are decoded in parallel already: one thread each. The system allocator:
-            # pyarrow's default (mimalloc) faults fresh pages in at a third of its rate here.
+            # Files are decoded in parallel already: one thread each, unless there are fewer files
+            # than workers. The system allocator: pyarrow's default (mimalloc) faults fresh pages
+            # in at a third of its rate here.
             table = frag.to_table(columns=[c for c in needed if c in present] if needed else None,
-                                  use_threads=self.workers == 1 or len(self.spec.files) == 1,
+                                  use_threads=len(self.spec.files) < self.workers,
                                   memory_pool=pa.system_memory_pool())
         except (pa.ArrowException, OSError) as exc:
             raise Internal(f"{f.url} is not the Parquet file the island described: {exc}") from None
         finally:
             del data
+        if healpix and healpix in table.column_names and table.num_rows:
+            table = table.filter(self._in_ranges(table.column(healpix)))
         for cone in spec.cones:
             if table.num_rows == 0:
                 break
             table = table.filter(cone_mask(table.column(spec.ra_column), table.column(spec.dec_column),
                                            cone.ra, cone.dec, cone.radius))
         return _conform(table, columns or self.schema.names, self.schema)
+
+    def _in_ranges(self, values: pa.ChunkedArray) -> pa.Array:
+        """Rows whose HEALPix index is inside one of the read's ranges: the conservative test
+        the stream path's SQL applies too, a binary search per row, so that the exact distance
+        is computed only for rows that can be in a cone."""
+        if self._ranges is None:
+            flat = np.array(self.spec.healpix_ranges, dtype=np.uint64)
+            if len(flat) % 2 or np.any(flat[0::2] > flat[1::2]) or np.any(flat[2::2] <= flat[1:-1:2]):
+                raise Internal("the island named HEALPix ranges that are not sorted (lo, hi) pairs")
+            self._ranges = (flat[0::2], flat[1::2])
+        lows, highs = self._ranges
+        if not pa.types.is_integer(values.type):
+            raise Internal(f"the column {self.spec.healpix_column} is not a HEALPix index ({values.type})")
+        valid = None
+        if values.null_count:  # a row without an index cannot be placed: the SQL's BETWEEN drops it too
+            valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+            values = values.fill_null(0)
+        h = values.to_numpy().astype(np.uint64, copy=False)
+        at = np.searchsorted(lows, h, side="right") - 1
+        keep = (at >= 0) & (h <= highs[np.maximum(at, 0)])
+        return pa.array(keep if valid is None else keep & valid)
 
     # -- the result -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[pa.RecordBatch]:

@@ -148,6 +148,9 @@ def direct_read(scan: TableScan, direct: DirectScan, files: list[DirectFileSpec]
                         cones=[pb.DirectCone(ra=c.ra, dec=c.dec, radius=c.radius) for c in direct.cones],
                         has_limit=direct.limit is not None, limit=direct.limit or 0,
                         max_rows=max_rows, max_bytes=max_bytes)
+    if ranges is not None:
+        out.healpix_column = healpix
+        out.healpix_ranges.extend(x for span in ranges for x in span)
     rows_left = direct.limit if direct.limit is not None and not direct.cones else None
     upper_rows = upper_bytes = 0
     for spec in files:

@@ -33,6 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from archipel.errors import ArchipelError
@@ -78,6 +79,10 @@ class ShortCircuit:
         self._grants: OrderedDict[bytes, _Grant] = OrderedDict()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_connections)
+        # Connections are served by reused threads: a thread's catalog connection (the recheck
+        # reads the revoked tokens) is opened once, not for every read.
+        self._pool = ThreadPoolExecutor(max_connections, thread_name_prefix="short-circuit-conn")
+        self._open: set[socket.socket] = set()  # connections being served, woken by stop()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self.files_handed = 0
@@ -124,6 +129,14 @@ class ShortCircuit:
             sock.close()
         if self._thread is not None:
             self._thread.join(5)
+        with self._lock:
+            serving = list(self._open)
+        for conn in serving:  # the pool's threads are not daemons: none may wait out its idle timeout
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _accept(self) -> None:
         while True:
@@ -140,10 +153,19 @@ class ShortCircuit:
                 self.refused += 1
                 conn.close()
                 continue
-            threading.Thread(target=self._serve, args=(conn,), name="short-circuit-conn", daemon=True).start()
+            try:
+                self._pool.submit(self._serve, conn)
+            except RuntimeError:  # stopping
+                conn.close()
+                self._slots.release()
+                return
 
     def _serve(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._open.add(conn)
         try:
+            if self._sock is None:  # stopped meanwhile
+                return
             conn.settimeout(self.idle_seconds)
             pending = b""
             while True:
@@ -170,6 +192,8 @@ class ShortCircuit:
         except OSError as exc:  # the client went away, or stayed silent past idle_seconds
             logger.debug("short-circuit connection ended: %s", exc)
         finally:
+            with self._lock:
+                self._open.discard(conn)
             conn.close()
             self._slots.release()
 

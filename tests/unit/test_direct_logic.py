@@ -149,3 +149,29 @@ def test_planner_marks_plain_reads_direct_only():
     for sql in streamed:
         assert plan_query(sql, lookup, engine="auto").direct is None, sql
     assert plan_query("SELECT * FROM test.allsky", lookup, engine="spark").direct is None
+
+
+def test_healpix_range_test_is_betweens_row_for_row():
+    """The client's HEALPix prefilter keeps exactly the rows the stream path's
+    ``col BETWEEN lo AND hi OR ...`` keeps, nulls and out-of-range values included."""
+    from archipel.direct import DirectReader
+    from archipel.errors import Internal
+    from archipel.v1 import island_pb2 as pb
+
+    ranges = healpix29_ranges(Cone(120.0, 30.0, 10.0))
+    spec = pb.DirectRead(healpix_column="_healpix_29", healpix_ranges=[x for r in ranges for x in r])
+    reader = DirectReader(spec, pa.schema([]), "", None)
+    rng = np.random.default_rng(5)
+    lo, hi = ranges[0][0], ranges[-1][1]
+    values = np.concatenate([rng.integers(lo - 2**50, hi + 2**50, 20_000), [lo, hi, lo - 1, hi + 1, -5]])
+    for r in ranges:
+        values = np.concatenate([values, [r[0] - 1, r[0], r[1], r[1] + 1]])
+    column = pa.chunked_array([pa.array(values[:100]), pa.array(list(values[100:]) + [None], type=pa.int64())])
+    want = [v is not None and any(a <= v <= b for a, b in ranges) for v in column.to_pylist()]
+    assert reader._in_ranges(column).to_pylist() == want and 0 < sum(want) < len(want)
+    for bad in ([5], [9, 3], [1, 10, 5, 20]):  # odd, lo > hi, overlapping
+        with pytest.raises(Internal, match="HEALPix ranges"):
+            DirectReader(pb.DirectRead(healpix_column="h", healpix_ranges=bad), pa.schema([]), "", None
+                         )._in_ranges(column)
+    with pytest.raises(Internal, match="not a HEALPix index"):
+        reader._in_ranges(pa.chunked_array([pa.array(["a"])]))

@@ -88,3 +88,52 @@ def test_pure_projection_is_recognised():
     for sql in ("SELECT id FROM t.t WHERE id > 1", "SELECT id + 1 FROM t.t", "SELECT ID FROM t.t",
                 "SELECT DISTINCT id FROM t.t", "SELECT id FROM t.t ORDER BY id", "WITH c AS (SELECT * FROM t.t) SELECT * FROM c"):
         assert plan_query(sql, look).projection is None, sql
+
+
+def test_a_kept_plan_is_reused_only_while_its_datasets_are_unchanged():
+    from dataclasses import replace
+
+    import federation.planner as planner
+
+    sql = "SELECT * FROM sky.obj WHERE cone(ra, dec, 315, -60, 5)"
+    asked = []
+    current = {"sky.obj": SKY}
+
+    def counting(name):
+        asked.append(name)
+        if name not in current:
+            raise NotFound(name)
+        return current[name]
+
+    first = plan_query(sql, counting)
+    first.tables[0].partitions.clear()  # the caller's copy: the kept plan is not changed by it
+    second = plan_query(sql, counting)
+    assert asked == ["sky.obj", "sky.obj"]  # every reuse looks the dataset up (rights, audit)
+    (a,), (b,) = first.tables, second.tables
+    assert a.view != b.view and b.view in second.spark_sql and a.view not in second.spark_sql
+    assert second.spark_sql.replace(b.view, a.view) == first.spark_sql
+    assert 0 < len(b.partitions) < 48 and planner._VIEW_SLOT not in second.duckdb_sql
+
+    # the dataset changed (a partition more): planned again, the new partition can match
+    new = Partition(path="new", num_rows=1, num_bytes=10, adler32=0, order=1, pixel=b.partitions[0].pixel)
+    current["sky.obj"] = replace(SKY, partitions=SKY.partitions + (new,))
+    third = plan_query(sql, counting)
+    assert "new" in {p.path for p in third.tables[0].partitions}
+
+    # a caller who may not read it is refused on a reuse as when planning
+    def refusing(name):
+        raise PermissionDenied(f"no right to read {name}")
+    with pytest.raises(PermissionDenied, match="no right"):
+        plan_query(sql, refusing)
+    current.clear()  # the dataset is gone
+    with pytest.raises(NotFound, match="unknown dataset 'sky.obj'"):
+        plan_query(sql, counting)
+
+
+def test_a_query_holding_the_view_slot_is_planned_as_written():
+    import federation.planner as planner
+
+    sql = f"SELECT *, '{planner._VIEW_SLOT}_0' AS s FROM sky.obj"
+    for _ in range(2):
+        plan = plan_query(sql, lookup)
+        assert f"'{planner._VIEW_SLOT}_0'" in plan.spark_sql and plan.tables[0].view not in (f"{planner._VIEW_SLOT}_0",)

@@ -217,3 +217,28 @@ def test_hostile_requests_get_an_error_and_the_socket_keeps_serving(island, file
         time.sleep(0.1)
     assert len(fds) == 1 and answer["proof"] == proof(local.key, bytes.fromhex("ab" * 16))
     os.close(fds[0])
+
+
+def test_stopping_wakes_connections_left_open(files):
+    """Connections are served by a pool of reused threads (one catalog connection each, not
+    one per read); stopping the socket ends the idle ones instead of waiting out their timeout."""
+    sc = ShortCircuit("unit", idle_seconds=3600)
+    sc.start()
+    local = sc.grant([str(p) for p in files], [p.stat().st_size for p in files], "alice")
+    fds = local_descriptors(local, [p.stat().st_size for p in files])  # one served, its thread kept
+    _close(fds)
+    idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(3)]
+    for s in idle:
+        s.connect("\0" + sc.socket_name)
+    deadline = time.monotonic() + 10
+    while len(sc._open) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(sc._open) == 3  # served, silent
+    stopper = threading.Thread(target=sc.stop)
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive() and not sc._open
+    for s in idle:
+        s.settimeout(5)
+        assert s.recv(10) == b""  # closed by the island
+        s.close()
