@@ -157,6 +157,7 @@ class Replication:
                 self.xrootd = None
         self._announce(self.http.base_url, root_url)
         self.wakeup.start()
+        self.mover.warm_up()
         for name in self.workers.names():
             transfers.release_worker(self.store, name)
         self.workers.start()
@@ -175,6 +176,7 @@ class Replication:
         self.integrity.stop()
         self.store.bump()
         self._thread.join(5)
+        self.mover.stop()
         self.workers.stop()
         if self.xrootd is not None:
             self.xrootd.stop()

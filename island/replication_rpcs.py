@@ -96,9 +96,10 @@ class ReplicationRpcs:
             if request.detach or st.state in ("ok", "stuck", "expired") or not context.is_active():
                 return
             gen = self.store.wait_changed(gen, 5.0)
-            # At most a few progress messages a second; the first change after a quiet spell at once.
+            # At most a few progress messages a second; the first change after a quiet spell,
+            # and the first replica (what a user waits for to start working), at once.
             quiet = time.monotonic() - sent
-            if quiet < PROGRESS_INTERVAL:
+            if quiet < PROGRESS_INTERVAL and st.progress.files_done:
                 time.sleep(PROGRESS_INTERVAL - quiet)
             gen = self.store.generation
 

@@ -80,10 +80,24 @@ def open_url(url: str, timeout: float = 30.0):
     raise SourceFailed(f"unsupported URL scheme in {url!r}")
 
 
+class _Block:
+    """One read in flight: XRootD's callback fills it from the client's own threads."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.status = None
+        self.data = b""
+
+    def __call__(self, status, response, hosts=None) -> None:
+        self.status, self.data = status, response or b""
+        self.done.set()
+
+
 class XrootdStream:
-    """A file read whole over ``root://`` with XRootD's own client (``pyxrootd``), block after
-    block. fsspec-xrootd wraps the same client in asyncio, which ran at 0.2-0.35 GB/s here
-    against 0.8 for this loop (and 0.9 for ``xrdcp``)."""
+    """A file read whole over ``root://`` with XRootD's own client (``pyxrootd``), one block
+    ahead: while the caller checksums and writes a block, the next is on the wire (as xrdcp
+    keeps reads in flight). fsspec-xrootd wraps the same client in asyncio, which ran at
+    0.2-0.35 GB/s here against 0.8 for a plain read loop (and 0.9 for ``xrdcp``)."""
 
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         from XRootD import client
@@ -91,22 +105,41 @@ class XrootdStream:
 
         self._timeout = max(1, int(timeout))
         self._file = client.File()
-        self._offset = 0
+        self._next = 0  # offset of the next block asked for
+        self._ahead: tuple[_Block, int, int] | None = None  # (block, offset, bytes asked)
         status, _ = self._file.open(url, OpenFlags.READ, timeout=self._timeout)
         if not status.ok:
             raise SourceFailed(f"cannot open {url}: {status.message.strip()}")
         self._url = url
 
+    def _ask(self, n: int) -> tuple[_Block, int, int]:
+        block, offset = _Block(), self._next
+        status = self._file.read(offset, n, timeout=self._timeout, callback=block)
+        if not status.ok:
+            raise OSError(status.message.strip())
+        self._next += n
+        return block, offset, n
+
     def read(self, n: int = -1) -> bytes:
         if n < 0:
             n = 64 << 20
-        status, data = self._file.read(self._offset, n, timeout=self._timeout)
-        if not status.ok:
-            raise OSError(status.message.strip())
-        self._offset += len(data)
+        block, offset, asked = self._ahead if self._ahead is not None else self._ask(n)
+        self._ahead = None
+        if not block.done.wait(self._timeout + 5):
+            raise OSError(f"no answer within {self._timeout} s")
+        if not block.status.ok:
+            raise OSError(block.status.message.strip())
+        data = block.data
+        if len(data) == asked:  # not the end yet: the next block travels while this one is used
+            self._ahead = self._ask(n)
+        else:  # the end (or a short read): the next read starts right after these bytes
+            self._next = offset + len(data)
         return data
 
     def close(self) -> None:
+        if self._ahead is not None:  # a read in flight finishes before its file is closed
+            self._ahead[0].done.wait(self._timeout + 5)
+            self._ahead = None
         if self._file.is_open():
             self._file.close(timeout=self._timeout)
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -25,7 +26,7 @@ import archipel
 from archipel.errors import ArchipelError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from metacatalog import transfers
 from metacatalog.store import CatalogStore
-from islands import SHARED_HATS, IslandProcess, cli, free_port, https_open
+from islands import ROOT, SHARED_HATS, IslandProcess, cli, free_port, https_open
 from islands import wait_for as _wait_for
 from skydata import angular_distance
 
@@ -202,6 +203,35 @@ def test_xrootd_serves_islands_of_the_archipelago_only(trio, tmp_path):
     out = subprocess.run(["xrdcp", "-f", f"{url}//test.big/{path}", str(tmp_path / "fetched")], capture_output=True,
                          text=True, timeout=60, env=a.xrootd_env())
     assert out.returncode == 0, out.stderr
+
+
+_READ_AHEAD = """
+import sys, zlib
+from replication.transfer import XrootdStream
+url, blocks = sys.argv[1], [int(b) for b in sys.argv[2].split(",")]
+for block in blocks:
+    with XrootdStream(url) as src:
+        data, parts = b"", 0
+        while chunk := src.read(block):
+            data += chunk
+            parts += 1
+    print(block, parts, len(data), zlib.adler32(data))
+"""
+
+
+def test_root_reads_one_block_ahead_and_return_the_file_exactly(trio):
+    """The workers' root:// reader keeps the next block in flight while a block is used: for
+    blocks that divide the file, that do not, and larger than it, the bytes are the file's."""
+    a, _, _ = trio
+    url = a.client().info()["root_url"].rstrip("/")
+    path, part = next(iter(_partitions(a.client(), "test.big").items()))
+    size = part.num_bytes
+    blocks = [size, size // 4, size // 3 + 1, 4096, 2 * size]
+    out = subprocess.run([sys.executable, "-c", _READ_AHEAD, f"{url}//test.big/{path}", ",".join(map(str, blocks))],
+                         capture_output=True, text=True, timeout=120, env={**a.xrootd_env(), "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = [tuple(map(int, line.split())) for line in out.stdout.split("\n") if line.strip()]
+    assert got == [(b, -(-size // b), size, part.adler32) for b in blocks]
 
 
 # -- rules -----------------------------------------------------------------------------------
