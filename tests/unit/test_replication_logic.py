@@ -195,3 +195,39 @@ def test_appends_from_peers_are_checked_and_applied(tmp_path):
         with store.transaction() as w:
             w.apply_remote(forged, None)
     assert store.dataset(ds.name).num_rows == 15
+
+
+def test_a_requests_jobs_all_reach_the_queue_the_first_one_first(tmp_path):
+    """The mover sends a request's first job at once and the others from its sending thread:
+    after stop() every job is in the (real, on-disk) Celery queue, each partition once, the
+    first without a lead to wait for and the others naming it; asked again, nothing is sent."""
+    import base64
+    import json
+
+    from metacatalog.model import Dataset, Partition
+    from metacatalog.store import CatalogStore
+    from replication.celery_app import make_app
+    from replication.mover import Mover, partition_url
+
+    store = CatalogStore(tmp_path / "catalog.sqlite", "here")
+    with store.transaction() as w:
+        w.put_island("there", "https://127.0.0.1:1", "root://127.0.0.1:2")
+    parts = tuple(Partition(path=f"Norder=1/Dir=0/Npix={i}.parquet", num_rows=1, num_bytes=10 + i, adler32=i,
+                            order=1, pixel=i) for i in range(20))
+    ds = Dataset(name="sky.obj", origin="there", kind="catalog", root="/", arrow_schema=b"", num_rows=20,
+                 num_bytes=300, ra_column="ra", dec_column="dec", partitions=parts)
+    mover = Mover(store, make_app("", tmp_path / "queue", "here"), "here", tmp_path / "data", ["root", "http"])
+    mover.warm_up()
+    assert sorted(mover.want(ds, parts)) == sorted(p.pid for p in parts)
+    mover.stop()
+    messages = sorted((tmp_path / "queue").glob("*.msg"), key=lambda p: p.stat().st_mtime_ns)
+    jobs = [json.loads(base64.b64decode(json.loads(m.read_text())["body"]))[0][0] for m in messages]
+    assert sorted(j["pid"] for j in jobs) == sorted(p.pid for p in parts)
+    lead = [j for j in jobs if not j["after"]]
+    assert [j["pid"] for j in lead] == [parts[0].pid]
+    assert all(j["after"] == parts[0].pid for j in jobs if j is not lead[0])
+    assert lead[0]["sources"] == [["there", partition_url("root://127.0.0.1:2", "sky.obj", parts[0].pid)],
+                                  ["there", partition_url("https://127.0.0.1:1", "sky.obj", parts[0].pid)]]
+    assert mover.want(ds, parts) == []  # pending already: no second message
+    mover.stop()
+    assert len(list((tmp_path / "queue").glob("*.msg"))) == 20
