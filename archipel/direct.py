@@ -62,6 +62,25 @@ def cone_mask(ra: pa.Array, dec: pa.Array, ra0: float, dec0: float, radius: floa
     return pc.less_equal(pc.multiply(pc.asin(pc.sqrt(s)), 2.0), radius * rad)
 
 
+def _check_fetched(meta, row_groups: list[int], columns: list[str], spans: list[tuple[int, int]], url: str) -> None:
+    """Every column chunk the decode reads lies in the byte spans fetched: bytes the island did
+    not name are never decoded (they would be zeros, or a reused buffer's leftovers)."""
+    wanted = set(columns)
+    for i in row_groups:
+        rg = meta.row_group(i)
+        for j in range(rg.num_columns):
+            col = rg.column(j)
+            if wanted and col.path_in_schema.split(".")[0] not in wanted:
+                continue
+            start = col.data_page_offset
+            if col.has_dictionary_page and col.dictionary_page_offset is not None and 0 < col.dictionary_page_offset < start:
+                start = col.dictionary_page_offset
+            end = start + col.total_compressed_size
+            if not any(a <= start and end <= b for a, b in spans):
+                raise Internal(f"{url}: column {col.path_in_schema} of row group {i} lies outside the byte spans "
+                               "the island named")
+
+
 def _conform(table: pa.Table, columns: list[str], schema: pa.Schema) -> pa.Table:
     """``columns`` of ``table`` (nulls for one a file lacks) as ``schema``'s fields."""
     arrays = []
@@ -407,6 +426,8 @@ class DirectReader:
         try:
             frag = _PARQUET.make_fragment(pa.BufferReader(data.slice(0, size)), row_groups=list(f.row_groups))
             present = set(frag.physical_schema.names)
+            if f.spans:
+                _check_fetched(frag.metadata, list(f.row_groups), [c for c in needed if c in present], spans, f.url)
             # Files are decoded in parallel already: one thread each, unless there are fewer files
             # than workers. The system allocator: pyarrow's default (mimalloc) faults fresh pages
             # in at a third of its rate here.

@@ -134,7 +134,6 @@ def direct_read(scan: TableScan, direct: DirectScan, files: list[DirectFileSpec]
     ds = scan.dataset
     columns = [c for c, _ in direct.columns]
     names = [n for _, n in direct.columns]
-    needed = list(dict.fromkeys(columns + ([ds.ra_column, ds.dec_column] if direct.cones and columns else [])))
     healpix = ds.hats_properties.get("hats_col_healpix", "_healpix_29")
     ranges = None
     if direct.cones and ds.hats_properties.get("hats_col_healpix_order", "29") == "29":
@@ -144,6 +143,10 @@ def direct_read(scan: TableScan, direct: DirectScan, files: list[DirectFileSpec]
                 continue
             ranges = r if ranges is None else [(max(a, c), min(b, d)) for a, b in ranges for c, d in r
                                                if max(a, c) <= min(b, d)]
+    # The columns whose bytes the client fetches: the chosen ones, and with cones what their
+    # tests read (ra, dec, and the HEALPix index the ranges apply to; the client decodes these).
+    tested = [ds.ra_column, ds.dec_column] + ([healpix] if ranges is not None else [])
+    needed = list(dict.fromkeys(columns + (tested if direct.cones and columns else [])))
     out = pb.DirectRead(columns=columns, names=names, ra_column=ds.ra_column, dec_column=ds.dec_column,
                         cones=[pb.DirectCone(ra=c.ra, dec=c.dec, radius=c.radius) for c in direct.cones],
                         has_limit=direct.limit is not None, limit=direct.limit or 0,

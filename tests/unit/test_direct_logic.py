@@ -175,3 +175,44 @@ def test_healpix_range_test_is_betweens_row_for_row():
                          )._in_ranges(column)
     with pytest.raises(Internal, match="not a HEALPix index"):
         reader._in_ranges(pa.chunked_array([pa.array(["a"])]))
+
+
+def test_the_client_never_decodes_bytes_the_island_did_not_name(tmp_path):
+    """A column chunk outside the byte spans of a direct read is an error, not a decode of
+    whatever the reused buffer held there; within them the rows are the file's."""
+    import os
+
+    from archipel.direct import DirectReader
+    from archipel.errors import Internal
+    from archipel.v1 import island_pb2 as pb
+
+    table = pa.table({"a": np.arange(40_000), "b": np.arange(40_000) * 2.0, "c": np.arange(40_000) % 7})
+    path = tmp_path / "part.parquet"
+    pq.write_table(table, path, row_group_size=10_000)
+    meta, size = pq.read_metadata(path), path.stat().st_size
+    schema = table.schema.remove(2)
+
+    def spans_of(columns):  # the chunks of these columns in row groups 1 and 2, and the footer
+        out = []
+        for i in (1, 2):
+            for j in range(meta.num_columns):
+                col = meta.row_group(i).column(j)
+                if col.path_in_schema in columns:
+                    start = min(x for x in (col.data_page_offset, col.dictionary_page_offset) if x)
+                    out.append((start, start + col.total_compressed_size))
+        out.append((size - 8 - meta.serialized_size, size))
+        return [x for span in sorted(out) for x in span]
+
+    for named, ok in ((["a"], False), (["a", "b"], True)):
+        f = pb.DirectFile(url="file:part", size=size, row_groups=[1, 2], spans=spans_of(named))
+        assert f.spans  # a part of the file, not all of it
+        reader = DirectReader(pb.DirectRead(files=[f], columns=["a", "b"], names=["a", "b"]), schema, "", None)
+        reader._fds = {0: os.open(path, os.O_RDONLY)}
+        try:
+            if ok:
+                assert reader._read_file(0, f).equals(table.select(["a", "b"]).slice(10_000, 20_000))
+            else:
+                with pytest.raises(Internal, match="column b of row group 1 lies outside the byte spans"):
+                    reader._read_file(0, f)
+        finally:
+            os.close(reader._fds[0])
