@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
@@ -276,7 +275,7 @@ class DirectReader:
         self.token = token
         self.local_reads = local_reads
         self._fds: dict[int, int] = {}  # file index -> descriptor, for short-circuit reads
-        self._ranges: tuple[np.ndarray, np.ndarray] | None = None  # HEALPix (lows, highs), checked once
+        self._ranges: tuple | None = None  # HEALPix (lows, highs), checked once
         self.files_local = 0  # files read through descriptors, without the network
         self._conns = _Connections(ca_pem, timeout if timeout else 300.0)
         self.workers = max(1, workers)
@@ -451,6 +450,8 @@ class DirectReader:
         """Rows whose HEALPix index is inside one of the read's ranges: the conservative test
         the stream path's SQL applies too, a binary search per row, so that the exact distance
         is computed only for rows that can be in a cone."""
+        import numpy as np  # only for cones' HEALPix ranges: a plain import of the client stays light
+
         if self._ranges is None:
             flat = np.array(self.spec.healpix_ranges, dtype=np.uint64)
             if len(flat) % 2 or np.any(flat[0::2] > flat[1::2]) or np.any(flat[2::2] <= flat[1:-1:2]):
