@@ -61,6 +61,16 @@ def cone_mask(ra: pa.Array, dec: pa.Array, ra0: float, dec0: float, radius: floa
     return pc.less_equal(pc.multiply(pc.asin(pc.sqrt(s)), 2.0), radius * rad)
 
 
+def chunk_span(col) -> tuple[int, int]:
+    """[start, end) of a Parquet column chunk in its file, its dictionary page included: the one
+    rule by which the island names the bytes to fetch (``island.direct.byte_spans``) and the
+    client checks it fetched them."""
+    start = col.data_page_offset
+    if col.has_dictionary_page and col.dictionary_page_offset is not None and 0 < col.dictionary_page_offset < start:
+        start = col.dictionary_page_offset
+    return start, start + col.total_compressed_size
+
+
 def _check_fetched(meta, row_groups: list[int], columns: list[str], spans: list[tuple[int, int]], url: str) -> None:
     """Every column chunk the decode reads lies in the byte spans fetched: bytes the island did
     not name are never decoded (they would be zeros, or a reused buffer's leftovers)."""
@@ -71,10 +81,7 @@ def _check_fetched(meta, row_groups: list[int], columns: list[str], spans: list[
             col = rg.column(j)
             if wanted and col.path_in_schema.split(".")[0] not in wanted:
                 continue
-            start = col.data_page_offset
-            if col.has_dictionary_page and col.dictionary_page_offset is not None and 0 < col.dictionary_page_offset < start:
-                start = col.dictionary_page_offset
-            end = start + col.total_compressed_size
+            start, end = chunk_span(col)
             if not any(a <= start and end <= b for a, b in spans):
                 raise Internal(f"{url}: column {col.path_in_schema} of row group {i} lies outside the byte spans "
                                "the island named")

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from archipel.arrowwire import read_schema
+from archipel.direct import chunk_span
 
 from archipel.v1 import island_pb2 as pb
 from federation.planner import DirectScan, TableScan
@@ -101,11 +102,7 @@ def byte_spans(meta: pq.FileMetaData, size: int, row_groups: list[int], leaves: 
     for i in row_groups:
         rg = meta.row_group(i)
         for j in leaves:
-            col = rg.column(j)
-            start = col.data_page_offset
-            if col.has_dictionary_page and col.dictionary_page_offset is not None and 0 < col.dictionary_page_offset < start:
-                start = col.dictionary_page_offset
-            spans.append((start, start + col.total_compressed_size))
+            spans.append(chunk_span(rg.column(j)))
     footer = size - 8 - meta.serialized_size
     spans.append((max(0, footer), size))
     spans.sort()
