@@ -18,7 +18,8 @@ from pathlib import Path
 from archipel.errors import ArchipelError, DataLoss, Unavailable
 
 __all__ = ["ChecksumMismatch", "SourceFailed", "copy_verified", "place", "open_url", "partial_name",
-           "data_ssl_context", "DATA_TLS_ENV"]
+           "data_ssl_context", "DATA_TLS_ENV",
+           "HttpPool", "http_pool", "warm_http"]
 
 # The island's identity on the data plane, set by the island for itself and its workers: the
 # archipelago's CA (to check the serving island) and the island's certificate and key (to be
@@ -54,6 +55,9 @@ def partial_name(final: Path, token: str) -> Path:
 
 
 _ssl_cache: dict[tuple[str, ...], object] = {}
+# Kept connections unused this long are closed before the next warm-up: the servers close
+# theirs after 60 s (the data port) or 75 s (the web face).
+IDLE_KEEP_SECONDS = 45.0
 
 
 def data_ssl_context():
@@ -150,15 +154,133 @@ class XrootdStream:
         self.close()
 
 
-_connections = threading.local()  # kept-alive connections of this thread, by (scheme, host:port)
+class HttpPool:
+    """Kept-alive HTTP(S) connections of this process, by (scheme, host:port), lent to one
+    thread at a time, and the data ports islands' web faces redirect to: after the first
+    redirect from a web face, a worker asks its data port straight (one round trip less per
+    file), and the warm-up can open those connections before the first rule."""
+
+    def __init__(self, idle_per_server: int = 8) -> None:
+        self._idle: dict[tuple[str, str], list] = {}  # (connection, when it was given back)
+        self._lock = threading.Lock()
+        self._redirects: dict[str, str] = {}  # a web face's URL prefix -> its data port's
+        self.idle_per_server = idle_per_server
+
+    def take(self, scheme: str, netloc: str, timeout: float):
+        """An idle connection to ``netloc`` (possibly closed by the server meanwhile), or a new one."""
+        import http.client
+
+        stale = []
+        with self._lock:
+            idle = self._idle.get((scheme, netloc)) or []
+            while idle:
+                conn, since = idle.pop()
+                if time.monotonic() - since > IDLE_KEEP_SECONDS:  # the server may have closed it
+                    stale.append(conn)
+                    continue
+                conn.timeout = timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout)
+                break
+            else:
+                conn = None
+        for old in stale:
+            old.close()
+        if conn is not None:
+            return conn
+        host, _, port = netloc.rpartition(":")
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, int(port), timeout=timeout, context=data_ssl_context(),
+                                               blocksize=1 << 20)
+        return http.client.HTTPConnection(host, int(port), timeout=timeout, blocksize=1 << 20)
+
+    def give(self, scheme: str, netloc: str, conn) -> None:
+        """Keeps ``conn`` for the next file, unless enough are kept already."""
+        with self._lock:
+            idle = self._idle.setdefault((scheme, netloc), [])
+            if len(idle) < self.idle_per_server:
+                idle.append((conn, time.monotonic()))
+                return
+        conn.close()
+
+    def drop_idle(self, older_than: float) -> None:
+        """Closes the kept connections unused for ``older_than`` seconds, which servers may have
+        closed on their side meanwhile (the data port after 60 s, the web face after 75 s)."""
+        limit, old = time.monotonic() - older_than, []
+        with self._lock:
+            for key, idle in self._idle.items():
+                old += [c for c, t in idle if t < limit]
+                idle[:] = [(c, t) for c, t in idle if t >= limit]
+        for conn in old:
+            conn.close()
+
+    def idle(self, scheme: str, netloc: str) -> int:
+        with self._lock:
+            return len(self._idle.get((scheme, netloc), ()))
+
+    def learn_redirect(self, url: str, target: str) -> None:
+        """Remembers that ``url`` was sent to ``target``: the parts before the path they share
+        (decoded) map one to the other. Nothing is learnt from a redirect to another path."""
+        from urllib.parse import unquote, urlsplit
+
+        a, b = urlsplit(url), urlsplit(target)
+        if a.query or b.query or a.scheme != b.scheme or a.scheme not in ("http", "https"):
+            return
+        pa, pb = unquote(a.path), unquote(b.path)
+        n = 0
+        while n < min(len(pa), len(pb)) and pa[-1 - n] == pb[-1 - n]:
+            n += 1
+        shared = pa[len(pa) - n:]
+        cut = shared.find("/", 1) if not shared.startswith("/") else 0
+        if cut < 0 or not shared[cut:].count("/") >= 2:  # at least the dataset and the file in common
+            return
+        src = f"{a.scheme}://{a.netloc}{pa[:len(pa) - len(shared) + cut]}"
+        dst = f"{b.scheme}://{b.netloc}{pb[:len(pb) - len(shared) + cut]}"
+        if url.startswith(src) and src != dst:
+            with self._lock:
+                self._redirects[src] = dst
+
+    def redirected(self, url: str) -> str:
+        """Where ``url`` was sent last time ("" when no redirect is known)."""
+        with self._lock:
+            for src, dst in self._redirects.items():
+                if url.startswith(src) and url[len(src):len(src) + 1] == "/":
+                    return dst + url[len(src):]
+        return ""
+
+    def forget_redirect(self, url: str) -> None:
+        with self._lock:
+            for src in [s for s in self._redirects if url.startswith(s)]:
+                del self._redirects[src]
+
+    def clear(self) -> None:
+        with self._lock:
+            conns = [c for idle in self._idle.values() for c, _ in idle]
+            self._idle.clear()
+            self._redirects.clear()
+        for conn in conns:
+            conn.close()
+
+
+http_pool = HttpPool()
 
 
 class HttpStream:
     """A file read whole over HTTP(S) with the standard library's blocking client, on a
-    connection kept per thread and island (no TLS handshake per file). fsspec's aiohttp path
-    moved a third of this through asyncio's TLS layer here."""
+    connection kept by the process (no TLS handshake per file). fsspec's aiohttp path moved a
+    third of this through asyncio's TLS layer here. An island's web face redirects islands to
+    its data port; the redirect is remembered (``HttpPool``) and tried first next time."""
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, pool: HttpPool | None = None) -> None:
+        self._pool = pool or http_pool
+        self._conn = None
+        known = self._pool.redirected(url)
+        if known:
+            try:
+                self._open(known, timeout, redirects=0)
+                return
+            except (SourceFailed, OSError):  # the data port moved or refused: ask the web face again
+                self._pool.forget_redirect(url)
         self._open(url, timeout, redirects=1)
 
     def _open(self, url: str, timeout: float, redirects: int) -> None:
@@ -166,35 +288,24 @@ class HttpStream:
         from urllib.parse import urljoin, urlsplit
 
         parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        conns = getattr(_connections, "conns", None)
-        if conns is None:
-            conns = _connections.conns = {}
+        if parts.scheme not in ("http", "https") or ":" not in parts.netloc:
+            raise SourceFailed(f"{url}: not an http(s) URL with a port")
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         for attempt in (1, 2):  # a kept connection the server closed meanwhile: once more on a new one
-            conn = conns.get(key)
-            if conn is None:
-                host, _, port = parts.netloc.rpartition(":")
-                if parts.scheme == "https":
-                    conn = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=data_ssl_context(),
-                                                       blocksize=1 << 20)
-                else:
-                    conn = http.client.HTTPConnection(host, int(port), timeout=timeout, blocksize=1 << 20)
-                conns[key] = conn
+            conn = self._pool.take(parts.scheme, parts.netloc, timeout)
+            reused = conn.sock is not None
             try:
                 conn.request("GET", path)
                 self._resp = conn.getresponse()
                 break
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                conns.pop(key, None)
                 conn.close()
-                if attempt == 2:
+                if attempt == 2 or not reused:
                     raise
             except BaseException:
-                conns.pop(key, None)
                 conn.close()
                 raise
-        self._conn, self._key, self._conns = conn, key, conns
+        self._conn, self._key = conn, (parts.scheme, parts.netloc)
         if self._resp.status in (301, 302, 303, 307, 308) and redirects > 0:  # the web face sends islands
             target = urljoin(url, self._resp.getheader("Location") or "")   # to its bulk data port
             self._resp.read()
@@ -202,6 +313,7 @@ class HttpStream:
             if not target.startswith(("http://", "https://")):
                 raise SourceFailed(f"{url}: redirected to {target!r}")
             self._open(target, timeout, redirects - 1)
+            self._pool.learn_redirect(url, target)
             return
         if self._resp.status != 200:
             text = self._resp.read(2000).decode(errors="replace").strip()
@@ -211,17 +323,71 @@ class HttpStream:
     def read(self, n: int = -1) -> bytes:
         return self._resp.read(None if n < 0 else n)
 
+    def readinto(self, buffer) -> int:
+        return self._resp.readinto(buffer)
+
     def close(self) -> None:
-        if not self._resp.isclosed() and self._resp.length:  # not read to the end: the connection is spent
-            self._conns.pop(self._key, None)
-            self._conn.close()
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        spent = not self._resp.isclosed() and self._resp.length  # not read to the end
         self._resp.close()
+        if spent or self._resp.will_close:
+            conn.close()
+        else:
+            self._pool.give(*self._key, conn)
 
     def __enter__(self) -> HttpStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def warm_http(probe: str, timeout: float = 5.0, pool: HttpPool | None = None, renew_after: float = 20.0) -> bool:
+    """Opens, TLS handshake included, a kept connection to the server of ``probe`` (the URL of
+    a file on an island's web face) and, when the web face redirects islands to its data port,
+    one to that port too (the redirect remembered): a rule's first file then pays for its bytes
+    only. Nothing is downloaded. True when a kept connection to where files come from is ready.
+    Connections unused for ``renew_after`` seconds are replaced, long before servers close them."""
+    import http.client
+    from urllib.parse import urljoin, urlsplit
+
+    pool = pool or http_pool
+    pool.drop_idle(older_than=renew_after)
+    where = urlsplit(pool.redirected(probe) or probe)
+    if pool.idle(where.scheme, where.netloc):
+        return True
+    parts = urlsplit(probe)
+    conn = pool.take(parts.scheme, parts.netloc, timeout)
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        resp = conn.getresponse()
+    except (OSError, http.client.HTTPException):
+        conn.close()
+        return False
+    if resp.status not in (301, 302, 303, 307, 308):  # served here, or refused: nothing to learn
+        resp.close()
+        conn.close()
+        return False
+    target = urljoin(probe, resp.getheader("Location") or "")
+    resp.read()
+    if resp.will_close:
+        conn.close()
+    else:
+        pool.give(parts.scheme, parts.netloc, conn)
+    dest = urlsplit(target)
+    if dest.scheme not in ("http", "https"):
+        return False
+    pool.learn_redirect(probe, target)
+    data = pool.take(dest.scheme, dest.netloc, timeout)
+    try:
+        data.connect()
+    except OSError:
+        data.close()
+        return False
+    pool.give(dest.scheme, dest.netloc, data)
+    return True
 
 
 def copy_verified(url: str, tmp: Path, size: int, adler32: int, *, block_bytes: int = 8 << 20,

@@ -30,6 +30,7 @@ from replication.transfer import (
     fail_fast_xrootd,
     partial_name,
     place,
+    warm_http,
 )
 from replication.wakeup import poke
 from archipel.backoff import Backoff
@@ -53,6 +54,11 @@ RENEW_EVERY = 1.0  # seconds between lease renewals (and progress updates) of on
 # replica then has the bandwidth to itself (a rule's first file lands in tens of ms, not after
 # four files shared the link), and a slow or dead first source holds nobody up for long.
 LEAD_SECONDS = 0.5
+HTTP_RENEW_SECONDS = 20.0  # kept HTTP connections are renewed this often (servers keep them 60 s)
+# Copies running in this process, by (dataset, pid): a job waiting for its request's first file
+# waits on the event when that file copies here (the usual case), instead of asking the catalog.
+_copying: dict[tuple[str, str], threading.Event] = {}
+_copying_lock = threading.Lock()
 
 
 def store() -> CatalogStore:
@@ -85,13 +91,19 @@ def _error_key(island: str, exc: SourceFailed, pid: str) -> str:
 
 
 def _let_lead_go(st: CatalogStore, dataset: str, lead: str) -> None:
-    """Waits up to LEAD_SECONDS while the request's first file is still being copied."""
+    """Waits up to LEAD_SECONDS while the request's first file is still being copied: on its
+    event when a thread of this process copies it, else by asking the catalog every 10 ms."""
     deadline = time.monotonic() + LEAD_SECONDS
-    while time.monotonic() < deadline:
+    while (left := deadline - time.monotonic()) > 0:
+        with _copying_lock:
+            event = _copying.get((dataset, lead))
+        if event is not None:
+            event.wait(left)
+            return
         state = transfers.states(st, dataset, [lead]).get(lead)
         if state is None or state.state not in ("pending", "copying"):
             return
-        time.sleep(0.005)
+        time.sleep(min(0.01, left))
 
 
 def copy_partition(job: dict[str, Any]) -> str:
@@ -99,9 +111,23 @@ def copy_partition(job: dict[str, Any]) -> str:
     st = store()
     dataset, pid = job["dataset"], job["pid"]
     worker = _worker_name()
-    wakeup = os.environ.get("ARCHIPEL_WAKEUP", "")
     if not transfers.claim(st, dataset, pid, worker):
         return "skipped: done or in flight elsewhere"
+    done = threading.Event()
+    with _copying_lock:
+        _copying[(dataset, pid)] = done
+    try:
+        return _copy_claimed(st, job, worker)
+    finally:
+        with _copying_lock:
+            _copying.pop((dataset, pid), None)
+        done.set()
+
+
+def _copy_claimed(st: CatalogStore, job: dict[str, Any], worker: str) -> str:
+    """The copy of a partition this worker has claimed."""
+    dataset, pid = job["dataset"], job["pid"]
+    wakeup = os.environ.get("ARCHIPEL_WAKEUP", "")
     final = Path(job["final"])
     size, adler32 = int(job["size"]), int(job["adler32"])
     if job.get("after"):
@@ -153,13 +179,24 @@ app.task(name=COPY_TASK, acks_late=True, reject_on_worker_lost=True)(copy_partit
 def _warm_up(**_: Any) -> None:
     """Pays ahead what a rule's first copy would: the catalog opened, XRootD's library loaded
     and logged in to every island serving root:// (a security handshake of 0.1-0.2 s, kept by
-    the client while it is used), so the first replica costs the time of its bytes. Islands
-    learnt later are logged in to as they appear; every login is renewed before XRootD's idle
-    limit (XRD_DATASERVERTTL, 300 s by default) closes it."""
-    threading.Thread(target=_keep_logged_in, name="warm-up", daemon=True).start()
+    the client while it is used), and a TLS connection kept open to every island serving
+    http(s):// and to the data port its web face redirects islands to. The first replica then
+    costs the time of its bytes. Islands learnt later are warmed up as they appear; logins
+    are renewed before XRootD's idle limit (XRD_DATASERVERTTL, 300 s by default), HTTP
+    connections before the servers' 60 s."""
+    threading.Thread(target=_keep_warm, name="warm-up", daemon=True).start()
 
 
-def _keep_logged_in(check_every: float = 2.0, renew_every: float = 120.0) -> None:
+def _http_probe(st: CatalogStore, island: str, base: str) -> str:
+    """The URL of one file of ``island`` on its web face ("" when it holds none)."""
+    from replication.mover import partition_url
+
+    rows = st.query("SELECT p.dataset, p.pid FROM partitions p JOIN datasets d ON d.name = p.dataset "
+                    "WHERE d.origin = ? LIMIT 1", (island,))
+    return partition_url(base, rows[0][0], rows[0][1]) if rows else ""
+
+
+def _keep_warm(check_every: float = 2.0, renew_every: float = 120.0) -> None:
     seen: dict[str, float] = {}
     here = os.environ.get("ARCHIPEL_ISLAND_NAME", "")
     try:
@@ -172,10 +209,17 @@ def _keep_logged_in(check_every: float = 2.0, renew_every: float = 120.0) -> Non
     while True:
         try:
             now = time.monotonic()
-            for island, (_, root) in st.islands().items():
-                if root and island != here and now - seen.get(root, -1e9) > renew_every:
+            for island, (http, root) in st.islands().items():
+                if island == here:
+                    continue
+                if root and now - seen.get(root, -1e9) > renew_every:
                     seen[root] = now
                     xrootd.FileSystem(root).ping(timeout=3)
+                if http and now - seen.get(http, -1e9) > HTTP_RENEW_SECONDS:
+                    probe = _http_probe(st, island, http)
+                    if probe:
+                        seen[http] = now
+                        warm_http(probe, timeout=3, renew_after=HTTP_RENEW_SECONDS)
         except Exception as exc:
             logger.debug("warm-up: %s", exc)
         time.sleep(check_every)

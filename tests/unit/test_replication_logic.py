@@ -231,3 +231,31 @@ def test_a_requests_jobs_all_reach_the_queue_the_first_one_first(tmp_path):
     assert mover.want(ds, parts) == []  # pending already: no second message
     mover.stop()
     assert len(list((tmp_path / "queue").glob("*.msg"))) == 20
+
+
+def test_a_job_waits_for_its_lead_copying_in_the_same_process_on_its_event(tmp_path, monkeypatch):
+    """The request's first file copies in this worker process: the others wait on its event and
+    go as soon as it is set, though the catalog still says 'copying' (asking it would have kept
+    them waiting for the whole lead time, set here far beyond the test's patience)."""
+    import threading
+
+    from replication import worker
+
+    store = CatalogStore(tmp_path / "catalog.sqlite", "here")
+    transfers.request(store, "sky.obj", ["lead", "next"])
+    assert transfers.claim(store, "sky.obj", "lead", "w1")
+    monkeypatch.setattr(worker, "LEAD_SECONDS", 3600.0)
+    done = threading.Event()
+    monkeypatch.setitem(worker._copying, ("sky.obj", "lead"), done)
+    waiter = threading.Thread(target=worker._let_lead_go, args=(store, "sky.obj", "lead"), daemon=True)
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # the lead is still copying
+    done.set()
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert transfers.states(store, "sky.obj", ["lead"])["lead"].state == "copying"
+    # A lead that is not copied here, and done: the catalog says so.
+    monkeypatch.delitem(worker._copying, ("sky.obj", "lead"))
+    transfers.complete(store, "sky.obj", "lead", 1, 1, "there")
+    worker._let_lead_go(store, "sky.obj", "lead")
