@@ -419,6 +419,9 @@ def copy_verified(url: str, tmp: Path, size: int, adler32: int, *, block_bytes: 
                     break
                 checksum = zlib.adler32(block, checksum)
                 out.write(block)
+                if fsync:  # the disk writes while the next block travels: the final fsync waits less
+                    out.flush()
+                    start_writeback(out.fileno(), done, len(block))
                 done += len(block)
                 if done > size:
                     break
@@ -439,6 +442,27 @@ def copy_verified(url: str, tmp: Path, size: int, adler32: int, *, block_bytes: 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_sync_file_range = None
+
+
+def start_writeback(fd: int, offset: int, nbytes: int) -> None:
+    """Starts writing ``nbytes`` at ``offset`` of ``fd`` to disk without waiting (Linux's
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which Python does not wrap), so a later fsync
+    has little left to do. A no-op where the call is missing; durability still comes from fsync."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            _sync_file_range = fn
+        except (OSError, AttributeError):
+            _sync_file_range = False
+    if _sync_file_range:
+        _sync_file_range(fd, offset, nbytes, 2)  # SYNC_FILE_RANGE_WRITE
 
 
 def place(tmp: Path, final: Path, fsync: bool = True) -> None:

@@ -280,6 +280,9 @@ class JobBook:
                 "ARCHIPEL_TOKEN": self.mint(job), "ARCHIPEL_JOB_ID": job.id, "ARCHIPEL_JOB_ISLAND": self.here,
                 "ARCHIPEL_JOB_DATASETS": ",".join(job.datasets), "ARCHIPEL_JOB_DIR": str(work),
                 "TMPDIR": str(work),
+                # A crash of the interpreter (a native library's) leaves every thread's Python
+                # stack in the job's log, not an empty log and a signal number.
+                "PYTHONFAULTHANDLER": "1",
             }
             if os.environ.get("JAVA_HOME"):
                 env["JAVA_HOME"] = os.environ["JAVA_HOME"]

@@ -189,3 +189,23 @@ def test_a_redirect_maps_the_differing_prefix_only():
     assert pool.redirected("http://a:1/webx/data/other/g.parquet") == ""
     pool.forget_redirect("http://a:1/web/data/other/g.parquet")
     assert pool.redirected("http://a:1/web/data/other/g.parquet") == ""
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_verified_copy_through_the_pool(servers, tmp_path, fsync):
+    """copy_verified over the web face's redirect, in blocks that do not divide the file, with
+    the disk's writeback started block by block (fsync) or not: the exact file, or nothing."""
+    import zlib
+
+    from replication import transfer
+    from replication.transfer import ChecksumMismatch, copy_verified
+
+    face, _ = servers
+    path, body = next(iter(FILES.items()))
+    out = tmp_path / "copy.part"
+    n = copy_verified(face.url + path, out, len(body), zlib.adler32(body), block_bytes=70_000, fsync=fsync)
+    assert n == len(body) and out.read_bytes() == body
+    with pytest.raises(ChecksumMismatch):
+        copy_verified(face.url + path, tmp_path / "bad.part", len(body), zlib.adler32(body) ^ 1, fsync=fsync)
+    assert not (tmp_path / "bad.part").exists()
+    transfer.start_writeback(-1, 0, 10)  # a bad descriptor: fsync reports real failures, not this
