@@ -283,6 +283,7 @@ class JobBook:
                 # A crash of the interpreter (a native library's) leaves every thread's Python
                 # stack in the job's log, not an empty log and a signal number.
                 "PYTHONFAULTHANDLER": "1",
+                "GRPC_ENABLE_FORK_SUPPORT": "false",  # see archipel/__init__.py
             }
             if os.environ.get("JAVA_HOME"):
                 env["JAVA_HOME"] = os.environ["JAVA_HOME"]
