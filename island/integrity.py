@@ -12,34 +12,20 @@ import os
 import threading
 import time
 import uuid
-import zlib
 from pathlib import Path
 
 from archipel.backoff import Backoff
 from archipel.errors import ArchipelError, DataLoss, InvalidArgument
 from federation.planner import TableScan
+from metacatalog.checksum import file_adler32
 from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
 from replication.layout import replica_path
 from replication.transfer import copy_verified, partial_name, place
 
-__all__ = ["Integrity", "file_adler32"]
+__all__ = ["Integrity"]
 
 logger = logging.getLogger(__name__)
-
-_BLOCK = 4 << 20
-
-
-def file_adler32(path: Path) -> tuple[int, int]:
-    """(adler32, size) of a file, read once in large blocks."""
-    checksum, size = 1, 0
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            block = f.read(_BLOCK)
-            if not block:
-                return checksum, size
-            checksum = zlib.adler32(block, checksum)
-            size += len(block)
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

@@ -13,7 +13,6 @@ import io
 import urllib.request
 import logging
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from federation.planner import plan_query
 from federation.rules import RuleBook, _moc
 from federation.subscriptions import Filter, Match, Subscription, SubscriptionBook, row_query, rule_id
 from metacatalog import rule_records
+from metacatalog.checksum import adler32
 from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
 from replication.layout import replica_path
@@ -74,7 +74,7 @@ class RowSource:
             except Exception as exc:
                 errors.append(f"{island}: {type(exc).__name__}: {str(exc)[:200]}")
                 continue
-            if len(data) != part.num_bytes or zlib.adler32(data) != part.adler32:
+            if len(data) != part.num_bytes or adler32(data) != part.adler32:
                 errors.append(f"{island}: {url} is not the file the catalog describes")
                 continue
             return pq.read_table(io.BytesIO(data))

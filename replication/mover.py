@@ -16,7 +16,7 @@ from archipel.errors import DeadlineExceeded, Unavailable
 from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
 from metacatalog import transfers
-from replication.celery_app import COPY_TASK, queue_name
+from replication.celery_app import COPY_TASK, LEAD_SECONDS, queue_name
 from replication.layout import replica_path
 
 __all__ = ["Mover", "partition_url", "order_sources", "REPLICAS_DIR"]
@@ -44,6 +44,22 @@ def order_sources(holders: Iterable[str], origin: str, urls: dict[str, tuple[str
         by_protocol = {"http": http, "root": root}
         out.extend((island, by_protocol[p]) for p in protocols if by_protocol.get(p))
     return out
+
+
+# Jobs sent together by the sending thread: the workers start on the first while the rest go.
+SEND_BATCH = 8
+
+
+@dataclass(frozen=True)
+class _Later:
+    """The jobs of a request sent after its first file: (holders, URLs, islands down) as read
+    when it was made."""
+
+    ds: Dataset
+    parts: tuple[Partition, ...]
+    protocol: str
+    lead: str
+    known: tuple[dict, dict, set]
 
 
 @dataclass(frozen=True)
@@ -77,7 +93,7 @@ class Mover:
         self.fsync = fsync
         self._down = down
         self._send_lock = threading.Lock()
-        self._outbox: queue.Queue[list[dict] | None] = queue.Queue()  # jobs the sending thread sends in order
+        self._outbox: queue.Queue[_Later | None] = queue.Queue()  # jobs the sending thread sends in order
         self._sender: threading.Thread | None = None
 
     def replica_root(self, dataset: str) -> Path:
@@ -109,26 +125,25 @@ class Mover:
             return []
         with self._send_lock:
             send = set(transfers.request(self.store, ds.name, [p.pid for p in missing]))
+            todo = [p for p in missing if p.pid in send]
+            if not todo:
+                return []
             # The holders and URLs are read once for the whole request, not for each file.
             known = (self.store.replica_islands(ds.name), self.store.islands(), self._down())
-            jobs, lead = [], ""
-            for part in missing:
-                if part.pid in send:
-                    jobs.append(self._job(ds, part, protocol, after=lead, known=known))
-                    lead = lead or part.pid
-        if jobs:
-            # The first job goes now; the others from the sending thread, so the caller (a
-            # rule's progress stream) answers while they are sent (about 1 ms each). Until
-            # sent, they are 'pending' rows, which a restart sends again.
-            self._post([jobs[0]])
-            if len(jobs) > 1:
-                self._outbox_put(jobs[1:])
+            lead = self._job(ds, todo[0], protocol, known=known)
+        # The first job goes now, alone; the sending thread sends the others once it is copied
+        # (or after LEAD_SECONDS): the first replica has the machine to itself (sending 63 jobs
+        # costs the island about 60 ms of CPU), and the caller (a rule's progress stream)
+        # answers meanwhile. Until sent, the others are 'pending' rows, which a restart sends.
+        self._post([lead])
+        if len(todo) > 1:
+            self._outbox_put(_Later(ds, tuple(todo[1:]), protocol, todo[0].pid, known))
         return sorted(send)
 
     def _job(self, ds: Dataset, part: Partition, protocol: str = "", after: str = "",
              known: tuple[dict, dict, set] | None = None) -> dict:
         """``after``: the first partition of the same request, which the others let copy alone
-        for a moment (``replication.worker.LEAD_SECONDS``), so the first replica lands at once."""
+        for a moment (``replication.celery_app.LEAD_SECONDS``), so the first replica lands at once."""
         return {
             "dataset": ds.name, "pid": part.pid, "size": part.num_bytes, "adler32": part.adler32,
             "final": str(replica_path(self.root, ds.name, part.pid)),
@@ -145,22 +160,36 @@ class Mover:
             for job in jobs:
                 self.app.send_task(COPY_TASK, args=[job], queue=queue_name(self.here), producer=producer)
 
-    def _outbox_put(self, jobs: list[dict]) -> None:
+    def _outbox_put(self, later: _Later) -> None:
         with self._send_lock:
             if self._sender is None or not self._sender.is_alive():
                 self._sender = threading.Thread(target=self._send_outbox, name="replication-sender", daemon=True)
                 self._sender.start()
-        self._outbox.put(jobs)
+        self._outbox.put(later)
 
     def _send_outbox(self) -> None:
         while True:
-            jobs = self._outbox.get()
-            if jobs is None:
+            later = self._outbox.get()
+            if later is None:
                 return
             try:
-                self._post(jobs)
+                self._wait_lead(later.ds.name, later.lead)
+                for i in range(0, len(later.parts), SEND_BATCH):  # the workers start on the first ones
+                    self._post([self._job(later.ds, part, later.protocol, after=later.lead, known=later.known)
+                                for part in later.parts[i:i + SEND_BATCH]])
             except Exception:  # the broker is gone: the rows stay pending, sent again at restart
-                logger.exception("sending %d copy jobs failed", len(jobs))
+                logger.exception("sending %d copy jobs failed", len(later.parts))
+
+    def _wait_lead(self, dataset: str, lead: str) -> None:
+        """Until the request's first file is copied (or failed), LEAD_SECONDS at most: woken by
+        the workers' commits, and looking every 20 ms for workers that cannot wake this island."""
+        deadline = time.monotonic() + LEAD_SECONDS
+        gen = self.store.generation
+        while (left := deadline - time.monotonic()) > 0:
+            state = transfers.states(self.store, dataset, [lead]).get(lead)
+            if state is None or state.state not in ("pending", "copying"):
+                return
+            gen = self.store.wait_changed(gen, min(0.02, left))
 
     def stop(self) -> None:
         """Sends what is waiting in the outbox, then stops the sending thread."""

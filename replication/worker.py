@@ -11,17 +11,17 @@ import tempfile
 import threading
 import time
 import uuid
-import zlib
 from pathlib import Path
 from typing import Any
 
 from celery import current_task
 from celery.signals import worker_ready
 
+from metacatalog.checksum import file_adler32
 from metacatalog.signing import signer_from_key_file
 from metacatalog.store import CatalogStore
 from metacatalog import transfers
-from replication.celery_app import COPY_TASK, make_app
+from replication.celery_app import COPY_TASK, LEAD_SECONDS, make_app
 from replication.transfer import (
     ChecksumMismatch,
     SourceFailed,
@@ -50,10 +50,6 @@ app = make_app(os.environ.get("ARCHIPEL_BROKER", ""),
 _store: CatalogStore | None = None
 _store_lock = threading.Lock()
 RENEW_EVERY = 1.0  # seconds between lease renewals (and progress updates) of one transfer
-# How long the other jobs of a request wait while its first file copies alone: the first
-# replica then has the bandwidth to itself (a rule's first file lands in tens of ms, not after
-# four files shared the link), and a slow or dead first source holds nobody up for long.
-LEAD_SECONDS = 0.5
 HTTP_RENEW_SECONDS = 20.0  # kept HTTP connections are renewed this often (servers keep them 60 s)
 # Copies running in this process, by (dataset, pid): a job waiting for its request's first file
 # waits on the event when that file copies here (the usual case), instead of asking the catalog.
@@ -79,11 +75,7 @@ def _worker_name() -> str:
 def _file_matches(path: Path, size: int, adler32: int) -> bool:
     if not path.is_file() or path.stat().st_size != size:
         return False
-    checksum = 1
-    with open(path, "rb") as f:
-        while block := f.read(8 << 20):
-            checksum = zlib.adler32(block, checksum)
-    return checksum == adler32
+    return file_adler32(path) == (adler32, size)
 
 
 def _error_key(island: str, exc: SourceFailed, pid: str) -> str:

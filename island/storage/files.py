@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from archipel.errors import InvalidArgument
+from metacatalog.checksum import file_adler32
 from metacatalog.model import Partition
 
-__all__ = ["file_adler32", "parquet_partition", "read_parquet_schema"]
-
-_BLOCK = 4 * 1024 * 1024
-
-
-def file_adler32(path: Path) -> int:
-    value = 1
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            value = zlib.adler32(block, value)
-    return value & 0xFFFFFFFF
+__all__ = ["parquet_partition", "read_parquet_schema"]
 
 
 def read_parquet_schema(path: Path) -> pa.Schema:
@@ -79,7 +69,7 @@ def parquet_partition(path: Path, root: Path, order: int | None = None, pixel: i
         path=str(path.relative_to(root)),
         num_rows=meta.num_rows,
         num_bytes=path.stat().st_size,
-        adler32=file_adler32(path),
+        adler32=file_adler32(path)[0],
         order=order,
         pixel=pixel,
         stats=_column_stats(meta),

@@ -259,3 +259,35 @@ def test_a_job_waits_for_its_lead_copying_in_the_same_process_on_its_event(tmp_p
     monkeypatch.delitem(worker._copying, ("sky.obj", "lead"))
     transfers.complete(store, "sky.obj", "lead", 1, 1, "there")
     worker._let_lead_go(store, "sky.obj", "lead")
+
+
+def test_a_requests_other_jobs_are_sent_once_its_first_file_is_copied(tmp_path, monkeypatch):
+    """The first replica has the machine to itself: the island sends a request's other jobs
+    when its first file is copied (told by the catalog's commit), not while it copies."""
+    import threading
+
+    from replication import mover as mover_module
+    from replication.celery_app import make_app
+    from replication.mover import Mover
+
+    monkeypatch.setattr(mover_module, "LEAD_SECONDS", 3600.0)
+    store = CatalogStore(tmp_path / "catalog.sqlite", "here")
+    with store.transaction() as w:
+        w.put_island("there", "https://127.0.0.1:1", "root://127.0.0.1:2")
+    parts = tuple(Partition(path=f"Norder=1/Dir=0/Npix={i}.parquet", num_rows=1, num_bytes=10 + i, adler32=i,
+                            order=1, pixel=i) for i in range(12))
+    ds = Dataset(name="sky.obj", origin="there", kind="catalog", root="/", arrow_schema=b"", num_rows=12,
+                 num_bytes=200, ra_column="ra", dec_column="dec", partitions=parts)
+    mover = Mover(store, make_app("", tmp_path / "queue", "here"), "here", tmp_path / "data", ["root"])
+    queued = lambda: len(list((tmp_path / "queue").glob("*.msg")))  # noqa: E731
+    assert len(mover.want(ds, parts)) == 12
+    assert transfers.claim(store, "sky.obj", parts[0].pid, "w1")
+    threading.Event().wait(0.3)
+    assert queued() == 1  # the first file is copying: the others wait
+    transfers.complete(store, "sky.obj", parts[0].pid, 10, 0, "there")
+    for _ in range(1000):
+        if queued() == 12:
+            break
+        threading.Event().wait(0.01)
+    assert queued() == 12
+    mover.stop()
