@@ -47,12 +47,14 @@ def make_app(broker: str, queue_dir: str | Path, island: str) -> Celery:
         folder = Path(queue_dir)
         processed = folder / "processed"
         processed.mkdir(parents=True, exist_ok=True)
-        conf["broker_url"] = "filesystem://"
+        from replication.fsqueue import SCHEME
+
+        conf["broker_url"] = f"{SCHEME}://"  # Kombu's filesystem transport, messages written whole
         conf["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
             # A taken message is renamed here (atomic within one folder), so two workers never
-            # take the same one.
+            # take the same one, and deleted once read (replication/fsqueue.py).
             "processed_folder": str(processed),
             # Kombu's exchange tables, which it writes to ./control otherwise (the caller's folder).
             "control_folder": str(folder / "control"),
