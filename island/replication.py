@@ -20,7 +20,7 @@ from island.dataplane import DataPlane
 from island.shortcircuit import ShortCircuit
 from island.integrity import Integrity
 from island.dataserve import HttpDataServer, free_port, sync_exports
-from island.xrootd import XrootdServer, sync_partition_links, xrootd_client_env
+from island.xrootd import XrootdServer, sync_partition_links, update_replica_links, xrootd_client_env
 from island.workers import WorkerPool
 from metacatalog.model import Partition
 from metacatalog.store import CatalogStore
@@ -64,6 +64,11 @@ def worker_environment(cfg: IslandConfig, secure: bool = True) -> dict[str, str]
         "ARCHIPEL_CATALOG": str(cfg.catalog_path), "ARCHIPEL_ISLAND_NAME": cfg.island.name,
         "ARCHIPEL_QUEUE_DIR": str(cfg.root / "queue"), "ARCHIPEL_BROKER": r.broker,
         "ARCHIPEL_WAKEUP": str(cfg.root / "wakeup.sock"), "XRD_CPUSEPGWRTRD": "0",
+        # Every block read (8 MiB) is a fresh buffer, twice (XRootD's, then Python's bytes):
+        # glibc maps blocks this large anew and unmaps them when freed, so each one cost 4096
+        # page faults and zeroing. Kept on the heap (up to 64 MiB) and not given back, the
+        # memory of the last blocks serves the next.
+        "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=536870912",
     }
     if secure:
         paths = [cfg.security_path(k) for k in ("ca", "cert", "key")]
@@ -119,6 +124,9 @@ class Replication:
         self.integrity = Integrity(store, self.here, self.replicas, self.mover, r.verify_seconds)
         self._in_use: Counter[tuple[str, str]] = Counter()
         self._in_use_lock = threading.Lock()
+        # The export tree's links are changed by one pass at a time, each from the catalog as
+        # it reads it under this lock: a full pass and an update never undo each other.
+        self._links_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._keep_in_step, name="replication", daemon=True)
 
@@ -129,7 +137,8 @@ class Replication:
             leftover.unlink(missing_ok=True)
         sync_exports(self.store, self.export, self.replicas, self.here)
         if self.xrootd is not None:
-            sync_partition_links(self.store, self.links, self.replicas, self.here)
+            with self._links_lock:
+                sync_partition_links(self.store, self.links, self.replicas, self.here)
         self.http.start()
         try:
             self.data.start()
@@ -209,11 +218,14 @@ class Replication:
                     cache.evict(self.store, self.replicas, self.cfg.replication.cache_bytes, set(self._in_use))
                 # This island's own datasets are re-exported when ingest, publish or delete
                 # change them (resync_exports); replica datasets appear and go here.
-                files = frozenset(self.store.local_files())
-                if files != linked:
-                    if self.xrootd is not None:
-                        sync_partition_links(self.store, self.links, self.replicas, self.here)
-                    linked = files
+                with self._links_lock:
+                    files = frozenset(self.store.local_files())
+                    if files != linked and self.xrootd is not None:
+                        if linked is None:  # the first pass: every link checked
+                            sync_partition_links(self.store, self.links, self.replicas, self.here)
+                        else:  # then only what changed (a rule's files landing)
+                            update_replica_links(self.links, self.replicas, files - linked, linked - files)
+                linked = files
                 held = frozenset(d for d, _ in files)
                 if held != exported:
                     sync_exports(self.store, self.export, self.replicas, self.here)
@@ -248,7 +260,8 @@ class Replication:
     def resync_exports(self) -> None:
         sync_exports(self.store, self.export, self.replicas, self.here)
         if self.xrootd is not None:
-            sync_partition_links(self.store, self.links, self.replicas, self.here)
+            with self._links_lock:
+                sync_partition_links(self.store, self.links, self.replicas, self.here)
 
     # -- queries -------------------------------------------------------------------------
     def held(self, dataset: str) -> set[str]:
