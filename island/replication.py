@@ -64,6 +64,7 @@ def worker_environment(cfg: IslandConfig, secure: bool = True) -> dict[str, str]
         "ARCHIPEL_CATALOG": str(cfg.catalog_path), "ARCHIPEL_ISLAND_NAME": cfg.island.name,
         "ARCHIPEL_QUEUE_DIR": str(cfg.root / "queue"), "ARCHIPEL_BROKER": r.broker,
         "ARCHIPEL_WAKEUP": str(cfg.root / "wakeup.sock"), "XRD_CPUSEPGWRTRD": "0",
+        "ARCHIPEL_WORKER_THREADS": str(r.concurrency),  # staging buffers made ready at start
         # Every block read (8 MiB) is a fresh buffer, twice (XRootD's, then Python's bytes):
         # glibc maps blocks this large anew and unmaps them when freed, so each one cost 4096
         # page faults and zeroing. Kept on the heap (up to 64 MiB) and not given back, the

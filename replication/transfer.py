@@ -451,12 +451,48 @@ def copy_verified(url: str, tmp: Path, size: int, adler32: int, *, block_bytes: 
         raise
 
 
-_staging = threading.local()  # each thread's aligned buffer for direct writes
+class StagingBuffers:
+    """Page-aligned buffers of ``FileSink.SLICE`` bytes for direct writes, lent to one copy at
+    a time and kept for the next: memory touched once (a fresh page costs a fault, and on a
+    virtual machine a host fault too), which a worker can pay at start (``warm``)."""
+
+    def __init__(self) -> None:
+        self._free: list = []
+        self._lock = threading.Lock()
+
+    def take(self):
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        import mmap
+
+        return mmap.mmap(-1, FileSink.SLICE)
+
+    def give(self, buf) -> None:
+        with self._lock:
+            self._free.append(buf)
+
+    def warm(self, count: int) -> None:
+        """Makes ``count`` buffers ready, every page of them touched."""
+        with self._lock:
+            missing = max(0, count - len(self._free))
+        for _ in range(missing):
+            buf = self.take()
+            buf.write(bytes(FileSink.SLICE))
+            buf.seek(0)
+            self.give(buf)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._free)
+
+
+staging = StagingBuffers()
 
 
 class FileSink:
-    """Where a copy's bytes go: with ``direct``, straight to the disk (``O_DIRECT``) from an
-    aligned buffer of the thread's, reused, in whole aligned slices; the tail that is not a
+    """Where a copy's bytes go: with ``direct``, straight to the disk (``O_DIRECT``) from a
+    reused page-aligned buffer (``staging``), in whole aligned slices; the tail that is not a
     whole slice, and filesystems that refuse ``O_DIRECT`` (tmpfs), through the page cache.
 
     Why: a replica is written once and read later, and the copy of written bytes into fresh
@@ -483,12 +519,8 @@ class FileSink:
         if self._fd < 0:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         if self.direct:
-            buf = getattr(_staging, "buf", None)
-            if buf is None:
-                import mmap
-
-                buf = _staging.buf = mmap.mmap(-1, self.SLICE)  # page-aligned, touched once
-            self._buf = memoryview(buf)
+            self._mmap = staging.take()
+            self._buf = memoryview(self._mmap)
 
     def write(self, data) -> None:
         if not self.direct:
@@ -545,6 +577,7 @@ class FileSink:
             self._fd = -1
             if self.direct:
                 self._buf.release()
+                staging.give(self._mmap)
 
     def __enter__(self) -> FileSink:
         return self

@@ -4,6 +4,7 @@ ARCHIPEL_CATALOG, ARCHIPEL_ISLAND_NAME, ARCHIPEL_QUEUE_DIR, ARCHIPEL_BROKER, ARC
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ from replication.transfer import (
     fail_fast_xrootd,
     partial_name,
     place,
+    staging,
     warm_http,
 )
 from replication.wakeup import poke
@@ -194,7 +196,9 @@ def _keep_warm(check_every: float = 2.0, renew_every: float = 120.0) -> None:
     try:
         st = store()
         data_ssl_context()
+        staging.warm(int(os.environ.get("ARCHIPEL_WORKER_THREADS", "4")))  # one per copy at once
         from XRootD import client as xrootd
+        importlib.import_module("XRootD.client.flags")  # imported by the first copy otherwise
     except Exception as exc:  # only a warm-up: the copies report real failures
         logger.info("warm-up: %s", exc)
         return

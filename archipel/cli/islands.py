@@ -48,6 +48,8 @@ def cmd_island_worker(args: argparse.Namespace) -> int:
     if args.concurrency is not None and not 1 <= args.concurrency <= 256:
         raise InvalidArgument("--concurrency is 1 to 256")
     env = {**os.environ, **worker_environment(cfg, secure=True)}
+    if args.concurrency:
+        env["ARCHIPEL_WORKER_THREADS"] = str(args.concurrency)
     name = args.name or f"worker-{os.uname().nodename}@{cfg.island.name}"
     cmd = [sys.executable, "-m", "celery", "-A", "replication.worker", "worker", "--pool", "threads",
            "--concurrency", str(args.concurrency or cfg.replication.concurrency), "--hostname", name,

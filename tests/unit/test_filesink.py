@@ -51,3 +51,20 @@ def test_a_filesystem_without_direct_io_gets_the_page_cache(tmp_path, monkeypatc
         sink.write(data)
         sink.finish(fsync=True)
     assert not sink.direct and (tmp_path / "f").read_bytes() == data
+
+
+def test_staging_buffers_are_reused_and_warmed(tmp_path):
+    from replication.transfer import StagingBuffers, staging
+
+    pool = StagingBuffers()
+    pool.warm(3)
+    assert len(pool) == 3
+    a = pool.take()
+    assert len(pool) == 2 and len(a) == FileSink.SLICE
+    pool.give(a)
+    assert pool.take() is a
+    before = len(staging)
+    with FileSink(tmp_path / "f") as sink:  # a copy takes a buffer and gives it back
+        sink.write(b"x" * 5000)
+        sink.finish(fsync=False)
+    assert len(staging) == max(before, 1) and (tmp_path / "f").read_bytes() == b"x" * 5000
