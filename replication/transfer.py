@@ -476,11 +476,16 @@ class StagingBuffers:
         """Makes ``count`` buffers ready, every page of them touched."""
         with self._lock:
             missing = max(0, count - len(self._free))
+        import mmap
+
+        made = []
         for _ in range(missing):
-            buf = self.take()
+            buf = mmap.mmap(-1, FileSink.SLICE)
             buf.write(bytes(FileSink.SLICE))
             buf.seek(0)
-            self.give(buf)
+            made.append(buf)
+        with self._lock:
+            self._free.extend(made)
 
     def __len__(self) -> int:
         with self._lock:
