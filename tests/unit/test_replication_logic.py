@@ -197,6 +197,23 @@ def test_appends_from_peers_are_checked_and_applied(tmp_path):
     assert store.dataset(ds.name).num_rows == 15
 
 
+def _request(tmp_path, files: int, protocols: list[str]):
+    """A catalog knowing island "there", a dataset of ``files`` partitions it holds, and the
+    mover of island "here" on a real on-disk Celery queue."""
+    from replication.celery_app import make_app
+    from replication.mover import Mover
+
+    store = CatalogStore(tmp_path / "catalog.sqlite", "here")
+    with store.transaction() as w:
+        w.put_island("there", "https://127.0.0.1:1", "root://127.0.0.1:2")
+    parts = tuple(Partition(path=f"Norder=1/Dir=0/Npix={i}.parquet", num_rows=1, num_bytes=10 + i, adler32=i,
+                            order=1, pixel=i) for i in range(files))
+    ds = Dataset(name="sky.obj", origin="there", kind="catalog", root="/", arrow_schema=b"", num_rows=files,
+                 num_bytes=sum(p.num_bytes for p in parts), ra_column="ra", dec_column="dec", partitions=parts)
+    return store, ds, parts, Mover(store, make_app("", tmp_path / "queue", "here"), "here", tmp_path / "data",
+                                   protocols)
+
+
 def test_a_requests_jobs_all_reach_the_queue_the_first_one_first(tmp_path):
     """The mover sends a request's first job at once and the others from its sending thread:
     after stop() every job is in the (real, on-disk) Celery queue, each partition once, the
@@ -204,19 +221,7 @@ def test_a_requests_jobs_all_reach_the_queue_the_first_one_first(tmp_path):
     import base64
     import json
 
-    from metacatalog.model import Dataset, Partition
-    from metacatalog.store import CatalogStore
-    from replication.celery_app import make_app
-    from replication.mover import Mover, partition_url
-
-    store = CatalogStore(tmp_path / "catalog.sqlite", "here")
-    with store.transaction() as w:
-        w.put_island("there", "https://127.0.0.1:1", "root://127.0.0.1:2")
-    parts = tuple(Partition(path=f"Norder=1/Dir=0/Npix={i}.parquet", num_rows=1, num_bytes=10 + i, adler32=i,
-                            order=1, pixel=i) for i in range(20))
-    ds = Dataset(name="sky.obj", origin="there", kind="catalog", root="/", arrow_schema=b"", num_rows=20,
-                 num_bytes=300, ra_column="ra", dec_column="dec", partitions=parts)
-    mover = Mover(store, make_app("", tmp_path / "queue", "here"), "here", tmp_path / "data", ["root", "http"])
+    store, ds, parts, mover = _request(tmp_path, 20, ["root", "http"])
     mover.warm_up()
     assert sorted(mover.want(ds, parts)) == sorted(p.pid for p in parts)
     mover.stop()
@@ -267,18 +272,9 @@ def test_a_requests_other_jobs_are_sent_once_its_first_file_is_copied(tmp_path, 
     import threading
 
     from replication import mover as mover_module
-    from replication.celery_app import make_app
-    from replication.mover import Mover
 
     monkeypatch.setattr(mover_module, "LEAD_SECONDS", 3600.0)
-    store = CatalogStore(tmp_path / "catalog.sqlite", "here")
-    with store.transaction() as w:
-        w.put_island("there", "https://127.0.0.1:1", "root://127.0.0.1:2")
-    parts = tuple(Partition(path=f"Norder=1/Dir=0/Npix={i}.parquet", num_rows=1, num_bytes=10 + i, adler32=i,
-                            order=1, pixel=i) for i in range(12))
-    ds = Dataset(name="sky.obj", origin="there", kind="catalog", root="/", arrow_schema=b"", num_rows=12,
-                 num_bytes=200, ra_column="ra", dec_column="dec", partitions=parts)
-    mover = Mover(store, make_app("", tmp_path / "queue", "here"), "here", tmp_path / "data", ["root"])
+    store, ds, parts, mover = _request(tmp_path, 12, ["root"])
     queued = lambda: len(list((tmp_path / "queue").glob("*.msg")))  # noqa: E731
     assert len(mover.want(ds, parts)) == 12
     assert transfers.claim(store, "sky.obj", parts[0].pid, "w1")
