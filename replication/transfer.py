@@ -119,7 +119,6 @@ class XrootdStream:
         status, _ = self._file.open(url, OpenFlags.READ, timeout=self._timeout)
         if not status.ok:
             raise SourceFailed(f"cannot open {url}: {status.message.strip()}")
-        self._url = url
 
     def _ask(self, n: int) -> None:
         block, offset = _Block(), self._next
@@ -264,14 +263,6 @@ class HttpPool:
             for src in [s for s in self._redirects if url.startswith(s)]:
                 del self._redirects[src]
 
-    def clear(self) -> None:
-        with self._lock:
-            conns = [c for idle in self._idle.values() for c, _ in idle]
-            self._idle.clear()
-            self._redirects.clear()
-        for conn in conns:
-            conn.close()
-
 
 http_pool = HttpPool()
 
@@ -333,9 +324,6 @@ class HttpStream:
 
     def read(self, n: int = -1) -> bytes:
         return self._resp.read(None if n < 0 else n)
-
-    def readinto(self, buffer) -> int:
-        return self._resp.readinto(buffer)
 
     def close(self) -> None:
         if self._conn is None:
