@@ -104,7 +104,7 @@ class ReplicationSection:
     # route='auto' replicates a query's partitions when they are fewer bytes than its result
     # is estimated to be, and at most this many bytes; 0 disables it.
     auto_max_bytes: int = 256 * 1024**2
-    block_bytes: int = 8 * 1024**2  # read size of a transfer
+    block_bytes: int = 2 * 1024**2  # read size of a transfer (replication.transfer.BLOCK_BYTES)
     # fsync each copy before it is renamed into place and recorded (a crash then never leaves
     # a recorded replica with lost bytes); off trades that for speed on slow disks.
     fsync: bool = True

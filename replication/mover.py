@@ -18,6 +18,7 @@ from metacatalog.store import CatalogStore
 from metacatalog import transfers
 from replication.celery_app import COPY_TASK, LEAD_SECONDS, queue_name
 from replication.layout import replica_path
+from replication.transfer import BLOCK_BYTES
 
 __all__ = ["Mover", "partition_url", "order_sources", "REPLICAS_DIR"]
 
@@ -80,7 +81,7 @@ class Mover:
     """Sends copy jobs for an island and reports their progress."""
 
     def __init__(self, store: CatalogStore, app, here: str, data_path: Path, protocols: list[str], *,
-                 retries: int = 3, block_bytes: int = 8 << 20, bandwidth: int = 0, fsync: bool = True,
+                 retries: int = 3, block_bytes: int = BLOCK_BYTES, bandwidth: int = 0, fsync: bool = True,
                  down: Callable[[], set[str]] = set) -> None:
         self.store = store
         self.app = app

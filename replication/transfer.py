@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import errno
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,11 @@ __all__ = ["ChecksumMismatch", "SourceFailed", "copy_verified", "place", "open_u
 DATA_TLS_ENV = ("ARCHIPEL_DATA_CA", "ARCHIPEL_DATA_CERT", "ARCHIPEL_DATA_KEY")
 
 PARTIAL_SUFFIX = ".part"
+IN_FLIGHT_BYTES = 16 << 20  # asked for ahead of the caller by a root:// read
+# The read size of a copy: each block goes to the disk while the next ones are on the wire.
+# 2 MiB blocks landed a 16 MiB file over http:// in 45-55 ms against 55-70 for 8 MiB (the
+# disk writes 1 MiB as fast as 8 here), with the same throughput for four copies at once.
+BLOCK_BYTES = 2 << 20
 
 
 class SourceFailed(Unavailable):
@@ -77,10 +83,10 @@ def data_ssl_context():
     return ctx
 
 
-def open_url(url: str, timeout: float = 30.0):
-    """A binary reader of ``url`` (``root://`` or ``http(s)://``)."""
-    if url.startswith("root://"):
-        return XrootdStream(url, timeout)
+def open_url(url: str, timeout: float = 30.0, block: int = BLOCK_BYTES):
+    """A binary reader of ``url`` (``root://`` or ``http(s)://``), read in ``block``-byte reads."""
+    if url.startswith("root://"):  # about 16 MiB in flight, whatever the block size
+        return XrootdStream(url, timeout, depth=max(2, min(16, IN_FLIGHT_BYTES // max(1, block))))
     if url.startswith(("http://", "https://")):
         return HttpStream(url, timeout)
     raise SourceFailed(f"unsupported URL scheme in {url!r}")
@@ -271,11 +277,19 @@ class HttpStream:
     """A file read whole over HTTP(S) with the standard library's blocking client, on a
     connection kept by the process (no TLS handshake per file). fsspec's aiohttp path moved a
     third of this through asyncio's TLS layer here. An island's web face redirects islands to
-    its data port; the redirect is remembered (``HttpPool``) and tried first next time."""
+    its data port; the redirect is remembered (``HttpPool``) and tried first next time.
+
+    A thread of the stream receives (and decrypts) the next block while the caller checksums
+    and writes the last one, as XRootD's client does for ``root://``: a 16 MiB file read in
+    8 MiB blocks otherwise waits for the disk between its two blocks."""
 
     def __init__(self, url: str, timeout: float = 30.0, pool: HttpPool | None = None) -> None:
         self._pool = pool or http_pool
         self._conn = None
+        self._timeout = timeout
+        self._ahead: queue.Queue | None = None  # blocks (or the reader's exception) in order
+        self._reader: threading.Thread | None = None
+        self._stop = threading.Event()
         known = self._pool.redirected(url)
         if known:
             try:
@@ -323,11 +337,51 @@ class HttpStream:
             raise SourceFailed(f"{url}: HTTP {self._resp.status} {text}")
 
     def read(self, n: int = -1) -> bytes:
-        return self._resp.read(None if n < 0 else n)
+        if n < 0:
+            return self._resp.read()
+        if self._ahead is None:  # the first block: the reader starts, one block ahead of the caller
+            self._ahead = queue.Queue(maxsize=1)
+            self._reader = threading.Thread(target=self._read_ahead, args=(n,), name="http-read-ahead", daemon=True)
+            self._reader.start()
+        try:
+            item = self._ahead.get(timeout=self._timeout + 5)
+        except queue.Empty:
+            raise OSError(f"no bytes within {self._timeout:.0f} s") from None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def _read_ahead(self, n: int) -> None:
+        while not self._stop.is_set():
+            try:
+                block = self._resp.read(n)
+                if not block and self._resp.length:  # http.client returns b"" when cut short
+                    raise OSError(f"the connection closed {self._resp.length} bytes before the end")
+            except BaseException as exc:  # handed to the caller in order
+                self._put(exc)
+                return
+            self._put(block)
+            if not block:
+                return
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._ahead.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def close(self) -> None:
         if self._conn is None:
             return
+        if self._reader is not None:  # a stream left before its end: its reader stops within a block
+            self._stop.set()
+            self._reader.join(self._timeout + 5)
+            if self._reader.is_alive():  # stuck in a read: the socket is closed under it
+                self._conn.close()
+                self._conn = None
+                return
         conn, self._conn = self._conn, None
         spent = not self._resp.isclosed() and self._resp.length  # not read to the end
         self._resp.close()
@@ -389,7 +443,7 @@ def warm_http(probe: str, timeout: float = 5.0, pool: HttpPool | None = None, re
     return True
 
 
-def copy_verified(url: str, tmp: Path, size: int, adler32: int, *, block_bytes: int = 8 << 20,
+def copy_verified(url: str, tmp: Path, size: int, adler32: int, *, block_bytes: int = BLOCK_BYTES,
                   bandwidth: int = 0, on_progress: Callable[[int], None] | None = None,
                   timeout: float = 30.0, fsync: bool = True, direct: bool = True) -> int:
     """Copies ``url`` to ``tmp``, computing adler32 as the bytes pass; returns the byte count.
@@ -404,7 +458,7 @@ def copy_verified(url: str, tmp: Path, size: int, adler32: int, *, block_bytes: 
         block_bytes = max(4096, min(block_bytes, bandwidth // 10))
     try:
         try:
-            src = open_url(url, timeout)
+            src = open_url(url, timeout, block_bytes)
         except ArchipelError:
             raise
         except Exception as exc:
@@ -494,7 +548,8 @@ class FileSink:
     the buffer instead. Without ``direct``, each block's writeback starts as it is written
     (``writeback``), so the final fsync has little left to wait for."""
 
-    SLICE = 8 << 20  # bytes gathered before a direct write (a multiple of any block size)
+    SLICE = 8 << 20  # the staging buffer's size (a multiple of any block size)
+    EAGER = 1 << 20  # bytes held that are written at once (in whole 4 KiB blocks)
 
     def __init__(self, path: Path, direct: bool = True, writeback: bool = True) -> None:
         self.path = path
@@ -527,9 +582,12 @@ class FileSink:
             self._buf[self._held:self._held + n] = view[:n]
             self._held += n
             view = view[n:]
-            if self._held == self.SLICE:
-                self._write_direct(self._buf)
-                self._held = 0
+            if self._held >= self.EAGER:  # to the disk now, while the next block is on the wire
+                whole = self._held - self._held % 4096
+                self._write_direct(self._buf[:whole])
+                left = self._held - whole
+                self._buf[:left] = self._buf[whole:self._held]
+                self._held = left
 
     def _write_direct(self, view: memoryview) -> None:
         try:

@@ -24,6 +24,7 @@ from metacatalog.store import CatalogStore
 from metacatalog import transfers
 from replication.celery_app import COPY_TASK, LEAD_SECONDS, make_app
 from replication.transfer import (
+    BLOCK_BYTES,
     ChecksumMismatch,
     SourceFailed,
     copy_verified,
@@ -147,7 +148,7 @@ def _copy_claimed(st: CatalogStore, job: dict[str, Any], worker: str) -> str:
 
                 tmp = partial_name(final, f"{worker}.{uuid.uuid4().hex[:10]}")
                 try:
-                    n = copy_verified(url, tmp, size, adler32, block_bytes=int(job.get("block_bytes", 8 << 20)),
+                    n = copy_verified(url, tmp, size, adler32, block_bytes=int(job.get("block_bytes", BLOCK_BYTES)),
                                       bandwidth=int(job.get("bandwidth", 0)), on_progress=progress,
                                       fsync=bool(job.get("fsync", True)))
                     place(tmp, final, fsync=bool(job.get("fsync", True)))

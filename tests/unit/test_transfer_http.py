@@ -20,7 +20,7 @@ class _Server:
     """A server on 127.0.0.1 counting its connections and requests: the web face (redirects
     every file to ``to``) or the data port (serves FILES)."""
 
-    def __init__(self, to: str = "", close_after_each: bool = False) -> None:
+    def __init__(self, to: str = "", close_after_each: bool = False, cut_at: int = 0) -> None:
         outer = self
         self.connections = 0
         self.requests: list[str] = []
@@ -53,6 +53,11 @@ class _Server:
                 if close_after_each:
                     self.send_header("Connection", "close")
                 self.end_headers()
+                if cut_at:  # the connection drops after cut_at bytes of the body
+                    self.wfile.write(body[:cut_at])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 self.wfile.write(body)
 
             def log_message(self, *args) -> None:
@@ -209,3 +214,43 @@ def test_a_verified_copy_through_the_pool(servers, tmp_path, fsync):
         copy_verified(face.url + path, tmp_path / "bad.part", len(body), zlib.adler32(body) ^ 1, fsync=fsync)
     assert not (tmp_path / "bad.part").exists()
     transfer.start_writeback(-1, 0, 10)  # a bad descriptor: fsync reports real failures, not this
+
+
+BIG = "/data/sky.obj/Norder=1/Dir=0/Npix=3.parquet"  # 300 000 bytes
+
+
+def test_a_stream_left_after_its_first_block_stops_and_keeps_no_half_read_connection(servers):
+    """The stream's reader thread, a block ahead of the caller, ends when the caller leaves;
+    the connection, not read to its end, is closed rather than kept for the next file."""
+    _, data = servers
+    pool = HttpPool()
+    with HttpStream(data.url + BIG, 5, pool) as s:
+        assert s.read(10_000) == FILES[BIG][:10_000]
+    assert not [t for t in threading.enumerate() if t.name == "http-read-ahead"]
+    assert pool.idle("http", data.url.split("//")[1]) == 0
+    assert _read(data.url + BIG, pool) == FILES[BIG]
+    assert pool.idle("http", data.url.split("//")[1]) == 1  # read to its end: kept
+
+
+def test_a_connection_cut_mid_file_is_an_error_of_the_read_in_order(tmp_path):
+    """The blocks received before the cut come first, then the error; a verified copy of it
+    fails as a source failure and leaves nothing."""
+    import zlib
+
+    from replication.transfer import copy_verified
+
+    data = _Server(cut_at=100_000)
+    try:
+        pool = HttpPool()
+        with HttpStream(data.url + BIG, 5, pool) as s:
+            got = b""
+            with pytest.raises(Exception, match="closed 200000 bytes before the end"):
+                while block := s.read(30_000):
+                    got += block
+            assert got == FILES[BIG][:len(got)] and len(got) >= 90_000
+        body = FILES[BIG]
+        with pytest.raises(SourceFailed, match="failed after"):
+            copy_verified(data.url + BIG, tmp_path / "cut.part", len(body), zlib.adler32(body), block_bytes=30_000)
+        assert not (tmp_path / "cut.part").exists()
+    finally:
+        data.stop()
