@@ -95,7 +95,7 @@ class Replication:
         self.app = make_app(r.broker, self.queue_dir, self.here)
         self.mover = Mover(store, self.app, self.here, cfg.data_path, r.protocols, retries=r.retries,
                            block_bytes=r.block_bytes, bandwidth=r.bandwidth_bytes, fsync=r.fsync,
-                           down=archipelago.down)
+                           down=archipelago.down, threads=max(1, r.workers) * r.concurrency)
         self.rules = RuleBook(store, self.mover, self.here, r.cache_bytes)
         # Ports left to 0 are chosen once and kept (in the catalog), so the data URLs other
         # islands recorded stay valid across restarts.

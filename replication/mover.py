@@ -16,7 +16,7 @@ from archipel.errors import DeadlineExceeded, Unavailable
 from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
 from metacatalog import transfers
-from replication.celery_app import COPY_TASK, LEAD_SECONDS, queue_name
+from replication.celery_app import COPY_BATCH_TASK, COPY_TASK, LEAD_SECONDS, queue_name
 from replication.layout import replica_path
 from replication.transfer import BLOCK_BYTES
 
@@ -47,7 +47,8 @@ def order_sources(holders: Iterable[str], origin: str, urls: dict[str, tuple[str
     return out
 
 
-# Jobs sent together by the sending thread: the workers start on the first while the rest go.
+# Files per message the sending thread sends at most (COPY_BATCH_TASK); fewer when a request
+# has few files, so that every copy thread of the island gets at least two messages.
 SEND_BATCH = 8
 
 
@@ -82,7 +83,7 @@ class Mover:
 
     def __init__(self, store: CatalogStore, app, here: str, data_path: Path, protocols: list[str], *,
                  retries: int = 3, block_bytes: int = BLOCK_BYTES, bandwidth: int = 0, fsync: bool = True,
-                 down: Callable[[], set[str]] = set) -> None:
+                 down: Callable[[], set[str]] = set, threads: int = 4) -> None:
         self.store = store
         self.app = app
         self.here = here
@@ -93,6 +94,7 @@ class Mover:
         self.bandwidth = bandwidth
         self.fsync = fsync
         self._down = down
+        self.threads = max(1, threads)  # copies at once in the island's workers
         self._send_lock = threading.Lock()
         self._outbox: queue.Queue[_Later | None] = queue.Queue()  # jobs the sending thread sends in order
         self._sender: threading.Thread | None = None
@@ -175,9 +177,13 @@ class Mover:
                 return
             try:
                 self._wait_lead(later.ds.name, later.lead)
-                for i in range(0, len(later.parts), SEND_BATCH):  # the workers start on the first ones
-                    self._post([self._job(later.ds, part, later.protocol, after=later.lead, known=later.known)
-                                for part in later.parts[i:i + SEND_BATCH]])
+                per = max(1, min(SEND_BATCH, -(-len(later.parts) // (2 * self.threads))))
+                with self.app.producer_or_acquire() as producer:
+                    for i in range(0, len(later.parts), per):  # the workers start on the first ones
+                        jobs = [self._job(later.ds, part, later.protocol, after=later.lead, known=later.known)
+                                for part in later.parts[i:i + per]]
+                        self.app.send_task(COPY_BATCH_TASK, args=[jobs], queue=queue_name(self.here),
+                                           producer=producer)
             except Exception:  # the broker is gone: the rows stay pending, sent again at restart
                 logger.exception("sending %d copy jobs failed", len(later.parts))
 

@@ -22,7 +22,7 @@ from metacatalog.checksum import file_adler32
 from metacatalog.signing import signer_from_key_file
 from metacatalog.store import CatalogStore
 from metacatalog import transfers
-from replication.celery_app import COPY_TASK, LEAD_SECONDS, make_app
+from replication.celery_app import COPY_BATCH_TASK, COPY_TASK, LEAD_SECONDS, make_app
 from replication.transfer import (
     BLOCK_BYTES,
     ChecksumMismatch,
@@ -38,7 +38,7 @@ from replication.transfer import (
 from replication.wakeup import poke
 from archipel.backoff import Backoff
 
-__all__ = ["app", "copy_partition"]
+__all__ = ["app", "copy_partition", "copy_partitions"]
 
 logger = logging.getLogger("archipel.worker")
 
@@ -167,7 +167,16 @@ def _copy_claimed(st: CatalogStore, job: dict[str, Any], worker: str) -> str:
             poke(wakeup)
 
 
+def copy_partitions(jobs: list[dict[str, Any]]) -> str:
+    """Copies the files of a batch one after the other (each claimed on its own, so a batch
+    sent again after a crash skips those already done)."""
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+        raise TypeError(f"a batch of copy jobs is a list of objects, not {type(jobs).__name__}")
+    return "; ".join(copy_partition(job) for job in jobs)
+
+
 app.task(name=COPY_TASK, acks_late=True, reject_on_worker_lost=True)(copy_partition)
+app.task(name=COPY_BATCH_TASK, acks_late=True, reject_on_worker_lost=True)(copy_partitions)
 
 
 @worker_ready.connect

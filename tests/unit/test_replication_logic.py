@@ -214,19 +214,35 @@ def _request(tmp_path, files: int, protocols: list[str]):
                                    protocols)
 
 
-def test_a_requests_jobs_all_reach_the_queue_the_first_one_first(tmp_path):
-    """The mover sends a request's first job at once and the others from its sending thread:
-    after stop() every job is in the (real, on-disk) Celery queue, each partition once, the
-    first without a lead to wait for and the others naming it; asked again, nothing is sent."""
+def _queued_jobs(folder) -> list[tuple[str, list[dict]]]:
+    """(task name, its jobs) of every message in an on-disk Celery queue, oldest first."""
     import base64
     import json
+
+    out = []
+    for m in sorted(folder.glob("*.msg"), key=lambda p: p.stat().st_mtime_ns):
+        msg = json.loads(m.read_text())
+        arg = json.loads(base64.b64decode(msg["body"]))[0][0]
+        out.append((msg["headers"]["task"], arg if isinstance(arg, list) else [arg]))
+    return out
+
+
+def test_a_requests_jobs_all_reach_the_queue_the_first_one_first(tmp_path):
+    """The mover sends a request's first job at once and the others from its sending thread,
+    several files to a message (at least two messages per copy thread): after stop() every
+    job is in the (real, on-disk) Celery queue, each partition once, the first alone and
+    without a lead to wait for and the others naming it; asked again, nothing is sent."""
+    from replication.celery_app import COPY_BATCH_TASK, COPY_TASK
 
     store, ds, parts, mover = _request(tmp_path, 20, ["root", "http"])
     mover.warm_up()
     assert sorted(mover.want(ds, parts)) == sorted(p.pid for p in parts)
     mover.stop()
-    messages = sorted((tmp_path / "queue").glob("*.msg"), key=lambda p: p.stat().st_mtime_ns)
-    jobs = [json.loads(base64.b64decode(json.loads(m.read_text())["body"]))[0][0] for m in messages]
+    messages = _queued_jobs(tmp_path / "queue")
+    assert messages[0][0] == COPY_TASK and len(messages[0][1]) == 1
+    # 19 files for 4 copy threads: 3 to a message, 7 messages
+    assert [(task, len(batch)) for task, batch in messages[1:]] == [(COPY_BATCH_TASK, 3)] * 6 + [(COPY_BATCH_TASK, 1)]
+    jobs = [job for _, batch in messages for job in batch]
     assert sorted(j["pid"] for j in jobs) == sorted(p.pid for p in parts)
     lead = [j for j in jobs if not j["after"]]
     assert [j["pid"] for j in lead] == [parts[0].pid]
@@ -235,7 +251,7 @@ def test_a_requests_jobs_all_reach_the_queue_the_first_one_first(tmp_path):
                                   ["there", partition_url("https://127.0.0.1:1", "sky.obj", parts[0].pid)]]
     assert mover.want(ds, parts) == []  # pending already: no second message
     mover.stop()
-    assert len(list((tmp_path / "queue").glob("*.msg"))) == 20
+    assert len(_queued_jobs(tmp_path / "queue")) == 8
 
 
 def test_a_job_waits_for_its_lead_copying_in_the_same_process_on_its_event(tmp_path, monkeypatch):
@@ -275,7 +291,7 @@ def test_a_requests_other_jobs_are_sent_once_its_first_file_is_copied(tmp_path, 
 
     monkeypatch.setattr(mover_module, "LEAD_SECONDS", 3600.0)
     store, ds, parts, mover = _request(tmp_path, 12, ["root"])
-    queued = lambda: len(list((tmp_path / "queue").glob("*.msg")))  # noqa: E731
+    queued = lambda: sum(len(batch) for _, batch in _queued_jobs(tmp_path / "queue"))  # noqa: E731
     assert len(mover.want(ds, parts)) == 12
     assert transfers.claim(store, "sky.obj", parts[0].pid, "w1")
     threading.Event().wait(0.3)
@@ -286,4 +302,37 @@ def test_a_requests_other_jobs_are_sent_once_its_first_file_is_copied(tmp_path, 
             break
         threading.Event().wait(0.01)
     assert queued() == 12
+    mover.stop()
+
+
+def test_a_batch_copies_each_file_and_skips_those_done_and_a_malformed_batch_is_refused(tmp_path, monkeypatch):
+    """COPY_BATCH_TASK: each job of the batch claimed and copied on its own, in order, so a
+    batch sent again after a crash skips the files done; anything but a list of jobs is refused
+    with what it was, before any file is touched."""
+    import os
+    import zlib
+
+    from replication import worker
+
+    store, ds, parts, mover = _request(tmp_path, 3, ["http"])
+    with store.transaction() as w:
+        w.put_dataset(ds)
+    monkeypatch.setattr(worker, "_store", store)
+    jobs = []
+    for p in parts[:2]:  # placed before a crash, not yet recorded: recorded, nothing copied
+        body = os.urandom(p.num_bytes)
+        final = tmp_path / "data" / "replicas" / ds.name / p.path
+        final.parent.mkdir(parents=True, exist_ok=True)
+        final.write_bytes(body)
+        jobs.append({"dataset": ds.name, "pid": p.pid, "final": str(final), "size": len(body),
+                     "adler32": zlib.adler32(body), "sources": [["there", "https://127.0.0.1:1/none"]]})
+    transfers.request(store, ds.name, [p.pid for p in parts[:2]])
+    assert worker.copy_partitions(jobs) == "done (already in place); done (already in place)"
+    states = transfers.states(store, ds.name, [p.pid for p in parts])
+    assert [states[p.pid].state for p in parts[:2]] == ["done", "done"] and parts[2].pid not in states
+    assert {pid for d, pid in store.local_files() if d == ds.name} == {p.pid for p in parts[:2]}
+    assert worker.copy_partitions(jobs) == "; ".join(["skipped: done or in flight elsewhere"] * 2)
+    for bad in ({"dataset": ds.name}, "jobs", [jobs[0], 7]):
+        with pytest.raises(TypeError, match="a batch of copy jobs is a list of objects"):
+            worker.copy_partitions(bad)
     mover.stop()
