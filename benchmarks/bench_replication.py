@@ -1,7 +1,9 @@
 """Replication throughput: a 1 GiB dataset in 64 partition files copied by a rule from island
 SRC to island DST through the Celery workers, over root:// and over http://, adler32 verified
 in the same pass; against the raw rate of the same bytes in the same run: a plain pyxrootd read
-loop, xrdcp (XRD_CPUSEPGWRTRD=0), curl, and cp as the ceiling. Also the time to a rule's first
+loop, xrdcp (XRD_CPUSEPGWRTRD=0), curl, and cp as the ceiling. Each rule is also paired with
+the same copy by xrdcp or curl just before it, plain and, for rules that fsync, with the files
+synced (the same durability): the median of those ratios is reported beside the best-of ones. Also the time to a rule's first
 verified replica, twice: from a new client (its TLS connection to the island included) and from
 the rule's call on a connected client (``info()`` answered first). Each rule runs on a fresh destination island, with the
 embedded transport and with a Redis broker (when redis-server is installed), best of --runs.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -188,75 +191,108 @@ def main() -> None:
                 "xrdcp": lambda: timed(["xrdcp", "-f", "-s", "--parallel", "4", *root_urls, str(out)], env=env),
                 "pyxrootd": pyxrootd,
                 "curl": lambda: timed(curl),
+                # the same copies made durable as a rule makes them (fsync): the files synced
+                "xrdcp+sync": lambda: timed(["xrdcp", "-f", "-s", "--parallel", "4", *root_urls, str(out)],
+                                            env=env, sync=True),
+                "curl+sync": lambda: timed(curl, sync=True),
             }
-            for name, run in baselines.items():  # best of 3: the machine is shared and noisy
-                best = float("inf")
-                for _ in range(3):
-                    shutil.rmtree(out)
-                    out.mkdir()
+
+            def baseline(name: str) -> float:
+                """One timed copy by baseline ``name`` into an empty folder, page cache recycled."""
+                shutil.rmtree(out)
+                out.mkdir()
+                recycle_page_cache(DATA, size)
+                return baselines[name]()
+
+            for name in baselines:  # best of 3: the machine is shared and noisy
+                results[name] = size / min(baseline(name) for _ in range(3))
+
+            def replicate(key: str, proto: str, durable: str, broker: str, run: int) -> tuple[float, float, float]:
+                """A rule on a fresh destination island: its rate, and the time to its first replica
+                from a new client and from the rule's call."""
+                if broker and not redis:
+                    redis.append(start_redis())
+                extra = f"fsync = {'true' if durable == 'fsync' else 'false'}\n"
+                if broker:
+                    extra += f'broker = "redis://127.0.0.1:{redis[0][1]}/{len(dst) % 16}"\n'
+                isl = member(base / f"dst-{key}-{run}", f"dst{len(dst)}", src,
+                             f"[replication]\ncache_bytes = {4 * size}\n" + extra)
+                dst[f"{key}-{run}"] = isl
+                try:
                     recycle_page_cache(DATA, size)
-                    best = min(best, run())
-                results[name] = size / best
-            os.sync()
-        redis = None
-        try:
-            for run in range(args.runs):  # a fresh destination island for each rule
-                for proto, durable, broker in variants:
-                    key = f"{proto}-{durable}" + (f"-{broker}" if broker else "")
-                    if broker and redis is None:
-                        redis = start_redis()
-                    extra = f"fsync = {'true' if durable == 'fsync' else 'false'}\n"
-                    if broker:
-                        extra += f'broker = "redis://127.0.0.1:{redis[1]}/{len(dst) % 16}"\n'
-                    isl = member(base / f"dst-{key}-{run}", f"dst{len(dst)}", src,
-                                 f"[replication]\ncache_bytes = {4 * size}\n" + extra)
-                    dst[f"{key}-{run}"] = isl
-                    try:
-                        recycle_page_cache(DATA, size)
-                        with isl.client() as c:
-                            t0 = time.perf_counter()
-                            c.info()  # the client's TLS connection to its island: timed apart
-                            t1 = time.perf_counter()
-                            first = None
-                            for r in c.replicate("bench.files", protocol=proto):
-                                if first is None and r.files_done:
-                                    first = time.perf_counter() - t0
-                            total = time.perf_counter() - t0
-                            assert r.state == "ok", r
-                        os.sync()
-                    finally:
-                        isl.stop()
-                        shutil.rmtree(isl.folder, ignore_errors=True)
-                    results[f"archipel-{key}"] = max(results.get(f"archipel-{key}", 0.0), size / total)
-                    results[f"first-{key}"] = min(results.get(f"first-{key}", float("inf")), first or total)
-                    results[f"rule-{key}"] = min(results.get(f"rule-{key}", float("inf")), (first or total) - (t1 - t0))
-        finally:
-            if redis is not None:
-                redis[0].kill()
-                redis[0].wait()
-        keys = [f"{p}-{d}" + (f"-{b}" if b else "") for p, d, b in variants]
-        gb = 1e9
-        for name in ("cp", "cp+sync", "xrdcp", "pyxrootd", "curl"):
-            print(f"{name:28} {results[name] / gb:6.2f} GB/s")
-        print(f"# best of {args.runs} runs each")
-        for key in keys:
-            proto = key.split("-")[0]
-            rate = results[f"archipel-{key}"]
-            if proto == "root":
-                vs = (f"{rate / results['pyxrootd']:.2f} of pyxrootd, {rate / results['xrdcp']:.2f} of xrdcp, "
-                      f"{rate / results['cp']:.2f} of cp")
-            else:
-                vs = f"{rate / results['curl']:.2f} of curl, {rate / results['cp']:.2f} of cp"
-            print(f"archipel rule {key:20} {rate / gb:6.2f} GB/s  ({vs})")
-        print("new client to first verified replica: " + ", ".join(
-            f"{key} {results['first-' + key] * 1000:.0f} ms" for key in keys))
-        print("rule (connected client) to first verified replica: " + ", ".join(
-            f"{key} {results['rule-' + key] * 1000:.0f} ms" for key in keys))
+                    with isl.client() as c:
+                        t0 = time.perf_counter()
+                        c.info()  # the client's TLS connection to its island: timed apart
+                        t1 = time.perf_counter()
+                        first = None
+                        for r in c.replicate("bench.files", protocol=proto):
+                            if first is None and r.files_done:
+                                first = time.perf_counter() - t0
+                        total = time.perf_counter() - t0
+                        assert r.state == "ok", r
+                    os.sync()
+                finally:
+                    isl.stop()
+                    shutil.rmtree(isl.folder, ignore_errors=True)
+                return size / total, first or total, (first or total) - (t1 - t0)
+
+            redis: list[tuple[subprocess.Popen, int]] = []
+            paired: dict[str, list[dict[str, float]]] = {}
+            try:
+                for run in range(args.runs):  # a fresh destination island for each rule
+                    for proto, durable, broker in variants:
+                        key = f"{proto}-{durable}" + (f"-{broker}" if broker else "")
+                        # The same copy by the baseline just before the rule, plain and with the
+                        # rule's durability (the written files synced): ratios of pairs, which
+                        # the machine's drift between runs moves less than best-of ratios.
+                        peer = "xrdcp" if proto == "root" else "curl"
+                        pair = {peer: size / baseline(peer)}
+                        if durable == "fsync":
+                            pair[f"{peer}+sync"] = size / baseline(f"{peer}+sync")
+                        shutil.rmtree(out)
+                        out.mkdir()
+                        rate, first, rule = replicate(key, proto, durable, broker, run)
+                        paired.setdefault(key, []).append({name: rate / r for name, r in pair.items()})
+                        print(f"run {run + 1} {key}: {rate / 1e9:.2f} GB/s, first replica {rule * 1000:.0f} ms; "
+                              + ", ".join(f"{rate / r:.2f} of {name} ({r / 1e9:.2f} GB/s)" for name, r in pair.items()),
+                              flush=True)
+                        results[f"archipel-{key}"] = max(results.get(f"archipel-{key}", 0.0), rate)
+                        results[f"first-{key}"] = min(results.get(f"first-{key}", float("inf")), first)
+                        results[f"rule-{key}"] = min(results.get(f"rule-{key}", float("inf")), rule)
+            finally:
+                for proc, _ in redis:
+                    proc.kill()
+                    proc.wait()
+        report(results, paired, variants, args.runs)
     finally:
         for isl in (*dst.values(), src):
             isl.stop()
         if me is not None:
             me.stop()
+
+
+def report(results: dict[str, float], paired: dict[str, list[dict[str, float]]], variants: list, runs: int) -> None:
+    keys = [f"{p}-{d}" + (f"-{b}" if b else "") for p, d, b in variants]
+    gb = 1e9
+    for name in ("cp", "cp+sync", "xrdcp", "xrdcp+sync", "pyxrootd", "curl", "curl+sync"):
+        print(f"{name:28} {results[name] / gb:6.2f} GB/s")
+    print(f"# best of {runs} runs each; then the median of the rule's ratios to the same copy by the baseline "
+          "just before it (paired), plain and synced")
+    for key in keys:
+        proto = key.split("-")[0]
+        rate = results[f"archipel-{key}"]
+        if proto == "root":
+            vs = (f"{rate / results['pyxrootd']:.2f} of pyxrootd, {rate / results['xrdcp']:.2f} of xrdcp, "
+                  f"{rate / results['cp']:.2f} of cp")
+        else:
+            vs = f"{rate / results['curl']:.2f} of curl, {rate / results['cp']:.2f} of cp"
+        pairs = paired[key]
+        medians = ", ".join(f"{statistics.median(p[name] for p in pairs):.2f} of {name}" for name in pairs[0])
+        print(f"archipel rule {key:20} {rate / gb:6.2f} GB/s  ({vs}; paired: {medians})")
+    print("new client to first verified replica: " + ", ".join(
+        f"{key} {results['first-' + key] * 1000:.0f} ms" for key in keys))
+    print("rule (connected client) to first verified replica: " + ", ".join(
+        f"{key} {results['rule-' + key] * 1000:.0f} ms" for key in keys))
 
 
 if __name__ == "__main__":
