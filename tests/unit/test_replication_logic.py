@@ -336,3 +336,33 @@ def test_a_batch_copies_each_file_and_skips_those_done_and_a_malformed_batch_is_
         with pytest.raises(TypeError, match="a batch of copy jobs is a list of objects"):
             worker.copy_partitions(bad)
     mover.stop()
+
+
+def test_the_warm_up_reads_one_in_flight_window_once_and_then_only_opens(monkeypatch):
+    """A worker's warm-up opens a file of each root:// island; the first time in the process it
+    also reads IN_FLIGHT_BYTES of it (the memory copies receive into, touched once), never more."""
+    from replication import worker
+    from replication.transfer import IN_FLIGHT_BYTES
+
+    opened: list[str] = []
+    read: list[int] = []
+
+    class Stream:
+        def __init__(self, url: str) -> None:
+            opened.append(url)
+
+        def read(self, n: int) -> bytes:
+            read.append(n)
+            return bytes(n)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            opened.append("closed")
+
+    monkeypatch.setattr(worker, "open_url", lambda url, timeout: Stream(url))
+    worker._warm_read("root://127.0.0.1:1//sky.obj/f.parquet", first=True)
+    assert sum(read) == IN_FLIGHT_BYTES and opened == ["root://127.0.0.1:1//sky.obj/f.parquet", "closed"]
+    worker._warm_read("root://127.0.0.1:1//sky.obj/f.parquet", first=False)
+    assert sum(read) == IN_FLIGHT_BYTES and opened[2:] == ["root://127.0.0.1:1//sky.obj/f.parquet", "closed"]
