@@ -3,10 +3,11 @@ SRC to island DST through the Celery workers, over root:// and over http://, adl
 in the same pass; against the raw rate of the same bytes in the same run: a plain pyxrootd read
 loop, xrdcp (XRD_CPUSEPGWRTRD=0), curl, and cp as the ceiling. Each rule is also paired with
 the same copy by xrdcp or curl just before it, plain and, for rules that fsync, with the files
-synced (the same durability): the median of those ratios is reported beside the best-of ones. Also the time to a rule's first
-verified replica, twice: from a new client (its TLS connection to the island included) and from
-the rule's call on a connected client (``info()`` answered first). Each rule runs on a fresh destination island, with the
-embedded transport and with a Redis broker (when redis-server is installed), best of --runs.
+synced (the same durability): the median of those ratios is reported beside the best-of ones.
+Also the time to a rule's first verified replica, twice: from a new client (its TLS
+connection to the island included) and from the rule's call on a connected client (``info()``
+answered first). Each rule runs on a fresh destination island, with the embedded transport
+and with a Redis broker (when redis-server is installed), best of --runs.
 
     .venv/bin/python benchmarks/bench_replication.py [--files 64] [--file-mb 16] [--runs 3] [--no-fsync]
 """
@@ -181,6 +182,8 @@ def main() -> None:
             for i, u in enumerate(http_urls):
                 curl += [u, "-o", str(out / f"{i}")]
 
+            xrdcp = ["xrdcp", "-f", "-s", "--parallel", "4", *root_urls, str(out)]
+
             def pyxrootd() -> float:
                 r = run_python(PYXROOTD, ",".join(root_urls), str(out))
                 return r["seconds"]
@@ -188,12 +191,11 @@ def main() -> None:
             baselines = {
                 "cp": lambda: timed(["cp", *map(str, files), str(out)]),
                 "cp+sync": lambda: timed(["cp", *map(str, files), str(out)], sync=True),
-                "xrdcp": lambda: timed(["xrdcp", "-f", "-s", "--parallel", "4", *root_urls, str(out)], env=env),
+                "xrdcp": lambda: timed(xrdcp, env=env),
                 "pyxrootd": pyxrootd,
                 "curl": lambda: timed(curl),
                 # the same copies made durable as a rule makes them (fsync): the files synced
-                "xrdcp+sync": lambda: timed(["xrdcp", "-f", "-s", "--parallel", "4", *root_urls, str(out)],
-                                            env=env, sync=True),
+                "xrdcp+sync": lambda: timed(xrdcp, env=env, sync=True),
                 "curl+sync": lambda: timed(curl, sync=True),
             }
 

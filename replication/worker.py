@@ -216,7 +216,7 @@ def _warm_read(url: str, first: bool) -> None:
 
 def _keep_warm(check_every: float = 2.0, renew_every: float = 120.0) -> None:
     seen: dict[str, float] = {}
-    read_once = False
+    opened: set[str] = set()  # root:// islands one of whose files was opened (the first also read)
     here = os.environ.get("ARCHIPEL_ISLAND_NAME", "")
     try:
         st = store()
@@ -234,12 +234,12 @@ def _keep_warm(check_every: float = 2.0, renew_every: float = 120.0) -> None:
                 if island == here:
                     continue
                 if root and now - seen.get(root, -1e9) > renew_every:
+                    seen[root] = now
                     xrootd.FileSystem(root).ping(timeout=3)
-                    probe = _probe(st, island, root)
-                    if probe:  # a fresh worker's first open took 14-16 ms after the log-in, later ones 1-2
-                        seen[root] = now
-                        _warm_read(probe, first=not read_once)
-                        read_once = True
+                probe = _probe(st, island, root) if root and root not in opened else ""
+                if probe:  # a fresh worker's first open took 14-16 ms after the log-in, later ones 1-2
+                    _warm_read(probe, first=not opened)
+                    opened.add(root)
                 if http and now - seen.get(http, -1e9) > HTTP_RENEW_SECONDS:
                     probe = _probe(st, island, http)
                     if probe:
