@@ -185,7 +185,7 @@ app.task(name=COPY_BATCH_TASK, acks_late=True, reject_on_worker_lost=True)(copy_
 def _warm_up(**_: Any) -> None:
     """Pays ahead what a rule's first copy would: the catalog opened, XRootD's library loaded
     and logged in to every island serving root:// (a security handshake of 0.1-0.2 s, kept by
-    the client while it is used), one of its files opened and, once per process, read
+    the client while it is used), one file of each opened once (the first one read too)
     (``_warm_read``), and a TLS connection kept open to every island serving
     http(s):// and to the data port its web face redirects islands to. The first replica then
     costs the time of its bytes. Islands learnt later are warmed up as they appear; logins
