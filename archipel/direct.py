@@ -44,6 +44,17 @@ READ_BYTES = 4 << 20
 _PARQUET = pds.ParquetFileFormat()
 
 
+def _range_pairs(flat, what: str) -> tuple:
+    """The (lows, highs) NumPy arrays of flattened inclusive ranges the island named; Internal
+    when they are not sorted, disjoint (lo, hi) pairs (a binary search needs them so)."""
+    import numpy as np
+
+    flat = np.array(flat, dtype=np.uint64)
+    if len(flat) % 2 or np.any(flat[0::2] > flat[1::2]) or np.any(flat[2::2] <= flat[1:-1:2]):
+        raise Internal(f"the island named HEALPix {what} that are not sorted (lo, hi) pairs")
+    return flat[0::2], flat[1::2]
+
+
 class FileUnreachable(Unavailable):
     """A file of a direct read could not be fetched (its island's data port unreachable, or
     the file gone since the plan): the query can be streamed instead."""
@@ -282,7 +293,7 @@ class DirectReader:
         self.token = token
         self.local_reads = local_reads
         self._fds: dict[int, int] = {}  # file index -> descriptor, for short-circuit reads
-        self._ranges: tuple | None = None  # HEALPix (lows, highs), checked once
+        self._ranges: tuple | None = None  # HEALPix (lows, highs) of the ranges and inner ranges, checked once
         self.files_local = 0  # files read through descriptors, without the network
         self._conns = _Connections(ca_pem, timeout if timeout else 300.0)
         self.workers = max(1, workers)
@@ -444,37 +455,67 @@ class DirectReader:
             raise Internal(f"{f.url} is not the Parquet file the island described: {exc}") from None
         finally:
             del data
-        if healpix and healpix in table.column_names and table.num_rows:
-            table = table.filter(self._in_ranges(table.column(healpix)))
-        for cone in spec.cones:
-            if table.num_rows == 0:
-                break
-            table = table.filter(cone_mask(table.column(spec.ra_column), table.column(spec.dec_column),
-                                           cone.ra, cone.dec, cone.radius))
+        if spec.cones and table.num_rows:
+            table = table.filter(self._in_cones(table, healpix if healpix in table.column_names else ""))
         return _conform(table, columns or self.schema.names, self.schema)
 
-    def _in_ranges(self, values: pa.ChunkedArray) -> pa.Array:
-        """Rows whose HEALPix index is inside one of the read's ranges: the conservative test
-        the stream path's SQL applies too, a binary search per row, so that the exact distance
-        is computed only for rows that can be in a cone."""
-        import numpy as np  # only for cones' HEALPix ranges: a plain import of the client stays light
+    def _in_cones(self, table: pa.Table, healpix: str) -> pa.Array:
+        """Rows inside every cone: the HEALPix range test, then the exact distance for the rows
+        that pass it and lie in no inner range (most rows of a wide cone lie in one)."""
+        import numpy as np  # only for cones: a plain import of the client stays light
+
+        spec = self.spec
+        ra, dec = table.column(spec.ra_column), table.column(spec.dec_column)
+        if healpix:
+            keep, inside = self._in_ranges(table.column(healpix))
+            if inside.any():  # a position the distance test would drop (null, NaN) is never inside
+                inside &= pc.fill_null(pc.and_(pc.is_finite(ra), pc.is_finite(dec)), False).to_numpy()
+            tested = np.flatnonzero(keep & ~inside)
+            if len(tested) < table.num_rows:
+                ra, dec = ra.take(tested), dec.take(tested)
+        else:
+            keep = inside = None
+        hit = None
+        for cone in spec.cones:
+            m = pc.fill_null(cone_mask(ra, dec, cone.ra, cone.dec, cone.radius), False)
+            hit = m if hit is None else pc.and_(hit, m)
+        if keep is None:
+            return hit
+        mask = inside.copy()
+        mask[tested] = hit.to_numpy(zero_copy_only=False)
+        return pa.array(mask)
+
+    def _in_ranges(self, values: pa.ChunkedArray) -> tuple:
+        """Two masks of the rows (NumPy): whose HEALPix index is inside one of the read's ranges
+        (the conservative test the stream path's SQL applies too, a binary search per row), and
+        whose index is inside one of its inner ranges (inside the cone by geometry)."""
+        import numpy as np
 
         if self._ranges is None:
-            flat = np.array(self.spec.healpix_ranges, dtype=np.uint64)
-            if len(flat) % 2 or np.any(flat[0::2] > flat[1::2]) or np.any(flat[2::2] <= flat[1:-1:2]):
-                raise Internal("the island named HEALPix ranges that are not sorted (lo, hi) pairs")
-            self._ranges = (flat[0::2], flat[1::2])
-        lows, highs = self._ranges
+            self._ranges = (_range_pairs(self.spec.healpix_ranges, "ranges"),
+                            _range_pairs(self.spec.healpix_inner_ranges, "inner ranges"))
         if not pa.types.is_integer(values.type):
             raise Internal(f"the column {self.spec.healpix_column} is not a HEALPix index ({values.type})")
         valid = None
         if values.null_count:  # a row without an index cannot be placed: the SQL's BETWEEN drops it too
             valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
             values = values.fill_null(0)
-        h = values.to_numpy().astype(np.uint64, copy=False)
-        at = np.searchsorted(lows, h, side="right") - 1
-        keep = (at >= 0) & (h <= highs[np.maximum(at, 0)])
-        return pa.array(keep if valid is None else keep & valid)
+        h = values.to_numpy()
+        h = h.view(np.uint64) if h.dtype == np.int64 else h.astype(np.uint64)
+        ordered = len(h) > 1 and bool((h[1:] >= h[:-1]).all())
+        masks = []
+        for lows, highs in self._ranges:
+            if ordered:  # rows sorted by their index (as HATS writes them): each range is one run of rows
+                m = np.zeros(len(h), dtype=bool)
+                for a, b in zip(np.searchsorted(h, lows, side="left").tolist(),
+                                np.searchsorted(h, highs, side="right").tolist()):
+                    m[a:b] = True
+            else:
+                at = np.searchsorted(lows, h, side="right") - 1
+                m = (at >= 0) & (h <= highs[np.maximum(at, 0)]) if len(lows) else np.zeros(len(h), dtype=bool)
+            masks.append(m if valid is None else m & valid)
+        keep, inside = masks
+        return keep, inside & keep
 
     # -- the result -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[pa.RecordBatch]:

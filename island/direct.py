@@ -26,7 +26,7 @@ from archipel.direct import chunk_span
 from archipel.v1 import island_pb2 as pb
 from federation.planner import DirectScan, TableScan
 from island.engines.base import normalize_schema
-from metacatalog.sky import healpix29_ranges
+from metacatalog.sky import healpix29_inner_ranges, healpix29_ranges
 
 __all__ = ["FooterCache", "DirectFileSpec", "row_groups_for", "byte_spans", "direct_read", "direct_schema",
            "file_url"]
@@ -151,6 +151,8 @@ def direct_read(scan: TableScan, direct: DirectScan, files: list[DirectFileSpec]
     if ranges is not None:
         out.healpix_column = healpix
         out.healpix_ranges.extend(x for span in ranges for x in span)
+        if len(direct.cones) == 1:  # rows well inside the one cone skip its distance test
+            out.healpix_inner_ranges.extend(x for span in healpix29_inner_ranges(direct.cones[0]) for x in span)
     rows_left = direct.limit if direct.limit is not None and not direct.cones else None
     upper_rows = upper_bytes = 0
     for spec in files:

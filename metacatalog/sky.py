@@ -18,6 +18,7 @@ __all__ = ["parse_moc", "partitions_in_moc",
     "cone_pixels",
     "partitions_in_cone",
     "healpix29_ranges",
+    "healpix29_inner_ranges",
     "moc_from_pixels",
     "check_cone",
 ]
@@ -123,6 +124,40 @@ def healpix29_ranges(cone: Cone, max_ranges: int = 32) -> list[tuple[int, int]]:
             shift = 2 * (HEALPIX_MAX_ORDER - order)
             return [(int(a) << shift, ((int(b) + 1) << shift) - 1) for a, b in zip(starts, ends)]
         order -= 1
+
+
+# The mean size of an order-0 HEALPix cell in degrees (sqrt(4 pi / 12) radians); order k's is
+# this over 2**k. No point of a cell lies farther than 1.05 of it from the cell's centre
+# (measured over every cell of orders 0-6; tests/unit/test_sky.py checks the margin below).
+_CELL_DEG = 58.6323
+
+
+def healpix29_inner_ranges(cone: Cone, cells_per_radius: int = 64) -> list[tuple[int, int]]:
+    """Inclusive ranges of order-29 indices whose every position lies inside the cone: the
+    cells of an order about ``cells_per_radius`` cells to the radius that meet the cone narrowed
+    by three cell sizes (a cell is at most 2.1 sizes across), merged. A row whose index lies in
+    one needs no distance test; the cone's edge is at least 0.9 cell sizes away from it, far
+    beyond rounding. Empty for cones too small or too wide to be worth it."""
+    if not 0 < cone.radius < WIDE_CONE_DEG:
+        return []
+    import astropy.units as u
+    from astropy.coordinates import Angle, Latitude, Longitude
+    from cdshealpix.nested import cone_search
+
+    order = int(np.clip(np.ceil(np.log2(_CELL_DEG * cells_per_radius / cone.radius)), 0, 20))
+    narrowed = cone.radius - 3 * _CELL_DEG / 2**order
+    if narrowed <= 0:
+        return []
+    ipix, depth, _full = cone_search(Longitude(cone.ra, unit=u.deg), Latitude(cone.dec, unit=u.deg),
+                                     Angle(narrowed, unit=u.deg), depth=order, flat=False)
+    shift = 2 * (HEALPIX_MAX_ORDER - np.asarray(depth, dtype=np.uint64))
+    lows = np.asarray(ipix, dtype=np.uint64) << shift
+    highs = ((np.asarray(ipix, dtype=np.uint64) + np.uint64(1)) << shift) - np.uint64(1)
+    at = np.argsort(lows)
+    lows, highs = lows[at], highs[at]  # the cells are disjoint: merged where one ends as the next begins
+    starts = np.flatnonzero(np.concatenate([[True], lows[1:] > highs[:-1] + np.uint64(1)]))
+    ends = np.concatenate([starts[1:] - 1, [len(lows) - 1]])
+    return list(zip(lows[starts].tolist(), highs[ends].tolist()))
 
 
 def moc_from_pixels(pixels: Iterable[tuple[int, int]]) -> tuple[str, float]:

@@ -815,7 +815,7 @@ class DirectCone(_message.Message):
     def __init__(self, ra: _Optional[float] = ..., dec: _Optional[float] = ..., radius: _Optional[float] = ...) -> None: ...
 
 class DirectRead(_message.Message):
-    __slots__ = ("files", "columns", "names", "cones", "ra_column", "dec_column", "has_limit", "limit", "max_rows", "max_bytes", "local", "healpix_column", "healpix_ranges")
+    __slots__ = ("files", "columns", "names", "cones", "ra_column", "dec_column", "has_limit", "limit", "max_rows", "max_bytes", "local", "healpix_column", "healpix_ranges", "healpix_inner_ranges")
     FILES_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -829,6 +829,7 @@ class DirectRead(_message.Message):
     LOCAL_FIELD_NUMBER: _ClassVar[int]
     HEALPIX_COLUMN_FIELD_NUMBER: _ClassVar[int]
     HEALPIX_RANGES_FIELD_NUMBER: _ClassVar[int]
+    HEALPIX_INNER_RANGES_FIELD_NUMBER: _ClassVar[int]
     files: _containers.RepeatedCompositeFieldContainer[DirectFile]
     columns: _containers.RepeatedScalarFieldContainer[str]
     names: _containers.RepeatedScalarFieldContainer[str]
@@ -842,7 +843,8 @@ class DirectRead(_message.Message):
     local: LocalRead
     healpix_column: str
     healpix_ranges: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, files: _Optional[_Iterable[_Union[DirectFile, _Mapping]]] = ..., columns: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., cones: _Optional[_Iterable[_Union[DirectCone, _Mapping]]] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., has_limit: _Optional[bool] = ..., limit: _Optional[int] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ..., local: _Optional[_Union[LocalRead, _Mapping]] = ..., healpix_column: _Optional[str] = ..., healpix_ranges: _Optional[_Iterable[int]] = ...) -> None: ...
+    healpix_inner_ranges: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, files: _Optional[_Iterable[_Union[DirectFile, _Mapping]]] = ..., columns: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., cones: _Optional[_Iterable[_Union[DirectCone, _Mapping]]] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., has_limit: _Optional[bool] = ..., limit: _Optional[int] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ..., local: _Optional[_Union[LocalRead, _Mapping]] = ..., healpix_column: _Optional[str] = ..., healpix_ranges: _Optional[_Iterable[int]] = ..., healpix_inner_ranges: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LocalRead(_message.Message):
     __slots__ = ("socket", "grant", "key")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -12,7 +13,7 @@ from archipel.direct import cone_mask
 from federation.planner import cone_predicate_sql, plan_query
 from island.dataplane import parse_range
 from island.direct import FooterCache, byte_spans, row_groups_for
-from metacatalog.sky import Cone, healpix29, healpix29_ranges
+from metacatalog.sky import Cone, healpix29, healpix29_inner_ranges, healpix29_ranges
 
 
 def _lookup():
@@ -159,22 +160,67 @@ def test_healpix_range_test_is_betweens_row_for_row():
     from archipel.v1 import island_pb2 as pb
 
     ranges = healpix29_ranges(Cone(120.0, 30.0, 10.0))
-    spec = pb.DirectRead(healpix_column="_healpix_29", healpix_ranges=[x for r in ranges for x in r])
+    inner = healpix29_inner_ranges(Cone(120.0, 30.0, 10.0))
+    spec = pb.DirectRead(healpix_column="_healpix_29", healpix_ranges=[x for r in ranges for x in r],
+                         healpix_inner_ranges=[x for r in inner for x in r])
     reader = DirectReader(spec, pa.schema([]), "", None)
     rng = np.random.default_rng(5)
     lo, hi = ranges[0][0], ranges[-1][1]
     values = np.concatenate([rng.integers(lo - 2**50, hi + 2**50, 20_000), [lo, hi, lo - 1, hi + 1, -5]])
-    for r in ranges:
+    for r in ranges + inner[::7]:
         values = np.concatenate([values, [r[0] - 1, r[0], r[1], r[1] + 1]])
     column = pa.chunked_array([pa.array(values[:100]), pa.array(list(values[100:]) + [None], type=pa.int64())])
     want = [v is not None and any(a <= v <= b for a, b in ranges) for v in column.to_pylist()]
-    assert reader._in_ranges(column).to_pylist() == want and 0 < sum(want) < len(want)
-    for bad in ([5], [9, 3], [1, 10, 5, 20]):  # odd, lo > hi, overlapping
-        with pytest.raises(Internal, match="HEALPix ranges"):
-            DirectReader(pb.DirectRead(healpix_column="h", healpix_ranges=bad), pa.schema([]), "", None
-                         )._in_ranges(column)
+    want_inside = [v is not None and any(a <= v <= b for a, b in inner) for v in column.to_pylist()]
+    keep, inside = reader._in_ranges(column)
+    assert keep.tolist() == want and 0 < sum(want) < len(want)
+    assert inside.tolist() == want_inside and 0 < sum(want_inside) < sum(want)
+    ordered = np.sort(values[values >= 0])  # as HATS files hold their rows: each range is one run of them
+    keep, inside = reader._in_ranges(pa.chunked_array([ordered[:5000], ordered[5000:]]))
+    assert keep.tolist() == [any(a <= v <= b for a, b in ranges) for v in ordered.tolist()]
+    assert inside.tolist() == [any(a <= v <= b for a, b in inner) for v in ordered.tolist()] and inside.any()
+    for field in ("healpix_ranges", "healpix_inner_ranges"):
+        for bad in ([5], [9, 3], [1, 10, 5, 20]):  # odd, lo > hi, overlapping
+            with pytest.raises(Internal, match="HEALPix (inner )?ranges"):
+                DirectReader(pb.DirectRead(healpix_column="h", **{field: bad}), pa.schema([]), "", None
+                             )._in_ranges(column)
     with pytest.raises(Internal, match="not a HEALPix index"):
         reader._in_ranges(pa.chunked_array([pa.array(["a"])]))
+
+
+def test_inner_ranges_skip_the_distance_test_without_changing_a_row():
+    """Rows in the inner ranges skip the exact distance; the rows kept are still those of the
+    HEALPix ranges and the distance test, row for row, positions without a value (null, NaN) in
+    an inner cell included."""
+    from archipel.direct import DirectReader
+    from archipel.v1 import island_pb2 as pb
+
+    ra0, dec0, r = 120.0, 30.0, 10.0
+    ranges, inner = healpix29_ranges(Cone(ra0, dec0, r)), healpix29_inner_ranges(Cone(ra0, dec0, r))
+    spec = pb.DirectRead(cones=[pb.DirectCone(ra=ra0, dec=dec0, radius=r)], ra_column="ra", dec_column="dec",
+                         healpix_column="_healpix_29", healpix_ranges=[x for p in ranges for x in p],
+                         healpix_inner_ranges=[x for p in inner for x in p])
+    rng = np.random.default_rng(3)
+    n = 100_000
+    ra = np.concatenate([ra0 + rng.uniform(-13, 13, n), ra0 + rng.normal(0, 0.02, 100) + r / np.cos(np.radians(dec0))])
+    dec = np.concatenate([dec0 + rng.uniform(-12, 12, n), dec0 + rng.normal(0, 0.02, 100)])
+    h = healpix29(ra, dec)
+    ra_col = pa.array(ra, mask=np.arange(len(ra)) % 997 == 0)  # null positions, in every kind of cell
+    dec = dec.copy()
+    dec[::1009] = np.nan
+    table = pa.table({"ra": ra_col, "dec": dec, "_healpix_29": h})
+    reader = DirectReader(spec, table.schema, "", None)
+    got = reader._in_cones(table, "_healpix_29")
+    in_ranges = np.zeros(len(h), dtype=bool)
+    for a, b in ranges:
+        in_ranges |= (h >= a) & (h <= b)
+    want = in_ranges & pc.fill_null(cone_mask(table["ra"], table["dec"], ra0, dec0, r), False).to_numpy()
+    assert got.to_pylist() == want.tolist()
+    _keep, inside = reader._in_ranges(table["_healpix_29"])
+    assert inside.mean() > 0.5 and 1000 < want.sum() < len(want)  # most rows skipped the distance test
+    no_inner = DirectReader(pb.DirectRead(cones=spec.cones, ra_column="ra", dec_column="dec"), table.schema, "", None)
+    assert no_inner._in_cones(table, "").to_pylist() == pc.fill_null(
+        cone_mask(table["ra"], table["dec"], ra0, dec0, r), False).to_pylist()
 
 
 def test_the_client_never_decodes_bytes_the_island_did_not_name(tmp_path):
