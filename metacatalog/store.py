@@ -26,6 +26,9 @@ from metacatalog.writer import Writer
 __all__ = ["CatalogStore", "SCHEMA_VERSION"]
 
 
+_STATS_KEPT = 20_000  # decoded partition statistics kept (a few KiB each)
+
+
 class CatalogStore(ChangeLog):
     """The island's metacatalog. Thread-safe: one connection per thread, writes serialized."""
 
@@ -42,6 +45,10 @@ class CatalogStore(ChangeLog):
         # Notified after every commit; WatchCatalog streams wait on it (no polling interval).
         self.changed = threading.Condition()
         self.generation = 0  # commits so far, under ``changed``
+        # Partitions' column statistics, decoded once per distinct text: every query looks its
+        # datasets up, and decoding each partition's JSON was a fifth of a small query's time.
+        # The dicts are shared between the Partitions read: never changed in place.
+        self._stats: dict[str, dict] = {}
         self._init_schema()
 
     # -- connections ---------------------------------------------------------------------
@@ -228,7 +235,7 @@ class CatalogStore(ChangeLog):
             parts = tuple(
                 Partition(
                     path=p[0], num_rows=p[1], num_bytes=p[2], adler32=p[3], order=p[4], pixel=p[5],
-                    stats=json.loads(p[6]),
+                    stats=self._decoded_stats(p[6]),
                 )
                 for p in conn.execute(
                     "SELECT path, num_rows, num_bytes, adler32, norder, npix, stats FROM partitions"
@@ -242,6 +249,14 @@ class CatalogStore(ChangeLog):
             hats_properties=json.loads(row[9]), moc=row[10], sky_fraction=row[11], created=row[12],
             partitions=parts, owner=row[13], readers=tuple(json.loads(row[14])), public_after=row[15],
         )
+
+    def _decoded_stats(self, text: str) -> dict:
+        stats = self._stats.get(text)
+        if stats is None:
+            if len(self._stats) >= _STATS_KEPT:
+                self._stats.clear()
+            stats = self._stats[text] = json.loads(text)
+        return stats
 
     def datasets(self, pattern: str = "", with_partitions: bool = False) -> list[Dataset]:
         return [self.dataset(n, with_partitions) for n in self.dataset_names(pattern)]

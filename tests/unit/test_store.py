@@ -66,3 +66,27 @@ def test_concurrent_writers_get_distinct_sequences(tmp_path):
     for t in threads:
         t.join()
     assert [c.seq for c in store.changes()] == list(range(1, 17))
+
+
+def test_partition_statistics_read_again_follow_every_change(tmp_path):
+    """Statistics are decoded once per distinct text and shared; a partition rewritten with
+    other statistics (here or by another connection) reads as rewritten."""
+    import dataclasses
+
+    store = CatalogStore(tmp_path / "c.sqlite", "a")
+    with store.transaction() as tx:
+        tx.put_dataset(ds("x.one"))
+    first, again = store.dataset("x.one"), store.dataset("x.one")
+    assert first == again and first.partitions[0].stats is again.partitions[0].stats
+    def rewritten(stats: dict) -> Dataset:
+        parts = (first.partitions[0], dataclasses.replace(first.partitions[1], stats=stats))
+        return dataclasses.replace(first, partitions=parts)
+
+    with store.transaction() as tx:
+        tx.put_dataset(rewritten({"ra": [1.5, 9.0], "dec": [-3, 4]}), replace=True)
+    assert store.dataset("x.one").partitions[1].stats == {"ra": [1.5, 9.0], "dec": [-3, 4]}
+    assert store.dataset("x.one").partitions[0].stats == {"ra": [1.0, 2.0]}
+    other = CatalogStore(tmp_path / "c.sqlite", "a")
+    with other.transaction() as tx:
+        tx.put_dataset(rewritten({"ra": [0, 1]}), replace=True)
+    assert store.dataset("x.one").partitions[1].stats == {"ra": [0, 1]}
