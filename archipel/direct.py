@@ -18,6 +18,7 @@ import http.client
 import json
 import logging
 import math
+import mmap
 import os
 import secrets
 import socket
@@ -295,6 +296,7 @@ class DirectReader:
         self._fds: dict[int, int] = {}  # file index -> descriptor, for short-circuit reads
         self._ranges: tuple | None = None  # HEALPix (lows, highs) of the ranges and inner ranges, checked once
         self.files_local = 0  # files read through descriptors, without the network
+        self.files_mapped = 0  # of those, files mapped into memory
         self._conns = _Connections(ca_pem, timeout if timeout else 300.0)
         self.workers = max(1, workers)
         self._stop = threading.Event()
@@ -411,35 +413,56 @@ class DirectReader:
 
     def _read_file(self, i: int, f: pb.DirectFile) -> pa.Table:
         size = f.size
+        spans = list(zip(f.spans[::2], f.spans[1::2])) or [(0, size)]
+        for a, b in spans:
+            if not 0 <= a < b <= size:
+                raise Internal(f"the island named a byte span {a}-{b} outside {f.url}'s {size} bytes")
+        mapped = self._map(i, f, spans) if i in self._fds and self.spec.local.mappable else None
+        if mapped is not None:
+            return self._decode(f, mapped, spans)
         buf = self._buffer(size)
-        try:
-            return self._decode(i, f, buf)
-        finally:
-            self._give_back(buf)
-
-    def _decode(self, i: int, f: pb.DirectFile, buf: bytearray) -> pa.Table:
-        size = f.size
         view = memoryview(buf)[:size]
-        local = i in self._fds
         try:
-            spans = list(zip(f.spans[::2], f.spans[1::2])) or [(0, size)]
             for a, b in spans:
-                if not 0 <= a < b <= size:
-                    raise Internal(f"the island named a byte span {a}-{b} outside {f.url}'s {size} bytes")
-                if local:
+                if i in self._fds:
                     self.bytes_fetched += self._pread(i, f, a, view[a:b])
                 else:
                     self.bytes_fetched += self._get(f.url, (a, b) if f.spans else None, view[a:b])
-            if local:
+            if i in self._fds:
                 self.files_local += 1
+            return self._decode(f, pa.py_buffer(buf), spans)
         finally:
             view.release()
+            self._give_back(buf)
+
+    def _map(self, i: int, f: pb.DirectFile, spans: list[tuple[int, int]]) -> pa.Buffer | None:
+        """The file, mapped into memory read-only: the decode reads the page cache itself,
+        without the copy a ``pread`` makes (a third of a same-host read's time). Only files the
+        island says it never changes in place: a mapped file cut short under its reader would
+        kill the process (SIGBUS), where a ``pread`` fails. None where mapping fails."""
+        if self._stop.is_set():
+            raise Cancelled("the query was cancelled")
+        fd = self._fds[i]
+        if os.fstat(fd).st_size < f.size:
+            raise Internal(f"{f.url} is shorter than the {f.size} bytes the island described")
+        try:
+            mapped = mmap.mmap(fd, f.size, prot=mmap.PROT_READ)
+        except (OSError, ValueError):  # an empty file, or a filesystem that cannot map
+            return None
+        self.bytes_fetched += sum(b - a for a, b in spans)
+        self.files_local += 1
+        self.files_mapped += 1
+        return pa.py_buffer(mapped)
+
+    def _decode(self, f: pb.DirectFile, data: pa.Buffer, spans: list[tuple[int, int]]) -> pa.Table:
+        """The rows of file ``f`` (its bytes in ``data``) the read keeps. The decoded table
+        never points into ``data``: reused buffers are given back, mappings dropped."""
+        size = f.size
         spec = self.spec
         columns = list(spec.columns)
         healpix = spec.healpix_column if spec.cones else ""
         needed = list(dict.fromkeys(columns + ([spec.ra_column, spec.dec_column, healpix] if spec.cones and columns
                                                else [])))
-        data = pa.py_buffer(buf)
         try:
             frag = _PARQUET.make_fragment(pa.BufferReader(data.slice(0, size)), row_groups=list(f.row_groups))
             present = set(frag.physical_schema.names)

@@ -63,6 +63,13 @@ class QueryResult:
         island handed over (short-circuit reads), not over the network; 0 for a stream."""
         return self._direct.files_local if self._direct is not None and self.path == "direct" else 0
 
+    @property
+    def mapped_files(self) -> int:
+        """How many of the ``local_files`` were mapped into memory rather than copied (the
+        island's own copies of its files; files registered where their owner keeps them are
+        copied)."""
+        return self._direct.files_mapped if self._direct is not None and self.path == "direct" else 0
+
     def _chunks(self) -> Iterator[tuple[bytes, bool]]:
         with translated(self._address):
             for msg in self._responses:

@@ -164,6 +164,7 @@ class QueryRpcs:
             paths = {spec.url: spec.path for spec in files}
             out.local.CopyFrom(local.grant([paths[f.url] for f in out.files], [f.size for f in out.files],
                                            caller.name, self._data_rule(caller, scan.dataset.name)))
+            out.local.mappable = root.resolve().is_relative_to(self.cfg.data_path.resolve())
         return out
 
     def _data_rule(self, caller: Caller, dataset: str):

@@ -847,14 +847,16 @@ class DirectRead(_message.Message):
     def __init__(self, files: _Optional[_Iterable[_Union[DirectFile, _Mapping]]] = ..., columns: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., cones: _Optional[_Iterable[_Union[DirectCone, _Mapping]]] = ..., ra_column: _Optional[str] = ..., dec_column: _Optional[str] = ..., has_limit: _Optional[bool] = ..., limit: _Optional[int] = ..., max_rows: _Optional[int] = ..., max_bytes: _Optional[int] = ..., local: _Optional[_Union[LocalRead, _Mapping]] = ..., healpix_column: _Optional[str] = ..., healpix_ranges: _Optional[_Iterable[int]] = ..., healpix_inner_ranges: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LocalRead(_message.Message):
-    __slots__ = ("socket", "grant", "key")
+    __slots__ = ("socket", "grant", "key", "mappable")
     SOCKET_FIELD_NUMBER: _ClassVar[int]
     GRANT_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    MAPPABLE_FIELD_NUMBER: _ClassVar[int]
     socket: str
     grant: bytes
     key: bytes
-    def __init__(self, socket: _Optional[str] = ..., grant: _Optional[bytes] = ..., key: _Optional[bytes] = ...) -> None: ...
+    mappable: bool
+    def __init__(self, socket: _Optional[str] = ..., grant: _Optional[bytes] = ..., key: _Optional[bytes] = ..., mappable: _Optional[bool] = ...) -> None: ...
 
 class QueryHeader(_message.Message):
     __slots__ = ("query_id", "arrow_schema", "plan", "direct")
