@@ -26,7 +26,7 @@ from metacatalog.writer import Writer
 __all__ = ["CatalogStore", "SCHEMA_VERSION"]
 
 
-_STATS_KEPT = 20_000  # decoded partition statistics kept (a few KiB each)
+_STATS_CHARS = 16 << 20  # the text of the decoded partition statistics kept (their dicts take 3-4 times more)
 
 
 class CatalogStore(ChangeLog):
@@ -49,6 +49,7 @@ class CatalogStore(ChangeLog):
         # datasets up, and decoding each partition's JSON was a fifth of a small query's time.
         # The dicts are shared between the Partitions read: never changed in place.
         self._stats: dict[str, dict] = {}
+        self._stats_chars = 0
         self._init_schema()
 
     # -- connections ---------------------------------------------------------------------
@@ -253,9 +254,10 @@ class CatalogStore(ChangeLog):
     def _decoded_stats(self, text: str) -> dict:
         stats = self._stats.get(text)
         if stats is None:
-            if len(self._stats) >= _STATS_KEPT:
-                self._stats.clear()
+            if self._stats_chars + len(text) > _STATS_CHARS:
+                self._stats, self._stats_chars = {}, 0
             stats = self._stats[text] = json.loads(text)
+            self._stats_chars += len(text)
         return stats
 
     def datasets(self, pattern: str = "", with_partitions: bool = False) -> list[Dataset]:

@@ -90,3 +90,25 @@ def test_partition_statistics_read_again_follow_every_change(tmp_path):
     with other.transaction() as tx:
         tx.put_dataset(rewritten({"ra": [0, 1]}), replace=True)
     assert store.dataset("x.one").partitions[1].stats == {"ra": [0, 1]}
+
+
+def test_partition_statistics_kept_are_bounded(tmp_path, monkeypatch):
+    """Past its budget of text the store forgets the statistics it decoded, and reads them
+    right again."""
+    import metacatalog.store as store_module
+
+    monkeypatch.setattr(store_module, "_STATS_CHARS", 60)
+    store = CatalogStore(tmp_path / "c.sqlite", "a")
+    with store.transaction() as tx:
+        tx.put_dataset(ds("x.one", 3))
+    for _ in range(3):
+        assert [p.stats for p in store.dataset("x.one").partitions] == [{"ra": [1.0, 2.0]}] * 3
+    import dataclasses
+
+    many = dataclasses.replace(ds("x.two", 6), partitions=tuple(
+        dataclasses.replace(p, stats={"ra": [float(i), 9.0]}) for i, p in enumerate(ds("x.two", 6).partitions)))
+    with store.transaction() as tx:
+        tx.put_dataset(many)
+    for _ in range(2):
+        assert [p.stats["ra"][0] for p in store.dataset("x.two").partitions] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+        assert store._stats_chars <= 60 and len(store._stats) <= 3
