@@ -417,18 +417,19 @@ class DirectReader:
         for a, b in spans:
             if not 0 <= a < b <= size:
                 raise Internal(f"the island named a byte span {a}-{b} outside {f.url}'s {size} bytes")
-        mapped = self._map(i, f, spans) if i in self._fds and self.spec.local.mappable else None
+        local = i in self._fds
+        mapped = self._map(i, f, spans) if local and self.spec.local.mappable else None
         if mapped is not None:
             return self._decode(f, mapped, spans)
         buf = self._buffer(size)
         view = memoryview(buf)[:size]
         try:
             for a, b in spans:
-                if i in self._fds:
+                if local:
                     self.bytes_fetched += self._pread(i, f, a, view[a:b])
                 else:
                     self.bytes_fetched += self._get(f.url, (a, b) if f.spans else None, view[a:b])
-            if i in self._fds:
+            if local:
                 self.files_local += 1
             return self._decode(f, pa.py_buffer(buf), spans)
         finally:

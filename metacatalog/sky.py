@@ -76,22 +76,24 @@ def healpix29(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
 
 def cone_pixels(cone: Cone, order: int) -> np.ndarray:
     """Every pixel of the given order that overlaps the cone (conservative: never misses one)."""
-    import astropy.units as u
-    from astropy.coordinates import Angle, Latitude, Longitude
-    from cdshealpix.nested import cone_search
-
     if cone.radius >= WIDE_CONE_DEG:
         # cdshealpix drops cells for cones near a hemisphere or wider (seen at 179 deg); such a
         # cone covers half the sky or more, so every pixel is kept rather than risk a miss.
         return np.arange(12 * 4**order, dtype=np.int64)
-    ipix, _depth, _full = cone_search(
-        Longitude(cone.ra, unit=u.deg),
-        Latitude(cone.dec, unit=u.deg),
-        Angle(max(cone.radius, 1e-9), unit=u.deg),
-        depth=order,
-        flat=True,
-    )
+    ipix, _depth = _cone_cells(cone.ra, cone.dec, max(cone.radius, 1e-9), order, flat=True)
     return np.unique(np.asarray(ipix, dtype=np.int64))
+
+
+def _cone_cells(ra: float, dec: float, radius: float, order: int, flat: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, their orders) of every cell that overlaps a cone (degrees): all of ``order``
+    when ``flat``, else as a MOC (cells inside it at coarser orders). cdshealpix's cone search."""
+    import astropy.units as u
+    from astropy.coordinates import Angle, Latitude, Longitude
+    from cdshealpix.nested import cone_search
+
+    ipix, depth, _full = cone_search(Longitude(ra, unit=u.deg), Latitude(dec, unit=u.deg),
+                                     Angle(radius, unit=u.deg), depth=order, flat=flat)
+    return ipix, depth
 
 
 def partitions_in_cone(pixels: Sequence[tuple[int, int]], cone: Cone) -> list[bool]:
@@ -140,16 +142,11 @@ def healpix29_inner_ranges(cone: Cone, cells_per_radius: int = 64) -> list[tuple
     beyond rounding. Empty for cones too small or too wide to be worth it."""
     if not 0 < cone.radius < WIDE_CONE_DEG:
         return []
-    import astropy.units as u
-    from astropy.coordinates import Angle, Latitude, Longitude
-    from cdshealpix.nested import cone_search
-
     order = int(np.clip(np.ceil(np.log2(_CELL_DEG * cells_per_radius / cone.radius)), 0, 20))
     narrowed = cone.radius - 3 * _CELL_DEG / 2**order
     if narrowed <= 0:
         return []
-    ipix, depth, _full = cone_search(Longitude(cone.ra, unit=u.deg), Latitude(cone.dec, unit=u.deg),
-                                     Angle(narrowed, unit=u.deg), depth=order, flat=False)
+    ipix, depth = _cone_cells(cone.ra, cone.dec, narrowed, order, flat=False)
     shift = 2 * (HEALPIX_MAX_ORDER - np.asarray(depth, dtype=np.uint64))
     lows = np.asarray(ipix, dtype=np.uint64) << shift
     highs = ((np.asarray(ipix, dtype=np.uint64) + np.uint64(1)) << shift) - np.uint64(1)
