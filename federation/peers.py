@@ -193,6 +193,8 @@ class PeerLink:
         same number is a divergence, shown in the link's status."""
         store = self.archipelago.store
         raw = Change(msg.origin, msg.seq, msg.op, msg.key, {}, msg.ts, msg.signature, msg.payload_json)
+        if self._known(raw):
+            return
         self.archipelago.check_signed(raw, msg.origin_cert)
         refused, change, dataset = "", raw, None
         try:
@@ -216,6 +218,24 @@ class PeerLink:
         if change.origin == self.island:
             self.last_seq = max(self.last_seq, change.seq)
             self.target_seq = max(self.target_seq, change.seq)
+
+    def _known(self, change: Change) -> bool:
+        """True for a change recorded here already under its number, as it is: in an
+        archipelago where every island follows every other, each change arrives once from its
+        origin and again relayed by every other peer. Such a copy brings nothing: it is
+        dropped before its signature is checked and without a write transaction, whose commit
+        would wake everything waiting on the catalog (a 64-file rule's replica records made
+        each follower do both twice). A copy that differs from the record goes on to the
+        signature check and then ``_check_same``, as before."""
+        if change.origin == self.archipelago.island:
+            return False
+        recorded = self.archipelago.store.recorded_change(change.origin, change.seq)
+        if recorded is None or recorded[:3] != (change.op, change.key, change.payload_json):
+            return False
+        if change.origin == self.island:
+            self.last_seq = max(self.last_seq, change.seq)
+            self.target_seq = max(self.target_seq, change.seq)
+        return True
 
     def _check_same(self, change: Change) -> None:
         """A duplicate must be the change recorded under its number: two different changes,

@@ -231,6 +231,10 @@ class Replication:
                 if held != exported:
                     sync_exports(self.store, self.export, self.replicas, self.here)
                     exported = held
+                # Peers hear of the replicas landed since the last pass once they are served.
+                if self.store.unannounced():
+                    with self.store.transaction() as w:
+                        w.announce_replicas()
             except Exception:
                 logger.exception("keeping replication in step with the catalog failed")
             wait = min(self.rules.next_expiry() + 0.01, 300.0)

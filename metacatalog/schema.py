@@ -55,6 +55,14 @@ CREATE TABLE IF NOT EXISTS replicas (
     created REAL NOT NULL,
     PRIMARY KEY (dataset, pid, island)
 );
+-- Replica files recorded here that peers have not been told of yet: the island's replication
+-- pass announces them together (Writer.announce_replicas), so the files of a rule landing one
+-- after the other make a few changes for the archipelago to sync, not one each.
+CREATE TABLE IF NOT EXISTS unannounced (
+    dataset TEXT NOT NULL,
+    pid TEXT NOT NULL,
+    PRIMARY KEY (dataset, pid)
+);
 CREATE TABLE IF NOT EXISTS peers (
     address TEXT PRIMARY KEY,
     island TEXT NOT NULL DEFAULT '',

@@ -141,6 +141,10 @@ class CatalogStore(ChangeLog):
             "SELECT f.pid FROM local_files f JOIN partitions p ON p.dataset = f.dataset AND p.pid = f.pid"
             " AND p.adler32 = f.adler32 AND p.num_bytes = f.num_bytes WHERE f.dataset=?", (dataset,))}
 
+    def unannounced(self) -> int:
+        """Replica files recorded here that peers have not been told of yet."""
+        return int(self._conn().execute("SELECT count(*) FROM unannounced").fetchone()[0])
+
     def stale_replicas(self) -> list[tuple[str, str]]:
         """Replica files held here that no partition of the catalog matches any more."""
         return [(d, p) for d, p in self._conn().execute(

@@ -69,9 +69,11 @@ def renew(store: CatalogStore, dataset: str, pid: str, worker: str, bytes_done: 
 
 
 def complete(store: CatalogStore, dataset: str, pid: str, size: int, adler32: int, source: str) -> None:
-    """The verified file is in place: the replica is recorded (and announced) with its row done."""
+    """The verified file is in place: the replica is recorded with its row done. Peers hear of
+    it from the island's next replication pass, with the others landed meanwhile
+    (``Writer.announce_replicas``): one change each would be synced and checked by every peer."""
     with store.transaction() as w:
-        w.put_replicas(dataset, [pid], [size], [adler32])
+        w.put_replicas(dataset, [pid], [size], [adler32], announce=False)
         w.execute("UPDATE transfers SET state='done', bytes_done=?, source=?, error='', claimed_by='', updated=?"
                   " WHERE dataset=? AND pid=?", (size, source, time.time(), dataset, pid))
 

@@ -17,7 +17,9 @@ from metacatalog.model import Change, Dataset, Partition
 if TYPE_CHECKING:
     from metacatalog.store import CatalogStore
 
-__all__ = ["Writer"]
+__all__ = ["Writer", "ANNOUNCE_BYTES"]
+
+ANNOUNCE_BYTES = 64 * 1024  # partition names per replica.put of announce_replicas, at most
 
 
 def _dataset_payload(ds: Dataset) -> dict[str, Any]:
@@ -217,20 +219,45 @@ class Writer:  # noqa: D101 - see CatalogStore.transaction
         self._upsert_island(name, http, root, time.time())
         return self._log("island.put", name, {"http": http, "root": root})
 
-    def put_replicas(self, dataset: str, pids: list[str], sizes: list[int], adlers: list[int]) -> int:
-        """Replica files now held by this island, placed and verified."""
+    def put_replicas(self, dataset: str, pids: list[str], sizes: list[int], adlers: list[int],
+                     announce: bool = True) -> int:
+        """Replica files now held by this island, placed and verified. Without ``announce``
+        they are recorded here at once and told to peers by a later ``announce_replicas``."""
         now = time.time()
         island = self._store.island
         self._conn.executemany("INSERT OR REPLACE INTO replicas VALUES (?, ?, ?, ?)",
                                [(dataset, p, island, now) for p in pids])
         self._conn.executemany("INSERT OR REPLACE INTO local_files VALUES (?, ?, ?, ?, ?, ?)",
                                [(dataset, p, n, a, now, now) for p, n, a in zip(pids, sizes, adlers)])
+        if not announce:
+            self._conn.executemany("INSERT OR IGNORE INTO unannounced VALUES (?, ?)", [(dataset, p) for p in pids])
+            return 0
         return self._log("replica.put", dataset, {"pids": pids})
+
+    def announce_replicas(self) -> int:
+        """One ``replica.put`` per dataset for the replicas recorded without announcement and
+        still held (in changes of at most ANNOUNCE_BYTES of names); returns how many were told."""
+        rows = self._conn.execute(
+            "SELECT u.dataset, u.pid FROM unannounced u JOIN replicas r ON r.dataset = u.dataset AND r.pid = u.pid"
+            " AND r.island = ? ORDER BY u.dataset, u.pid", (self._store.island,)).fetchall()
+        self._conn.execute("DELETE FROM unannounced")
+        budget = min(ANNOUNCE_BYTES, self._store.max_change_bytes // 2)
+        chunk: list[str] = []
+        size = 0
+        for i, (dataset, pid) in enumerate(rows):
+            chunk.append(pid)
+            size += len(pid) + 4
+            last = i + 1 == len(rows) or rows[i + 1][0] != dataset
+            if last or size >= budget:
+                self._log("replica.put", dataset, {"pids": chunk})
+                chunk, size = [], 0
+        return len(rows)
 
     def delete_replicas(self, dataset: str, pids: list[str]) -> int:
         island = self._store.island
         self._conn.executemany("DELETE FROM replicas WHERE dataset=? AND pid=? AND island=?",
                                [(dataset, p, island) for p in pids])
+        self._conn.executemany("DELETE FROM unannounced WHERE dataset=? AND pid=?", [(dataset, p) for p in pids])
         self._conn.executemany("DELETE FROM local_files WHERE dataset=? AND pid=?", [(dataset, p) for p in pids])
         self._conn.executemany("DELETE FROM transfers WHERE dataset=? AND pid=?", [(dataset, p) for p in pids])
         return self._log("replica.delete", dataset, {"pids": pids})

@@ -118,7 +118,11 @@ def test_transfer_records_copy_once_and_survive_a_dead_worker(tmp_path):
     p0 = ds.partitions[0]
     transfers.complete(store, ds.name, pids[0], p0.num_bytes, p0.adler32, "b")
     assert store.valid_replicas(ds.name) == {pids[0]}
-    assert store.changes()[-1].op == "replica.put"
+    assert store.changes() == [] and store.unannounced() == 1  # told to peers later
+    with store.transaction() as w:
+        assert w.announce_replicas() == 1
+    assert (store.changes()[-1].op, store.changes()[-1].payload) == ("replica.put", {"pids": [pids[0]]})
+    assert store.unannounced() == 0
     transfers.fail(store, ds.name, pids[1], "w2@me", "b: cannot open", 3)
     assert transfers.states(store, ds.name)[pids[1]].state == "failed"
     assert transfers.request(store, ds.name, [pids[1]]) == [pids[1]]  # asked again: sent again
@@ -129,6 +133,44 @@ def test_transfer_records_copy_once_and_survive_a_dead_worker(tmp_path):
     with store.transaction() as w:
         w.apply_remote(change_from_wire("b", 2, "dataset.put", ds.name, _payload(ds2), 0.0), ds2)
     assert store.valid_replicas(ds.name) == set() and store.stale_replicas() == [(ds.name, pids[0])]
+
+
+def test_replicas_landed_together_are_announced_in_few_changes(tmp_path):
+    """A rule's files land one by one; peers are told of them in one replica.put per dataset
+    (several when the names would make a change too large), never of one dropped meanwhile."""
+    store = CatalogStore(tmp_path / "c.sqlite", "me", max_change_bytes=4000)
+    sky, other = _sky("b"), _sky("b", [_part(3, i) for i in range(4)])
+    other = Dataset(**{**other.__dict__, "name": "b.other"})
+    with store.transaction() as w:
+        w.apply_remote(change_from_wire("b", 1, "dataset.put", sky.name, _payload(sky), 0.0), sky)
+        w.apply_remote(change_from_wire("b", 2, "dataset.put", other.name, _payload(other), 0.0), other)
+    many = [Partition(f"Norder=9/Dir=0/Npix={i}.parquet", 1, 1, 1, 9, i) for i in range(120)]
+    before = len(store.changes())
+    for p in [*sky.partitions, *other.partitions]:
+        ds = sky.name if p in sky.partitions else other.name
+        transfers.request(store, ds, [p.pid])
+        transfers.complete(store, ds, p.pid, p.num_bytes, p.adler32, "b")
+    with store.transaction() as w:  # replica names of a third dataset, more than fit in one change
+        w.put_replicas("b.many", [p.pid for p in many], [1] * len(many), [1] * len(many), announce=False)
+        w.delete_replicas(sky.name, [sky.partitions[0].pid])  # evicted before it was announced
+    assert len(store.changes()) == before + 1  # the eviction only
+    with store.transaction() as w:
+        told = w.announce_replicas()
+    assert told == len(sky.partitions) - 1 + len(other.partitions) + len(many)
+    new = [c for c in store.changes()[before + 1:]]
+    assert all(c.op == "replica.put" for c in new)
+    by_dataset: dict[str, list[str]] = {}
+    for c in new:
+        by_dataset.setdefault(c.key, []).extend(c.payload["pids"])
+    assert sorted(by_dataset[sky.name]) == sorted(p.pid for p in sky.partitions[1:])
+    assert sorted(by_dataset[other.name]) == sorted(p.pid for p in other.partitions)
+    assert sorted(by_dataset["b.many"]) == sorted(p.pid for p in many)
+    assert [c.key for c in new].count(sky.name) == 1 and [c.key for c in new].count(other.name) == 1
+    assert [c.key for c in new].count("b.many") > 1  # 120 names over 2000 bytes: split
+    assert all(len(c.payload_json) <= store.max_change_bytes for c in new)
+    assert store.unannounced() == 0
+    with store.transaction() as w:
+        assert w.announce_replicas() == 0  # nothing twice
 
 
 def _payload(ds: Dataset) -> str:
