@@ -37,6 +37,7 @@ __all__ = ["Replication", "worker_environment"]
 logger = logging.getLogger(__name__)
 
 STEP_DELAY = 0.2  # seconds the catalog-change pass waits to take a burst of changes at once
+ANNOUNCE_WITHIN = 10.0  # seconds between two catalog-change passes at most
 
 
 def _kept_port(store: CatalogStore, key: str, host: str) -> int:
@@ -237,7 +238,9 @@ class Replication:
                         w.announce_replicas()
             except Exception:
                 logger.exception("keeping replication in step with the catalog failed")
-            wait = min(self.rules.next_expiry() + 0.01, 300.0)
+            # At least every ANNOUNCE_WITHIN seconds: replicas recorded by workers that cannot
+            # wake this island (on another host) are announced to peers that late at most.
+            wait = min(self.rules.next_expiry() + 0.01, ANNOUNCE_WITHIN)
             gen = self.store.wait_changed(gen if gen >= 0 else self.store.generation, wait)
             # A burst of changes (a rule's copies landing) is handled in one pass.
             self._stop.wait(STEP_DELAY)
