@@ -215,6 +215,10 @@ class PeerLink:
             self.error = f"refused change {change.origin}:{change.seq}: {refused[:300]}"
         elif decision.action == "duplicate":
             self._check_same(raw)
+        self._passed(change)
+
+    def _passed(self, change: Change) -> None:
+        """The peer's own changes up to this one have come: the link's position."""
         if change.origin == self.island:
             self.last_seq = max(self.last_seq, change.seq)
             self.target_seq = max(self.target_seq, change.seq)
@@ -232,9 +236,7 @@ class PeerLink:
         recorded = self.archipelago.store.recorded_change(change.origin, change.seq)
         if recorded is None or recorded[:3] != (change.op, change.key, change.payload_json):
             return False
-        if change.origin == self.island:
-            self.last_seq = max(self.last_seq, change.seq)
-            self.target_seq = max(self.target_seq, change.seq)
+        self._passed(change)
         return True
 
     def _check_same(self, change: Change) -> None:

@@ -246,7 +246,7 @@ class Writer:  # noqa: D101 - see CatalogStore.transaction
         size = 0
         for i, (dataset, pid) in enumerate(rows):
             chunk.append(pid)
-            size += len(pid) + 4
+            size += len(json.dumps(pid)) + 2
             last = i + 1 == len(rows) or rows[i + 1][0] != dataset
             if last or size >= budget:
                 self._log("replica.put", dataset, {"pids": chunk})
