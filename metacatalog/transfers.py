@@ -73,7 +73,7 @@ def complete(store: CatalogStore, dataset: str, pid: str, size: int, adler32: in
     it from the island's next replication pass, with the others landed meanwhile
     (``Writer.announce_replicas``): one change each would be synced and checked by every peer."""
     with store.transaction() as w:
-        w.put_replicas(dataset, [pid], [size], [adler32], announce=False)
+        w.put_replicas(dataset, [pid], [size], [adler32])
         w.execute("UPDATE transfers SET state='done', bytes_done=?, source=?, error='', claimed_by='', updated=?"
                   " WHERE dataset=? AND pid=?", (size, source, time.time(), dataset, pid))
 

@@ -219,20 +219,16 @@ class Writer:  # noqa: D101 - see CatalogStore.transaction
         self._upsert_island(name, http, root, time.time())
         return self._log("island.put", name, {"http": http, "root": root})
 
-    def put_replicas(self, dataset: str, pids: list[str], sizes: list[int], adlers: list[int],
-                     announce: bool = True) -> int:
-        """Replica files now held by this island, placed and verified. Without ``announce``
-        they are recorded here at once and told to peers by a later ``announce_replicas``."""
+    def put_replicas(self, dataset: str, pids: list[str], sizes: list[int], adlers: list[int]) -> None:
+        """Replica files now held by this island, placed and verified: recorded here at once,
+        told to peers by a later ``announce_replicas``."""
         now = time.time()
         island = self._store.island
         self._conn.executemany("INSERT OR REPLACE INTO replicas VALUES (?, ?, ?, ?)",
                                [(dataset, p, island, now) for p in pids])
         self._conn.executemany("INSERT OR REPLACE INTO local_files VALUES (?, ?, ?, ?, ?, ?)",
                                [(dataset, p, n, a, now, now) for p, n, a in zip(pids, sizes, adlers)])
-        if not announce:
-            self._conn.executemany("INSERT OR IGNORE INTO unannounced VALUES (?, ?)", [(dataset, p) for p in pids])
-            return 0
-        return self._log("replica.put", dataset, {"pids": pids})
+        self._conn.executemany("INSERT OR IGNORE INTO unannounced VALUES (?, ?)", [(dataset, p) for p in pids])
 
     def announce_replicas(self) -> int:
         """One ``replica.put`` per dataset for the replicas recorded without announcement and

@@ -152,7 +152,7 @@ def test_replicas_landed_together_are_announced_in_few_changes(tmp_path):
         transfers.request(store, ds, [p.pid])
         transfers.complete(store, ds, p.pid, p.num_bytes, p.adler32, "b")
     with store.transaction() as w:  # replica names of a third dataset, more than fit in one change
-        w.put_replicas("b.many", [p.pid for p in many], [1] * len(many), [1] * len(many), announce=False)
+        w.put_replicas("b.many", [p.pid for p in many], [1] * len(many), [1] * len(many))
         w.delete_replicas(sky.name, [sky.partitions[0].pid])  # evicted before it was announced
     assert len(store.changes()) == before + 1  # the eviction only
     with store.transaction() as w:

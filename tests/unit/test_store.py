@@ -1,7 +1,9 @@
+import dataclasses
 import threading
 
 import pytest
 
+import metacatalog.store as store_module
 from archipel.errors import AlreadyExists, FailedPrecondition, NotFound
 from metacatalog.model import Dataset, Partition
 from metacatalog.store import CatalogStore
@@ -95,16 +97,12 @@ def test_partition_statistics_read_again_follow_every_change(tmp_path):
 def test_partition_statistics_kept_are_bounded(tmp_path, monkeypatch):
     """Past its budget of text the store forgets the statistics it decoded, and reads them
     right again."""
-    import metacatalog.store as store_module
-
     monkeypatch.setattr(store_module, "_STATS_CHARS", 60)
     store = CatalogStore(tmp_path / "c.sqlite", "a")
     with store.transaction() as tx:
         tx.put_dataset(ds("x.one", 3))
     for _ in range(3):
         assert [p.stats for p in store.dataset("x.one").partitions] == [{"ra": [1.0, 2.0]}] * 3
-    import dataclasses
-
     many = dataclasses.replace(ds("x.two", 6), partitions=tuple(
         dataclasses.replace(p, stats={"ra": [float(i), 9.0]}) for i, p in enumerate(ds("x.two", 6).partitions)))
     with store.transaction() as tx:
